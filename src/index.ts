@@ -1,0 +1,2 @@
+// Public API of dyllm (filled in as the engine grows).
+export {};

@@ -1,0 +1,65 @@
+/**
+ * The kernel interface: the only compute the models use. Every backend (the TypeScript reference, the native
+ * addon) implements exactly these ops, and every fast backend is checked against the reference by the shared
+ * conformance suite (test/kernels.conformance.test.ts). Activations are always float32, row-major; weights keep
+ * their checkpoint dtype (bf16 stays bf16).
+ *
+ * Shape legend: M rows (tokens), K in-features, N out-features, H query heads, Hkv key/value heads, Dh head dim.
+ * Arrays may be subarray views: backends honour byteOffset and never read past `length`.
+ */
+
+/** A linear weight as PyTorch stores it: row-major [outFeatures, inFeatures], used as y = x·Wᵀ. */
+export interface HostWeight {
+  readonly dtype: 'bf16' | 'f32';
+  readonly data: Uint16Array | Float32Array; // [N, K]
+  readonly outFeatures: number; // N
+  readonly inFeatures: number; // K
+}
+
+/** A weight after `prepareWeight`: opaque to callers (a backend may repack it). */
+export interface PreparedWeight {
+  readonly dtype: 'bf16' | 'f32';
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  /** Bytes the backend holds for this weight. */
+  readonly nbytes: number;
+}
+
+export interface KernelBackend {
+  readonly name: string;
+
+  /** Take ownership of a weight; the backend may repack it and drop the host copy. */
+  prepareWeight(w: HostWeight): PreparedWeight;
+
+  /**
+   * out[M, N] = x[M, K] · Wᵀ (+ bias[N]).
+   * `xRows` (optional): use rows xRows[0..M) of x instead of rows 0..M (gathered matmul, no copy).
+   */
+  matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void;
+
+  /** out[M, D] = x / sqrt(mean(x²) + eps) · weight (statistics in fp32 or wider). out may alias x. */
+  rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void;
+
+  /**
+   * Half-split (NeoX/HF) rotary embedding, in place, on x[M, nHeads·Dh]: for each head, with h = Dh/2,
+   * (x1, x2) = (x[0..h), x[h..Dh)); out = (x1·c − x2·s, x2·c + x1·s), c/s = cos/sin[positions[m]·h + j].
+   */
+  rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void;
+
+  /**
+   * Bidirectional scaled-dot-product attention of gathered query rows against a key/value set.
+   * q[Mq, H·Dh] (post-RoPE), k/v[Mk, Hkv·Dh], out[Mq, H·Dh]; query head h uses KV head floor(h / (H/Hkv));
+   * scale 1/sqrt(Dh). keyMask[Mk] (optional): 0 hides that key from every query.
+   * lse (optional) [Mq, H]: receives the natural log-sum-exp of each row's scaled, masked scores.
+   */
+  attention(
+    q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number,
+    H: number, Hkv: number, Dh: number, keyMask: Uint8Array | null, out: Float32Array, lse?: Float32Array | null,
+  ): void;
+
+  /** out[n] = silu(gate[n]) · up[n]. out may alias gate or up. */
+  siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+
+  /** dst[n] += src[n]. */
+  add(dst: Float32Array, src: Float32Array, n: number): void;
+}

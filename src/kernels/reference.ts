@@ -1,0 +1,126 @@
+/**
+ * The reference backend: plain TypeScript, float64 accumulation, no cleverness. It is the oracle every fast
+ * backend is tested against and the fallback when the native addon cannot load. It must stay obviously correct;
+ * speed is not its job.
+ */
+import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
+
+interface RefWeight extends PreparedWeight {
+  readonly f32: Float32Array; // [N, K], widened once
+}
+
+function widen(w: HostWeight): Float32Array {
+  if (w.dtype === 'f32') return w.data as Float32Array;
+  const src = w.data as Uint16Array;
+  const out = new Float32Array(src.length);
+  const o32 = new Uint32Array(out.buffer);
+  for (let i = 0; i < src.length; i++) o32[i] = src[i] << 16;
+  return out;
+}
+
+export class ReferenceBackend implements KernelBackend {
+  readonly name = 'reference';
+
+  prepareWeight(w: HostWeight): PreparedWeight {
+    if (w.data.length !== w.outFeatures * w.inFeatures) {
+      throw new Error(`prepareWeight: data has ${w.data.length} elements, expected ${w.outFeatures}x${w.inFeatures}`);
+    }
+    const f32 = widen(w);
+    const p: RefWeight = { dtype: w.dtype, outFeatures: w.outFeatures, inFeatures: w.inFeatures, nbytes: f32.byteLength, f32 };
+    return p;
+  }
+
+  matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void {
+    const W = (w as RefWeight).f32;
+    const K = w.inFeatures;
+    const N = w.outFeatures;
+    for (let m = 0; m < M; m++) {
+      const xo = (xRows ? xRows[m] : m) * K;
+      for (let n = 0; n < N; n++) {
+        const wo = n * K;
+        let s = 0;
+        for (let k = 0; k < K; k++) s += x[xo + k] * W[wo + k];
+        out[m * N + n] = bias ? s + bias[n] : s;
+      }
+    }
+  }
+
+  rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void {
+    for (let m = 0; m < M; m++) {
+      const o = m * D;
+      let ss = 0;
+      for (let d = 0; d < D; d++) ss += x[o + d] * x[o + d];
+      const r = 1 / Math.sqrt(ss / D + eps);
+      for (let d = 0; d < D; d++) out[o + d] = x[o + d] * r * weight[d];
+    }
+  }
+
+  rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void {
+    const h = Dh >> 1;
+    for (let m = 0; m < M; m++) {
+      const t = positions[m] * h;
+      for (let hd = 0; hd < nHeads; hd++) {
+        const o = (m * nHeads + hd) * Dh;
+        for (let j = 0; j < h; j++) {
+          const c = cos[t + j];
+          const s = sin[t + j];
+          const x1 = x[o + j];
+          const x2 = x[o + h + j];
+          x[o + j] = x1 * c - x2 * s;
+          x[o + h + j] = x2 * c + x1 * s;
+        }
+      }
+    }
+  }
+
+  attention(
+    q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number,
+    H: number, Hkv: number, Dh: number, keyMask: Uint8Array | null, out: Float32Array, lse?: Float32Array | null,
+  ): void {
+    const group = H / Hkv;
+    const scale = 1 / Math.sqrt(Dh);
+    const scores = new Float64Array(Mk);
+    const acc = new Float64Array(Dh);
+    for (let i = 0; i < Mq; i++) {
+      for (let h = 0; h < H; h++) {
+        const qo = (i * H + h) * Dh;
+        const kvh = Math.floor(h / group);
+        let max = -Infinity;
+        for (let j = 0; j < Mk; j++) {
+          if (keyMask && !keyMask[j]) { scores[j] = -Infinity; continue; }
+          const ko = (j * Hkv + kvh) * Dh;
+          let s = 0;
+          for (let d = 0; d < Dh; d++) s += q[qo + d] * k[ko + d];
+          s *= scale;
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        acc.fill(0);
+        let z = 0;
+        if (max !== -Infinity) {
+          for (let j = 0; j < Mk; j++) {
+            if (scores[j] === -Infinity) continue;
+            const p = Math.exp(scores[j] - max);
+            z += p;
+            const vo = (j * Hkv + kvh) * Dh;
+            for (let d = 0; d < Dh; d++) acc[d] += p * v[vo + d];
+          }
+        }
+        const oo = (i * H + h) * Dh;
+        for (let d = 0; d < Dh; d++) out[oo + d] = z > 0 ? acc[d] / z : 0;
+        if (lse) lse[i * H + h] = z > 0 ? max + Math.log(z) : -Infinity;
+      }
+    }
+  }
+
+  siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    for (let i = 0; i < n; i++) {
+      const g = gate[i];
+      out[i] = (g / (1 + Math.exp(-g))) * up[i];
+    }
+  }
+
+  add(dst: Float32Array, src: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) dst[i] += src[i];
+  }
+}
