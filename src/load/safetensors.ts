@@ -1,0 +1,187 @@
+/**
+ * safetensors reader: header parse (8-byte LE length + JSON), strict validation of every entry against the file,
+ * and per-tensor reads straight from disk into a typed array of its own. A checkpoint is many GB, so the file is
+ * never read whole, and never into one giant Buffer or string. Shards resolve through model.safetensors.index.json.
+ */
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
+import { LoadError } from './errors.js';
+
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Absolute byte range in the file, end exclusive. */
+  readonly begin: number;
+  readonly end: number;
+  readonly file: string;
+}
+
+export type TensorData = Uint16Array | Float32Array;
+
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+const READ_CHUNK = 1 << 30; // readSync caps a single read near 2 GiB
+
+/** One .safetensors file with its validated header. */
+export class SafetensorsFile {
+  readonly tensors = new Map<string, TensorInfo>();
+  readonly metadata: Readonly<Record<string, string>>;
+
+  constructor(readonly path: string) {
+    if (!existsSync(path)) throw new LoadError(path, 'a safetensors file', 'no such file', 'check the model folder');
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      if (size < 8) throw new LoadError(path, 'at least 8 bytes (header length)', `${size} bytes`, 'the file is truncated');
+      const lenBuf = Buffer.alloc(8);
+      readSync(fd, lenBuf, 0, 8, 0);
+      const headerLen = Number(lenBuf.readBigUInt64LE(0));
+      if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
+        throw new LoadError(path, `a header length ≤ file size (${size - 8} B)`, `${headerLen} B`, 'the header length is corrupt or the file is truncated');
+      }
+      const hbuf = Buffer.alloc(headerLen);
+      readSync(fd, hbuf, 0, headerLen, 8);
+      let header: Record<string, unknown>;
+      try {
+        header = JSON.parse(hbuf.toString('utf8')) as Record<string, unknown>;
+      } catch (e) {
+        throw new LoadError(path, 'a JSON header', `unparseable JSON (${(e as Error).message})`);
+      }
+      if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+        throw new LoadError(path, 'a JSON object header', typeof header);
+      }
+      const dataStart = 8 + headerLen;
+      const dataSize = size - dataStart;
+      this.metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+      for (const [name, raw] of Object.entries(header)) {
+        if (name === '__metadata__') continue;
+        this.tensors.set(name, parseEntry(path, name, raw, dataStart, dataSize));
+      }
+      checkOverlaps(path, [...this.tensors.values()]);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Read one tensor into a fresh typed array (BF16/F16 as Uint16Array bits, F32 as Float32Array). */
+  read(name: string): TensorData {
+    const info = this.tensors.get(name);
+    if (!info) throw new LoadError(this.path, `tensor ${name}`, 'no such tensor in this file');
+    const nbytes = info.end - info.begin;
+    const buf = new ArrayBuffer(nbytes);
+    const view = new Uint8Array(buf);
+    const fd = openSync(this.path, 'r');
+    try {
+      let done = 0;
+      while (done < nbytes) {
+        const n = readSync(fd, view, done, Math.min(READ_CHUNK, nbytes - done), info.begin + done);
+        if (n <= 0) throw new LoadError(this.path, `${nbytes} bytes for ${name}`, `end of file after ${done}`, 'the file is truncated');
+        done += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return info.dtype === 'F32' ? new Float32Array(buf) : new Uint16Array(buf);
+  }
+}
+
+function parseEntry(path: string, name: string, raw: unknown, dataStart: number, dataSize: number): TensorInfo {
+  const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (!e || typeof e !== 'object') throw new LoadError(path, `an object for tensor ${name}`, JSON.stringify(raw));
+  if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
+    throw new LoadError(path, `dtype BF16, F16 or F32 for tensor ${name}`, String(e.dtype), 'convert the checkpoint to one of these dtypes');
+  }
+  const dtype = e.dtype as DType;
+  if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new LoadError(path, `a shape of non-negative integers for tensor ${name}`, JSON.stringify(e.shape));
+  }
+  const shape = e.shape as number[];
+  const off = e.data_offsets;
+  if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[1] < off[0]) {
+    throw new LoadError(path, `data_offsets [begin, end] for tensor ${name}`, JSON.stringify(off));
+  }
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const want = numel * DTYPE_BYTES[dtype];
+  if (off[1] - off[0] !== want) {
+    throw new LoadError(path, `${want} bytes for tensor ${name} (${dtype} ${JSON.stringify(shape)})`, `${off[1] - off[0]} bytes in data_offsets`, 'the header lies about this tensor');
+  }
+  if (off[1] > dataSize) {
+    throw new LoadError(path, `tensor ${name} to end within the data section (${dataSize} B)`, `end offset ${off[1]}`, 'the file is truncated');
+  }
+  return { name, dtype, shape, begin: dataStart + off[0], end: dataStart + off[1], file: path };
+}
+
+function checkOverlaps(path: string, infos: TensorInfo[]): void {
+  const sorted = [...infos].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end) {
+      throw new LoadError(path, 'non-overlapping tensor data', `${sorted[i - 1].name} and ${sorted[i].name} overlap`, 'the header is corrupt');
+    }
+  }
+}
+
+/** All tensors of a checkpoint folder: `model.safetensors`, or the shards named by `model.safetensors.index.json`. */
+export class Checkpoint {
+  private readonly byName = new Map<string, SafetensorsFile>();
+
+  constructor(readonly dir: string) {
+    const indexPath = join(dir, 'model.safetensors.index.json');
+    const singlePath = join(dir, 'model.safetensors');
+    if (existsSync(indexPath)) {
+      let index: { weight_map?: Record<string, string> };
+      try {
+        index = JSON.parse(readFileSync(indexPath, 'utf8'));
+      } catch (e) {
+        throw new LoadError(indexPath, 'valid JSON', `unparseable JSON (${(e as Error).message})`);
+      }
+      const wm = index.weight_map;
+      if (!wm || typeof wm !== 'object') throw new LoadError(indexPath, 'a "weight_map" object', JSON.stringify(Object.keys(index)));
+      const files = new Map<string, SafetensorsFile>();
+      for (const [name, file] of Object.entries(wm)) {
+        if (typeof file !== 'string' || basename(file) !== file) throw new LoadError(indexPath, `a shard file name for ${name}`, JSON.stringify(file));
+        let st = files.get(file);
+        if (!st) {
+          st = new SafetensorsFile(join(dir, file));
+          files.set(file, st);
+        }
+        if (!st.tensors.has(name)) throw new LoadError(join(dir, file), `tensor ${name} (listed in model.safetensors.index.json)`, 'no such tensor in the shard');
+        this.byName.set(name, st);
+      }
+      for (const [file, st] of files) {
+        for (const name of st.tensors.keys()) {
+          if (wm[name] !== file) throw new LoadError(join(dir, file), `only tensors the index maps to ${file}`, `${name} (index says ${wm[name] ?? 'nothing'})`);
+        }
+      }
+    } else if (existsSync(singlePath)) {
+      const st = new SafetensorsFile(singlePath);
+      for (const name of st.tensors.keys()) this.byName.set(name, st);
+    } else {
+      throw new LoadError(dir, 'model.safetensors or model.safetensors.index.json', 'neither', 'point --model at a Hugging Face model folder');
+    }
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  info(name: string): TensorInfo | undefined {
+    return this.byName.get(name)?.tensors.get(name);
+  }
+
+  read(name: string): TensorData {
+    const st = this.byName.get(name);
+    if (!st) throw new LoadError(this.dir, `tensor ${name}`, 'not in the checkpoint');
+    return st.read(name);
+  }
+
+  /** Total bytes of tensor data. */
+  nbytes(): number {
+    let n = 0;
+    for (const name of this.byName.keys()) {
+      const i = this.info(name)!;
+      n += i.end - i.begin;
+    }
+    return n;
+  }
+}
