@@ -34,23 +34,17 @@ export const dreamWeightNames: WeightNames = {
 };
 
 export const dreamPadding: PaddingRules = {
-  positions(mask, B, L) {
-    const pos = new Int32Array(B * L);
-    for (let b = 0; b < B; b++) {
-      let c = 0;
-      for (let i = 0; i < L; i++) {
-        const real = !mask || mask[b * L + i] !== 0;
-        if (real) c++;
-        // tok_idx = cumsum(mask) - 1, with pad positions set to 1 (HF generation_utils).
-        pos[b * L + i] = mask ? (real ? c - 1 : 1) : i;
-      }
+  positions(mask, L, pos) {
+    let c = 0;
+    for (let i = 0; i < L; i++) {
+      const real = !mask || mask[i] !== 0;
+      if (real) c++;
+      // tok_idx = cumsum(mask) - 1, with pad positions set to 1 (HF generation_utils).
+      pos[i] = mask ? (real ? c - 1 : 1) : i;
     }
-    return pos;
   },
-  keyMask(mask, b, L) {
-    if (!mask) return null;
-    const row = mask.subarray(b * L, (b + 1) * L);
-    return row.includes(0) ? row : null;
+  keyMask(mask) {
+    return mask && mask.includes(0) ? mask : null;
   },
   zeroPadQueries: true,
 };

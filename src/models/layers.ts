@@ -47,10 +47,10 @@ export interface WeightNames {
 
 /** Per-architecture padding rules: the only place LLaDA and Dream differ in the forward pass. */
 export interface PaddingRules {
-  /** RoPE position of every row. */
-  positions(mask: Uint8Array | null, B: number, L: number): Int32Array; // [B·L]
-  /** Key mask for sequence b (null = every key visible). */
-  keyMask(mask: Uint8Array | null, b: number, L: number): Uint8Array | null; // [L]
+  /** RoPE positions of one sequence's rows, written into pos[0, L); mask is that sequence's [L] or null. */
+  positions(mask: Uint8Array | null, L: number, pos: Int32Array): void;
+  /** Key mask of one sequence (null = every key visible). */
+  keyMask(mask: Uint8Array | null): Uint8Array | null; // [L]
   /** Whether padded query rows get a zero attention output (Dream) or attend normally (LLaDA). */
   readonly zeroPadQueries: boolean;
 }
@@ -159,8 +159,9 @@ export class Transformer implements DiffusionModel {
   forward(batch: ForwardBatch, trace?: Trace): Float32Array {
     const cfg = this.config;
     const be = this.backend;
-    const { batch: B, length: L, attentionMask: mask } = batch;
-    const T = B * L;
+    const { seqStart, attentionMask: mask } = batch;
+    const B = seqStart.length - 1;
+    const T = batch.tokens.length;
     const D = cfg.hiddenSize;
     const H = cfg.numHeads;
     const Hkv = cfg.numKvHeads;
@@ -168,10 +169,18 @@ export class Transformer implements DiffusionModel {
     const qDim = H * Dh;
     const kvDim = Hkv * Dh;
     const F = cfg.intermediateSize;
-    if (batch.tokens.length !== T) throw new RangeError(`forward: ${batch.tokens.length} tokens for a ${B}x${L} batch`);
-    if (mask && mask.length !== T) throw new RangeError(`forward: attention mask has ${mask.length} entries for a ${B}x${L} batch`);
+    if (seqStart[0] !== 0 || seqStart[B] !== T) throw new RangeError(`forward: seqStart must run from 0 to ${T}`);
+    if (mask && mask.length !== T) throw new RangeError(`forward: attention mask has ${mask.length} entries for ${T} rows`);
 
-    const positions = this.padding.positions(mask, B, L);
+    const positions = new Int32Array(T);
+    const keyMasks: (Uint8Array | null)[] = [];
+    for (let b = 0; b < B; b++) {
+      const s = seqStart[b];
+      const e = seqStart[b + 1];
+      const m = mask ? mask.subarray(s, e) : null;
+      this.padding.positions(m, e - s, positions.subarray(s, e));
+      keyMasks.push(this.padding.keyMask(m));
+    }
     let maxPos = 0;
     for (let i = 0; i < T; i++) if (positions[i] > maxPos) maxPos = positions[i];
     this.rope.ensure(maxPos + 1);
@@ -200,14 +209,16 @@ export class Transformer implements DiffusionModel {
       trace?.('q', li, q, T, qDim);
       trace?.('k', li, k, T, kvDim);
       for (let b = 0; b < B; b++) {
-        const km = this.padding.keyMask(mask, b, L);
+        const s = seqStart[b];
+        const L = seqStart[b + 1] - s;
+        const km = keyMasks[b];
         be.attention(
-          q.subarray(b * L * qDim, (b + 1) * L * qDim), L,
-          k.subarray(b * L * kvDim, (b + 1) * L * kvDim), v.subarray(b * L * kvDim, (b + 1) * L * kvDim), L,
-          H, Hkv, Dh, km, ctx.subarray(b * L * qDim, (b + 1) * L * qDim),
+          q.subarray(s * qDim, (s + L) * qDim), L,
+          k.subarray(s * kvDim, (s + L) * kvDim), v.subarray(s * kvDim, (s + L) * kvDim), L,
+          H, Hkv, Dh, km, ctx.subarray(s * qDim, (s + L) * qDim),
         );
         if (this.padding.zeroPadQueries && km) {
-          for (let i = 0; i < L; i++) if (!km[i]) ctx.fill(0, (b * L + i) * qDim, (b * L + i + 1) * qDim);
+          for (let i = 0; i < L; i++) if (!km[i]) ctx.fill(0, (s + i) * qDim, (s + i + 1) * qDim);
         }
       }
       trace?.('attn_ctx', li, ctx, T, qDim);

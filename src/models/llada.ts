@@ -45,16 +45,12 @@ function names(cfg: ModelConfig): WeightNames {
 }
 
 export const lladaPadding: PaddingRules = {
-  positions(_mask, B, L) {
-    const pos = new Int32Array(B * L);
-    for (let b = 0; b < B; b++) for (let i = 0; i < L; i++) pos[b * L + i] = i;
-    return pos;
+  positions(_mask, L, pos) {
+    for (let i = 0; i < L; i++) pos[i] = i;
   },
-  keyMask(mask, b, L) {
-    if (!mask) return null;
-    const row = mask.subarray(b * L, (b + 1) * L);
+  keyMask(mask) {
     // A mask with no zero is dropped by the HF code (no bias at all): same result, cheaper.
-    return row.includes(0) ? row : null;
+    return mask && mask.includes(0) ? mask : null;
   },
   zeroPadQueries: false,
 };

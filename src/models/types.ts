@@ -5,15 +5,25 @@
 import type { KernelBackend } from '../kernels/backend.js';
 import type { ModelConfig } from '../load/config.js';
 
-/** A batch of equal-length sequences, left-padded. Shapes: B sequences × L positions, flattened row-major. */
+/**
+ * A batch of sequences packed row after row (varlen): sequence b owns rows [seqStart[b], seqStart[b+1]).
+ * Sequences never attend to each other, so packing without padding makes a batch compute exactly what each
+ * sequence computes alone. Official-style left padding is expressed with `attentionMask` inside a sequence.
+ */
 export interface ForwardBatch {
-  readonly tokens: Int32Array; // [B·L]
-  readonly batch: number; // B
-  readonly length: number; // L
+  readonly tokens: Int32Array; // [T]
+  readonly seqStart: Int32Array; // [B+1], seqStart[0] = 0, seqStart[B] = T
   /** 1 = real token, 0 = padding; null = no padding anywhere. */
-  readonly attentionMask: Uint8Array | null; // [B·L]
-  /** Flattened rows (b·L + i) whose logits are wanted, in output order; null = every row. */
+  readonly attentionMask: Uint8Array | null; // [T]
+  /** Rows whose logits are wanted, in output order; null = every row. */
   readonly logitRows?: Int32Array | null;
+}
+
+/** Pack equal-length rows [B, L] (as the official samplers build them) into a ForwardBatch. */
+export function paddedBatch(tokens: Int32Array, B: number, L: number, attentionMask: Uint8Array | null = null, logitRows: Int32Array | null = null): ForwardBatch {
+  const seqStart = new Int32Array(B + 1);
+  for (let b = 0; b <= B; b++) seqStart[b] = b * L;
+  return { tokens, seqStart, attentionMask, logitRows };
 }
 
 /** Observes named intermediates (attn_norm, q, attn_ctx, attn_out, ffn_out, …) for parity tests. */

@@ -1,0 +1,143 @@
+/**
+ * The `dyllm` command: argv -> options -> engine -> terminal. Subcommands only consume the engine's step
+ * iterator. Exit codes: 0 ok, 1 the model or input could not be used, 2 wrong flags or values. Errors are one
+ * line on stderr (set DYLLM_DEBUG=1 for the stack).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, LoadError } from '../load/errors.js';
+import { resolveOptions } from '../engine/options.js';
+import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
+import { generate, type GenerateResult, type StepEvent } from '../engine/generate.js';
+import type { BackendName } from '../kernels/select.js';
+import { GENERATION_HELP, UsageError, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { LiveView } from './live-view.js';
+
+/** The demo model shipped in the package (models/ at the package root). */
+export const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
+
+const USAGE = `Usage: dyllm <command> [options]
+
+Commands:
+  generate [PROMPT]   denoise an answer to PROMPT (or --prompt / --prompt-ids)
+
+Run "dyllm <command> --help" for its options.`;
+
+const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
+
+  --model DIR        Hugging Face model folder (LLaDA or Dream; default: the bundled demo model)
+  --prompt TEXT      the prompt (or give it as the positional argument)
+  --prompt-ids IDS   raw comma-separated token ids (no template), for parity work
+  --chat             wrap the prompt in the model's chat template
+  --backend B        auto | native | reference (default auto)
+  --json             print exactly one JSON object on stdout
+${GENERATION_HELP}`;
+
+function modelDir(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (!existsSync(BUNDLED_MODEL)) throw new LoadError(BUNDLED_MODEL, 'the bundled demo model', 'no such folder', 'pass --model DIR');
+  return BUNDLED_MODEL;
+}
+
+function backendName(v: unknown): BackendName {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'native' || v === 'reference') return v;
+  throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
+}
+
+async function cmdGenerate(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    model: { type: 'string' },
+    prompt: { type: 'string' },
+    'prompt-ids': { type: 'string' },
+    chat: { type: 'boolean' },
+    backend: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    ...generationFlagConfig,
+  }, true);
+  if (values.help) {
+    process.stdout.write(GENERATE_HELP + '\n');
+    return;
+  }
+  if (positionals.length > 1) throw new UsageError(`expected at most one positional prompt, found ${positionals.length} (quote the prompt)`);
+  const given = [positionals.length > 0, values.prompt !== undefined, values['prompt-ids'] !== undefined].filter(Boolean).length;
+  if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS');
+  if (values['prompt-ids'] !== undefined && values.chat) throw new UsageError('--prompt-ids are raw ids: they cannot be combined with --chat');
+  const optInput = generationOptions(values);
+  const backend = backendName(values.backend);
+  const dir = modelDir(values.model);
+
+  const p = await loadPipeline(dir, { backend });
+  const options = resolveOptions(p.config.arch, optInput, p.generation);
+  const prompt = values['prompt-ids'] !== undefined
+    ? parseIdList('prompt-ids', values['prompt-ids'] as string)
+    : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true);
+
+  const live = !values.json && process.stderr.isTTY ? new LiveView(p, process.stderr) : null;
+  const it = generate(p.model, p.ids, { prompts: [prompt], options });
+  let result: GenerateResult | undefined;
+  for (;;) {
+    const r = await it.next();
+    if (r.done) {
+      result = r.value;
+      break;
+    }
+    live?.step(r.value as StepEvent);
+  }
+  live?.finish();
+  report(p, result, values.json === true);
+}
+
+function report(p: Pipeline, result: GenerateResult, json: boolean): void {
+  const tokens = result.tokens[0];
+  const text = decodeAnswer(p, tokens);
+  const s = result.stats;
+  if (json) {
+    const out = {
+      text,
+      tokens: Array.from(tokens),
+      stats: {
+        steps: s.steps,
+        nfe: s.nfe,
+        elapsed_ms: Math.round(s.elapsedMs * 1000) / 1000,
+        tokens_per_s: Math.round(s.tokensPerS * 1000) / 1000,
+        generated_tokens: s.generatedTokens,
+        salient_fraction: s.salientFraction,
+        backend: p.model.backend.name,
+      },
+    };
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+  process.stdout.write(text + '\n');
+  process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE (${p.model.backend.name})\n`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'generate':
+        await cmdGenerate(rest);
+        return 0;
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(USAGE + '\n');
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}" (expected: generate)`);
+    }
+  } catch (e) {
+    if (process.env.DYLLM_DEBUG) console.error(e);
+    const msg = (e as Error).message;
+    if (e instanceof UsageError || e instanceof ConfigError) {
+      process.stderr.write(`dyllm: ${msg}\n`);
+      return 2;
+    }
+    process.stderr.write(`dyllm: error: ${msg}\n`);
+    return 1;
+  }
+}

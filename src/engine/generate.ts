@@ -1,0 +1,367 @@
+/**
+ * The denoising loop as a step iterator. Each step runs the model once over the active sequences, hands the
+ * logits of the rows that may commit to the family's sampler (LLaDA generate.py / Dream _sample semantics), writes
+ * the committed tokens and yields a StepEvent. The CLI, server and benchmarks only consume these events.
+ *
+ * What the loop owns: the canvas (prompt + G masks per sequence), LLaDA's blocks and per-block schedule, Dream's
+ * timesteps and logit shift, the batch layout, parallel decoding, early stop and the statistics. What it does not
+ * own: which token/rows to pick (sampler/), how logits are computed (the model, or an accelerator in cache/).
+ */
+import type { DiffusionModel, ForwardBatch } from '../models/types.js';
+import { lladaSelect } from '../sampler/llada.js';
+import { dreamSelect, type DreamSequence } from '../sampler/dream.js';
+import { Rng } from '../sampler/rng.js';
+import { dreamTimesteps, lladaTransferCounts } from '../sampler/schedule.js';
+import type { Selection } from '../sampler/pick.js';
+import { ConfigError } from '../load/errors.js';
+import type { GenerateOptions } from './options.js';
+import type { SpecialIds } from './pipeline.js';
+
+/** What a step computes logits with: the dense model, or an accelerated forward holding per-request caches. */
+export interface StepForward {
+  /** Logits [logitRows, V] for `batch`; `active` are the request's sequence indices in batch order. */
+  forward(batch: ForwardBatch, active: readonly number[], step: number): Float32Array;
+  /** Per-step acceleration telemetry (null for dense). */
+  telemetry(): AccelTelemetry | null;
+}
+
+/** Recompute counts reported by accelerated forwards (cache/); dense steps report null. */
+export interface AccelTelemetry {
+  readonly method: string;
+  /** Salient (FFN-recomputed) rows per layer this step. */
+  readonly salientPerLayer: readonly number[];
+  /** FFN rows recomputed ÷ the rows a dense step computes, this step. */
+  readonly ffnFraction: number;
+  /** K/V rows recomputed ÷ dense, this step. */
+  readonly kvFraction: number;
+  /** Absolute positions per sequence whose FFN was recomputed in the last layer (for visualisation). */
+  readonly recomputed?: readonly Int32Array[];
+  readonly ffnRows: number;
+  readonly denseFfnRows: number;
+}
+
+export interface SequenceStep {
+  /** The generated region [G]; the mask id where still masked. */
+  readonly canvas: Int32Array;
+  /** Offsets in [0, G) committed this step. */
+  readonly committed: Int32Array;
+  readonly done: boolean;
+}
+
+export interface StepEvent {
+  readonly step: number; // 0-based
+  readonly maxSteps: number;
+  readonly sequences: readonly SequenceStep[];
+  readonly forwardMs: number;
+  readonly sampleMs: number;
+  /** Model evaluations so far (a CFG step counts two). */
+  readonly nfe: number;
+  readonly accel: AccelTelemetry | null;
+}
+
+export interface GenerateStats {
+  readonly steps: number;
+  readonly nfe: number;
+  readonly elapsedMs: number;
+  /** Generated tokens: G per sequence, or up to and including the end token when stopped early. */
+  readonly generatedTokens: number;
+  readonly tokensPerS: number;
+  /** FFN rows recomputed ÷ dense over the run (1 for dense). */
+  readonly salientFraction: number;
+}
+
+export interface GenerateResult {
+  /** Per sequence, the generated region [G]. */
+  readonly tokens: readonly Int32Array[];
+  readonly stats: GenerateStats;
+}
+
+export interface GenerateRequest {
+  readonly prompts: readonly (readonly number[])[];
+  readonly options: GenerateOptions;
+  /** Overrides the dense forward (acceleration); created per request. */
+  readonly stepForward?: (layout: CanvasLayout) => StepForward;
+  /** Checked between steps: true stops the loop (the result is then partial). */
+  readonly cancelled?: () => boolean;
+}
+
+/** How sequences sit in the model's rows: each owns [start, start + length) with its generation at genStart. */
+export interface CanvasLayout {
+  readonly lengths: readonly number[];
+  /** Offset of the generated region inside each sequence. */
+  readonly genStart: readonly number[];
+  readonly genLength: number;
+  /** Attention mask per sequence (left-pad layout) or null. */
+  readonly masks: readonly (Uint8Array | null)[];
+}
+
+interface Seq {
+  readonly tokens: Int32Array; // [len] prompt (+ pads) + G
+  readonly mask: Uint8Array | null;
+  readonly genStart: number;
+  readonly isPrompt: Uint8Array; // positions that were not masks at start (CFG's prompt_index)
+  done: boolean;
+  block: number; // LLaDA: current block
+  blockStep: number; // LLaDA: step inside the block
+  schedule: Int32Array; // LLaDA: counts for the current block
+  generated: number;
+}
+
+function validatePrompts(prompts: readonly (readonly number[])[], V: number, maskId: number, arch: string): void {
+  if (prompts.length === 0) throw new ConfigError('prompts: expected at least one prompt, found none');
+  prompts.forEach((p, b) => {
+    if (p.length === 0 && arch === 'dream') throw new ConfigError(`prompt ${b}: Dream needs at least one prompt token`);
+    for (const t of p) {
+      if (!Number.isSafeInteger(t) || t < 0 || t >= V) throw new ConfigError(`prompt ${b}: token id ${t} is outside the vocabulary [0, ${V})`);
+    }
+    if (p.includes(maskId)) void 0; // masks inside prompts are allowed: the samplers may fill them (generate.py)
+  });
+}
+
+/** Dense forward: the model as is. */
+export function denseStepForward(model: DiffusionModel): StepForward {
+  return { forward: (batch) => model.forward(batch), telemetry: () => null };
+}
+
+/**
+ * The denoising loop. Yields one StepEvent per step; returns the final tokens and statistics.
+ * Deterministic for a given seed, model and options (all randomness comes from one Rng).
+ */
+export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): Generator<StepEvent, GenerateResult> {
+  const cfg = model.config;
+  const o = req.options;
+  const G = o.genLength;
+  const maskId = ids.mask;
+  validatePrompts(req.prompts, cfg.vocabSize, maskId, cfg.arch);
+  const B = req.prompts.length;
+  const dream = cfg.arch === 'dream';
+  // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
+  const rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
+
+  // Canvas layout: packed (each sequence alone) or the official left padding with an attention mask.
+  const maxP = Math.max(...req.prompts.map((p) => p.length));
+  const seqs: Seq[] = req.prompts.map((p) => {
+    const pad = o.batchLayout === 'left-pad' ? maxP - p.length : 0;
+    const len = pad + p.length + G;
+    const tokens = new Int32Array(len).fill(maskId);
+    tokens.fill(ids.pad, 0, pad);
+    tokens.set(p, pad);
+    let mask: Uint8Array | null = null;
+    if (pad > 0) {
+      mask = new Uint8Array(len).fill(1);
+      mask.fill(0, 0, pad);
+    }
+    const isPrompt = new Uint8Array(len);
+    for (let i = 0; i < pad + p.length; i++) isPrompt[i] = tokens[i] !== maskId ? 1 : 0;
+    return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, block: 0, blockStep: 0, schedule: new Int32Array(0), generated: 0 };
+  });
+  const layout: CanvasLayout = { lengths: seqs.map((s) => s.tokens.length), genStart: seqs.map((s) => s.genStart), genLength: G, masks: seqs.map((s) => s.mask) };
+  const stepper = req.stepForward ? req.stepForward(layout) : denseStepForward(model);
+
+  // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
+  const numBlocks = dream ? 1 : G / o.blockLength;
+  const stepsPerBlock = dream ? o.steps : o.steps / numBlocks;
+  const timesteps = dream ? dreamTimesteps(o.steps, o.eps) : null;
+  const stopIds = new Set<number>([ids.eos, ...(ids.eot !== null ? [ids.eot] : [])]);
+  const lladaOpts = {
+    temperature: o.temperature, remasking: o.remasking, logitsEosInf: o.logitsEosInf, confidenceEosEotInf: o.confidenceEosEotInf,
+    eosId: ids.eos, eotId: ids.eot ?? ids.eos, parallelThreshold: o.parallelThreshold,
+  };
+  const dreamOpts = { temperature: o.temperature, topP: o.topP, topK: o.topK, alg: o.alg, algTemp: o.algTemp, parallelThreshold: o.parallelThreshold };
+
+  const startBlock = (s: Seq) => {
+    const from = s.genStart + s.block * o.blockLength;
+    let n = 0;
+    for (let i = from; i < from + o.blockLength; i++) if (s.tokens[i] === maskId) n++;
+    s.schedule = lladaTransferCounts(n, stepsPerBlock);
+    s.blockStep = 0;
+  };
+  if (!dream) for (const s of seqs) startBlock(s);
+
+  const t0 = performance.now();
+  let nfe = 0;
+  let ffnRows = 0;
+  let denseFfnRows = 0;
+  let step = 0;
+  for (; step < o.steps; step++) {
+    if (req.cancelled?.()) break;
+    const active: number[] = [];
+    for (let b = 0; b < B; b++) if (!seqs[b].done) active.push(b);
+    if (active.length === 0) break;
+
+    // Rows that may commit this step, and the model rows whose logits they read.
+    const cand: Int32Array[] = [];
+    for (const b of active) {
+      const s = seqs[b];
+      const end = dream ? s.tokens.length : s.genStart + (s.block + 1) * o.blockLength;
+      const c: number[] = [];
+      for (let i = 0; i < end; i++) if (s.tokens[i] === maskId) c.push(i);
+      cand.push(Int32Array.from(c));
+    }
+    const tf = performance.now();
+    const logits = runForward(stepper, seqs, active, cand, dream, o.cfgScale, maskId, step);
+    nfe += o.cfgScale > 0 ? 2 : 1;
+    const accel = stepper.telemetry();
+    if (accel) {
+      ffnRows += accel.ffnRows;
+      denseFfnRows += accel.denseFfnRows;
+    } else {
+      let rows = 0;
+      for (const b of active) rows += seqs[b].tokens.length;
+      ffnRows += rows * cfg.numLayers;
+      denseFfnRows += rows * cfg.numLayers;
+    }
+    const ts = performance.now();
+
+    // Sample.
+    const V = cfg.vocabSize;
+    let selections: Selection[];
+    if (dream) {
+      const dseqs: DreamSequence[] = [];
+      let off = 0;
+      for (const c of cand) {
+        dseqs.push({ logits: logits.subarray(off * V, (off + c.length) * V), masked: new Uint8Array(c.length).fill(1) });
+        off += c.length;
+      }
+      // Dream shares k across the batch (mean masked count): kept for the official padded layout; packed
+      // sequences each get their own k, so they compute exactly what they compute alone.
+      selections = o.batchLayout === 'left-pad'
+        ? dreamSelect({ sequences: dseqs, step, timesteps: timesteps!, options: dreamOpts, rng: rngs[active[0]] })
+        : dseqs.map((d, ai) => dreamSelect({ sequences: [d], step, timesteps: timesteps!, options: dreamOpts, rng: rngs[active[ai]] })[0]);
+    } else {
+      selections = [];
+      let off = 0;
+      active.forEach((b, ai) => {
+        const s = seqs[b];
+        const c = cand[ai];
+        const ones = new Uint8Array(c.length).fill(1);
+        selections.push(lladaSelect({ logits: logits.subarray(off * V, (off + c.length) * V), masked: ones, candidate: ones, k: s.schedule[s.blockStep], options: lladaOpts, rng: rngs[b] }));
+        off += c.length;
+      });
+    }
+
+    // Commit, advance blocks, early stop.
+    const committedByActive: Int32Array[] = [];
+    active.forEach((b, ai) => {
+      const s = seqs[b];
+      const sel = selections[ai];
+      const got: number[] = [];
+      for (let j = 0; j < sel.rows.length; j++) {
+        const pos = cand[ai][sel.rows[j]];
+        s.tokens[pos] = sel.tokens[j];
+        if (pos >= s.genStart) got.push(pos - s.genStart);
+      }
+      committedByActive.push(Int32Array.from(got));
+      if (!dream) {
+        s.blockStep++;
+        // Next block when this one is filled (early with parallel decoding) or its steps are spent.
+        while (s.block < numBlocks && (s.blockStep >= stepsPerBlock || !blockHasMask(s, o.blockLength, maskId))) {
+          s.block++;
+          if (s.block < numBlocks) startBlock(s);
+        }
+      }
+      finishIfDone(s, G, maskId, o.stopAtEos, stopIds, ids.eos);
+    });
+    const sampleMs = performance.now() - ts;
+
+    const sequences: SequenceStep[] = seqs.map((s, b) => {
+      const ai = active.indexOf(b);
+      return { canvas: s.tokens.slice(s.genStart), committed: ai >= 0 ? committedByActive[ai] : new Int32Array(0), done: s.done };
+    });
+    yield { step, maxSteps: o.steps, sequences, forwardMs: ts - tf, sampleMs, nfe, accel };
+  }
+  const elapsedMs = performance.now() - t0;
+  const generatedTokens = seqs.reduce((n, s) => n + (s.generated || G), 0);
+  return {
+    tokens: seqs.map((s) => s.tokens.slice(s.genStart)),
+    stats: {
+      steps: step,
+      nfe,
+      elapsedMs,
+      generatedTokens,
+      tokensPerS: generatedTokens / (elapsedMs / 1000),
+      salientFraction: denseFfnRows ? ffnRows / denseFfnRows : 1,
+    },
+  };
+}
+
+function blockHasMask(s: Seq, blockLength: number, maskId: number): boolean {
+  const from = s.genStart + s.block * blockLength;
+  for (let i = from; i < from + blockLength; i++) if (s.tokens[i] === maskId) return true;
+  return false;
+}
+
+/** Done when no mask is left, or (stopAtEos) an end token is decoded with every position before it committed. */
+function finishIfDone(s: Seq, G: number, maskId: number, stopAtEos: boolean, stopIds: Set<number>, eos: number): void {
+  const gen = s.tokens.subarray(s.genStart);
+  let firstMask = -1;
+  for (let i = 0; i < G; i++) {
+    if (gen[i] === maskId) {
+      firstMask = i;
+      break;
+    }
+    if (stopAtEos && stopIds.has(gen[i])) {
+      gen.fill(eos, i + 1); // positions after the end are not generated; fill them with EOS
+      s.done = true;
+      s.generated = i + 1;
+      return;
+    }
+  }
+  if (firstMask < 0) {
+    s.done = true;
+    s.generated = G;
+  }
+}
+
+/** Build the batch of active sequences (and CFG's unconditional copies) and run one forward. */
+function runForward(
+  stepper: StepForward, seqs: Seq[], active: number[], cand: Int32Array[], dream: boolean, cfgScale: number, maskId: number, step: number,
+): Float32Array {
+  const copies = cfgScale > 0 ? 2 : 1;
+  let T = 0;
+  for (const b of active) T += seqs[b].tokens.length;
+  const tokens = new Int32Array(T * copies);
+  const seqStart = new Int32Array(active.length * copies + 1);
+  const anyMask = active.some((b) => seqs[b].mask !== null);
+  const mask = anyMask ? new Uint8Array(T * copies).fill(1) : null;
+  let nRows = 0;
+  for (const c of cand) nRows += c.length;
+  const logitRows = new Int32Array(nRows * copies);
+  let row = 0;
+  let lr = 0;
+  for (let copy = 0; copy < copies; copy++) {
+    active.forEach((b, ai) => {
+      const s = seqs[b];
+      seqStart[copy * active.length + ai] = row;
+      tokens.set(s.tokens, row);
+      if (copy === 1) for (let i = 0; i < s.tokens.length; i++) if (s.isPrompt[i]) tokens[row + i] = maskId;
+      if (mask && s.mask) mask.set(s.mask, row);
+      // Dream predicts position i from the output at i − 1 (position 0 reuses its own row).
+      for (const pos of cand[ai]) logitRows[lr++] = row + (dream ? Math.max(pos - 1, 0) : pos);
+      row += s.tokens.length;
+    });
+  }
+  seqStart[active.length * copies] = row;
+  const logits = stepper.forward({ tokens, seqStart, attentionMask: mask, logitRows }, active, step);
+  if (copies === 1) return logits;
+  // Classifier-free guidance: u + (s + 1)·(c − u).
+  const half = logits.length / 2;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    const c = logits[i];
+    const u = logits[half + i];
+    out[i] = u + (cfgScale + 1) * (c - u);
+  }
+  return out;
+}
+
+/** Async wrapper: yields to the event loop between steps (Ctrl-C, timers and I/O stay responsive). */
+export async function* generate(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): AsyncGenerator<StepEvent, GenerateResult> {
+  const it = generateSteps(model, ids, req);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+    yield r.value;
+    await new Promise<void>((res) => setImmediate(res));
+  }
+}
