@@ -15,6 +15,7 @@ import { dreamTimesteps, lladaTransferCounts } from '../sampler/schedule.js';
 import type { Selection } from '../sampler/pick.js';
 import { ConfigError } from '../load/errors.js';
 import type { GenerateOptions } from './options.js';
+import { dyllmStepForward, type AccelOptions } from './accel.js';
 import type { SpecialIds } from './pipeline.js';
 
 /** What a step computes logits with: the dense model, or an accelerated forward holding per-request caches. */
@@ -79,7 +80,9 @@ export interface GenerateResult {
 export interface GenerateRequest {
   readonly prompts: readonly (readonly number[])[];
   readonly options: GenerateOptions;
-  /** Overrides the dense forward (acceleration); created per request. */
+  /** Acceleration (default none: the dense forward). */
+  readonly accel?: AccelOptions;
+  /** Overrides the forward entirely (custom acceleration methods); created per request. */
   readonly stepForward?: (layout: CanvasLayout) => StepForward;
   /** Checked between steps: true stops the loop (the result is then partial). */
   readonly cancelled?: () => boolean;
@@ -156,7 +159,14 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
     return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, block: 0, blockStep: 0, schedule: new Int32Array(0), generated: 0 };
   });
   const layout: CanvasLayout = { lengths: seqs.map((s) => s.tokens.length), genStart: seqs.map((s) => s.genStart), genLength: G, masks: seqs.map((s) => s.mask) };
-  const stepper = req.stepForward ? req.stepForward(layout) : denseStepForward(model);
+  if (req.accel && req.accel.method !== 'none' && o.cfgScale > 0) {
+    throw new ConfigError('accel: classifier-free guidance with cached acceleration is not supported; use --accel none with --cfg-scale');
+  }
+  const stepper = req.stepForward
+    ? req.stepForward(layout)
+    : req.accel && req.accel.method === 'dyllm'
+      ? dyllmStepForward(model, layout, req.accel)
+      : denseStepForward(model);
 
   // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
   const numBlocks = dream ? 1 : G / o.blockLength;

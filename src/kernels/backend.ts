@@ -57,6 +57,19 @@ export interface KernelBackend {
     H: number, Hkv: number, Dh: number, keyMask: Uint8Array | null, out: Float32Array, lse?: Float32Array | null,
   ): void;
 
+  /**
+   * DyLLM's approximate context update for every query row: ctx[i] += Σ_c softmax(q_i·Kᵀ·scale)[cols[c]] · dv[c],
+   * the softmax normalised over ALL Mk keys (current K, keyMask applied) but only the listed columns contributing.
+   * q[Mq, H·Dh], k[Mk, Hkv·Dh], cols[nc] key indices, dv[nc, Hkv·Dh], ctx[Mq, H·Dh] updated in place.
+   */
+  attentionDelta(
+    q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
+  ): void;
+
+  /** out[m] = cos(a[m], b[m]) over D, fp32-or-wider statistics: dot·rsqrt(max(|a|²,1e-8))·rsqrt(max(|b|²,1e-8)). */
+  cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void;
+
   /** out[n] = silu(gate[n]) · up[n]. out may alias gate or up. */
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
 

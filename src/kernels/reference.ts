@@ -113,6 +113,58 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
+  attentionDelta(
+    q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
+  ): void {
+    const group = H / Hkv;
+    const scale = 1 / Math.sqrt(Dh);
+    const nc = cols.length;
+    const scores = new Float64Array(Mk);
+    for (let i = 0; i < Mq; i++) {
+      for (let h = 0; h < H; h++) {
+        const qo = (i * H + h) * Dh;
+        const kvh = Math.floor(h / group);
+        let max = -Infinity;
+        for (let j = 0; j < Mk; j++) {
+          if (keyMask && !keyMask[j]) { scores[j] = -Infinity; continue; }
+          const ko = (j * Hkv + kvh) * Dh;
+          let s = 0;
+          for (let d = 0; d < Dh; d++) s += q[qo + d] * k[ko + d];
+          scores[j] = s * scale;
+          if (scores[j] > max) max = scores[j];
+        }
+        if (max === -Infinity) continue;
+        let z = 0;
+        for (let j = 0; j < Mk; j++) if (scores[j] !== -Infinity) z += Math.exp(scores[j] - max);
+        const oo = (i * H + h) * Dh;
+        for (let c = 0; c < nc; c++) {
+          const sc = scores[cols[c]];
+          if (sc === -Infinity) continue;
+          const p = Math.exp(sc - max) / z;
+          const vo = (c * Hkv + kvh) * Dh;
+          for (let d = 0; d < Dh; d++) ctx[oo + d] += p * dv[vo + d];
+        }
+      }
+    }
+  }
+
+  cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {
+    for (let m = 0; m < M; m++) {
+      let dot = 0;
+      let aa = 0;
+      let bb = 0;
+      for (let d = 0; d < D; d++) {
+        const x = a[m * D + d];
+        const y = b[m * D + d];
+        dot += x * y;
+        aa += x * x;
+        bb += y * y;
+      }
+      out[m] = (dot / Math.sqrt(Math.max(aa, 1e-8))) / Math.sqrt(Math.max(bb, 1e-8));
+    }
+  }
+
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
     for (let i = 0; i < n; i++) {
       const g = gate[i];

@@ -9,6 +9,8 @@
 import type { HostWeight, KernelBackend, PreparedWeight } from '../kernels/backend.js';
 import type { ModelConfig } from '../load/config.js';
 import type { WeightStore } from '../load/weights.js';
+import type { RecomputePlan, StepCounts } from '../cache/plan.js';
+import { forwardPlanned } from './sparse-forward.js';
 import type { DiffusionModel, ForwardBatch, Trace } from './types.js';
 
 export interface LayerWeights {
@@ -154,6 +156,10 @@ export class Transformer implements DiffusionModel {
     let n = weights.embed.data.byteLength + weights.head.nbytes;
     for (const l of weights.layers) n += l.wq.nbytes + l.wk.nbytes + l.wv.nbytes + l.wo.nbytes + l.gate.nbytes + l.up.nbytes + l.down.nbytes;
     this.weightBytes = n;
+  }
+
+  forwardPlanned(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
+    return forwardPlanned(this, batch, plan, counts);
   }
 
   forward(batch: ForwardBatch, trace?: Trace): Float32Array {

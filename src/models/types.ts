@@ -2,6 +2,7 @@
  * The model contract. A model is a pure function of its weights and the inputs the caller passes: token ids,
  * the padding mask and which rows need logits. It holds no per-request state; caches belong to the caller.
  */
+import type { RecomputePlan, StepCounts } from '../cache/plan.js';
 import type { KernelBackend } from '../kernels/backend.js';
 import type { ModelConfig } from '../load/config.js';
 
@@ -34,6 +35,12 @@ export interface DiffusionModel {
   readonly backend: KernelBackend;
   /** Logits [rows, V] for the requested rows (all rows when logitRows is null), unshifted. */
   forward(batch: ForwardBatch, trace?: Trace): Float32Array;
+  /**
+   * A cached step under a RecomputePlan (DyLLM mechanism): reads/writes the plan's per-layer caches, recomputes
+   * only what the plan and its policy select, and adds what it recomputed to `counts`. Logits for
+   * batch.logitRows, which must be query rows of the plan.
+   */
+  forwardPlanned(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array;
   /** Bytes of weights held by the backend. */
   readonly weightBytes: number;
 }

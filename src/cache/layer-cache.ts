@@ -1,0 +1,47 @@
+/**
+ * Per-sequence, per-layer activation caches of DyLLM (dyllm-algorithm.md §2): for every position of one
+ * sequence and every layer, K (after RoPE), V, the attention context C (heads concatenated, before the output
+ * projection) and the FFN output F. The model reads and writes them under a RecomputePlan; this module only owns
+ * the storage and its size. Stored in fp32 (the engine's activation dtype).
+ */
+import type { ModelConfig } from '../load/config.js';
+
+export interface LayerStore {
+  readonly k: Float32Array; // [N, Hkv·Dh] post-RoPE keys
+  readonly v: Float32Array; // [N, Hkv·Dh]
+  readonly c: Float32Array; // [N, H·Dh] attention context before o_proj
+  readonly f: Float32Array; // [N, D] FFN (down-projection) output
+}
+
+export class SequenceCache {
+  readonly layers: LayerStore[];
+  /** Tokens at the last forward (to find the positions committed since). */
+  readonly lastTokens: Int32Array;
+  /** Whether the caches hold a full dense pass yet. */
+  filled = false;
+
+  constructor(readonly cfg: ModelConfig, readonly length: number) {
+    const kv = cfg.numKvHeads * cfg.headDim;
+    const q = cfg.numHeads * cfg.headDim;
+    this.layers = Array.from({ length: cfg.numLayers }, () => ({
+      k: new Float32Array(length * kv),
+      v: new Float32Array(length * kv),
+      c: new Float32Array(length * q),
+      f: new Float32Array(length * cfg.hiddenSize),
+    }));
+    this.lastTokens = new Int32Array(length).fill(-1);
+  }
+
+  nbytes(): number {
+    return this.length * cacheBytesPerToken(this.cfg);
+  }
+}
+
+/**
+ * Cache bytes per token over all layers: L · (2·Hkv·Dh + H·Dh + D) fp32 values — the spec's per-layer
+ * `2d/g + 2d` elements (d = H·Dh = D, g = H/Hkv) at 4 bytes each.
+ */
+export function cacheBytesPerToken(cfg: ModelConfig): number {
+  const perLayer = 2 * cfg.numKvHeads * cfg.headDim + cfg.numHeads * cfg.headDim + cfg.hiddenSize;
+  return cfg.numLayers * perLayer * 4;
+}

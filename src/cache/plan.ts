@@ -1,0 +1,45 @@
+/**
+ * RecomputePlan: what the model must recompute in one cached step, decided outside the model. Per sequence it
+ * names the query rows R and the salient set entering layer 0; a SaliencyPolicy picks each layer's salient set
+ * from the cosine of new versus cached contexts. The model obeys the plan (models/sparse-forward.ts); policies
+ * (cache/saliency.ts) never touch activations.
+ */
+import type { SequenceCache } from './layer-cache.js';
+
+export interface SequencePlan {
+  readonly cache: SequenceCache;
+  /** Query rows R: positions, ascending. */
+  readonly rows: Int32Array;
+  /** A_in(0): positions (a subset of rows) whose K/V and exact attention are recomputed in layer 0. */
+  readonly salientIn: Int32Array;
+}
+
+export interface SaliencyPolicy {
+  readonly name: string;
+  /**
+   * Every query row salient in every layer, layer 0 included: K/V, exact attention and FFN for all rows. With
+   * R = all positions this computes exactly the dense forward (and is how dense steps fill the caches).
+   */
+  readonly forceAll: boolean;
+  /** A_out(l): indices (into the step's concatenated query rows) of rows to treat as salient, ascending. */
+  select(layer: number, cos: Float32Array, n: number): Int32Array;
+}
+
+export interface RecomputePlan {
+  readonly sequences: readonly SequencePlan[];
+  readonly policy: SaliencyPolicy;
+}
+
+/** What a cached step actually recomputed (summed over the batch). */
+export interface StepCounts {
+  /** |A_out(l)| per layer. */
+  readonly salientPerLayer: number[];
+  /** Σ_l |A_in(l)|: rows whose K/V were recomputed. */
+  kvRows: number;
+  /** Σ_l |A_out(l)|: rows whose FFN was recomputed. */
+  ffnRows: number;
+  /** Σ_l |R|: query rows. */
+  queryRows: number;
+  /** Per sequence, positions salient in the last layer. */
+  recomputed: Int32Array[];
+}

@@ -1,0 +1,113 @@
+/**
+ * Acceleration as a StepForward: it owns a request's per-sequence caches and the step schedule, builds a
+ * RecomputePlan each step and lets the model obey it. DyLLM (dyllm-algorithm.md §4): `fullSteps` dense warm-up
+ * steps fill the caches; every later step is sparse, with response-only query rows except every
+ * `promptPeriod`-th step, and layer 0's salient set = the positions committed in the previous step.
+ */
+import { cacheBytesPerToken, SequenceCache } from '../cache/layer-cache.js';
+import type { RecomputePlan, SaliencyPolicy, SequencePlan, StepCounts } from '../cache/plan.js';
+import { cosineThreshold, recomputeAll } from '../cache/saliency.js';
+import type { Architecture, ModelConfig } from '../load/config.js';
+import { ConfigError } from '../load/errors.js';
+import type { DiffusionModel, ForwardBatch } from '../models/types.js';
+import type { AccelTelemetry, CanvasLayout, StepForward } from './generate.js';
+
+export type AccelMethod = 'none' | 'dyllm';
+
+export interface AccelOptions {
+  readonly method: AccelMethod;
+  /** τ: a row is salient when cos(new, cached context) < τ. */
+  readonly threshold: number;
+  /** Dense warm-up steps (paper: T_full = 4). */
+  readonly fullSteps: number;
+  /** Every promptPeriod-th step also queries the prompt rows (official code: 4). */
+  readonly promptPeriod: number;
+  /** Testing hook: every position is a query row and salient in every layer (≡ dense). */
+  readonly allSalient: boolean;
+}
+
+export type AccelOptionsInput = Partial<{ -readonly [K in keyof AccelOptions]: AccelOptions[K] }>;
+
+/** The paper's fast settings: τ 0.99 for LLaDA, 0.995 for Dream. */
+export const DEFAULT_THRESHOLD: Readonly<Record<Architecture, number>> = { llada: 0.99, dream: 0.995 };
+
+export function resolveAccel(arch: Architecture, input: AccelOptionsInput): AccelOptions {
+  const method = input.method ?? 'none';
+  if (method !== 'none' && method !== 'dyllm') throw new ConfigError(`accel: expected none or dyllm, found ${JSON.stringify(method)}`);
+  const threshold = input.threshold ?? DEFAULT_THRESHOLD[arch];
+  if (typeof threshold !== 'number' || !Number.isFinite(threshold) || threshold <= -1 || threshold > 1.5) {
+    throw new ConfigError(`threshold: expected a number in (-1, 1.5], found ${JSON.stringify(threshold)}`);
+  }
+  const fullSteps = input.fullSteps ?? 4;
+  if (!Number.isSafeInteger(fullSteps) || fullSteps < 1) throw new ConfigError(`fullSteps: expected an integer ≥ 1, found ${JSON.stringify(fullSteps)}`);
+  const promptPeriod = input.promptPeriod ?? 4;
+  if (!Number.isSafeInteger(promptPeriod) || promptPeriod < 1) throw new ConfigError(`promptPeriod: expected an integer ≥ 1, found ${JSON.stringify(promptPeriod)}`);
+  return Object.freeze({ method, threshold, fullSteps, promptPeriod, allSalient: input.allSalient ?? false });
+}
+
+/** Cache bytes per token of a model under DyLLM (all layers). */
+export function dyllmCacheBytesPerToken(cfg: ModelConfig): number {
+  return cacheBytesPerToken(cfg);
+}
+
+/** The DyLLM StepForward for one request. */
+export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, opts: AccelOptions): StepForward {
+  const cfg = model.config;
+  const caches = layout.lengths.map((n) => new SequenceCache(cfg, n));
+  const policy: SaliencyPolicy = cosineThreshold(opts.threshold);
+  let last: AccelTelemetry | null = null;
+  let p = 0; // 1-based count of forwards (the official processed_steps)
+
+  return {
+    forward(batch: ForwardBatch, active: readonly number[]): Float32Array {
+      p++;
+      const dense = opts.allSalient || p <= opts.fullSteps;
+      const queryAll = dense || p % opts.promptPeriod === 0;
+      const seqs: SequencePlan[] = [];
+      let denseRows = 0;
+      active.forEach((b, ai) => {
+        const s = batch.seqStart[ai];
+        const N = batch.seqStart[ai + 1] - s;
+        const tokens = batch.tokens.subarray(s, s + N);
+        const cache = caches[b];
+        const g0 = layout.genStart[b];
+        denseRows += N;
+        let rows: Int32Array;
+        if (queryAll) {
+          rows = iota(0, N);
+        } else {
+          // Response rows, plus any row whose logits the sampler reads (Dream's shift reads row g0 − 1).
+          const set = new Set<number>();
+          for (let i = g0; i < N; i++) set.add(i);
+          if (batch.logitRows) for (const r of batch.logitRows) if (r >= s && r < s + N) set.add(r - s);
+          rows = Int32Array.from([...set].sort((x, y) => x - y));
+        }
+        const changed: number[] = [];
+        if (!dense) for (let i = g0; i < N; i++) if (tokens[i] !== cache.lastTokens[i]) changed.push(i);
+        cache.lastTokens.set(tokens);
+        seqs.push({ cache, rows, salientIn: Int32Array.from(changed) });
+      });
+      const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy };
+      const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
+      const logits = model.forwardPlanned(batch, plan, counts);
+      const denseTotal = denseRows * cfg.numLayers;
+      last = {
+        method: dense ? 'dyllm-dense' : 'dyllm',
+        salientPerLayer: counts.salientPerLayer,
+        ffnFraction: counts.ffnRows / denseTotal,
+        kvFraction: counts.kvRows / denseTotal,
+        ffnRows: counts.ffnRows,
+        denseFfnRows: denseTotal,
+        recomputed: counts.recomputed.map((r, ai) => Int32Array.from([...r].filter((x) => x >= layout.genStart[active[ai]]).map((x) => x - layout.genStart[active[ai]]))),
+      };
+      return logits;
+    },
+    telemetry: () => last,
+  };
+}
+
+function iota(from: number, to: number): Int32Array {
+  const a = new Int32Array(to - from);
+  for (let i = 0; i < a.length; i++) a[i] = from + i;
+  return a;
+}

@@ -1,0 +1,236 @@
+/**
+ * The cached forward pass that DyLLM-style plans drive (dyllm-algorithm.md §5–§7): one step over the query rows R
+ * of each sequence, reading and writing the per-layer caches. Per layer: residual and norm for all R rows, Q for
+ * all R rows, K/V and exact attention only for the layer's input salient set A_in, the approximate context
+ * C_old + S·ΔV (current softmax over all keys) for every other row, the cosine test that picks A_out through the
+ * plan's policy, o_proj for all rows, and the FFN only for A_out (others reuse F). The one-layer lag is
+ * A_in(l+1) = A_out(l). With the recompute-all policy and R = every position this is exactly the dense forward.
+ *
+ * Legend: R = Σ|R_b| query rows of the step, N_b = sequence length, D, H, Hkv, Dh, F, V as in layers.ts.
+ */
+import type { RecomputePlan, StepCounts } from '../cache/plan.js';
+import { embedTokens, type Transformer } from './layers.js';
+import type { ForwardBatch } from './types.js';
+
+export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
+  const cfg = tf.config;
+  const be = tf.backend;
+  const { seqStart, attentionMask: mask } = batch;
+  const B = seqStart.length - 1;
+  const D = cfg.hiddenSize;
+  const H = cfg.numHeads;
+  const Hkv = cfg.numKvHeads;
+  const Dh = cfg.headDim;
+  const qDim = H * Dh;
+  const kvDim = Hkv * Dh;
+  const F = cfg.intermediateSize;
+  const policy = plan.policy;
+  if (plan.sequences.length !== B) throw new RangeError(`forwardPlanned: plan has ${plan.sequences.length} sequences, batch ${B}`);
+
+  // Query rows of all sequences, concatenated: rowOff[b] .. rowOff[b+1].
+  const rowOff = new Int32Array(B + 1);
+  for (let b = 0; b < B; b++) rowOff[b + 1] = rowOff[b] + plan.sequences[b].rows.length;
+  const R = rowOff[B];
+  const rowPos = new Int32Array(R); // RoPE position of each query row
+  const rowTok = new Int32Array(R);
+  const keyMasks: (Uint8Array | null)[] = [];
+  let maxPos = 0;
+  for (let b = 0; b < B; b++) {
+    const s = seqStart[b];
+    const N = seqStart[b + 1] - s;
+    const sp = plan.sequences[b];
+    if (sp.cache.length !== N) throw new RangeError(`forwardPlanned: cache of sequence ${b} holds ${sp.cache.length} positions, batch ${N}`);
+    const m = mask ? mask.subarray(s, s + N) : null;
+    const pos = new Int32Array(N);
+    tf.padding.positions(m, N, pos);
+    keyMasks.push(tf.padding.keyMask(m));
+    for (let i = 0; i < sp.rows.length; i++) {
+      const p = sp.rows[i];
+      rowPos[rowOff[b] + i] = pos[p];
+      rowTok[rowOff[b] + i] = batch.tokens[s + p];
+      if (pos[p] > maxPos) maxPos = pos[p];
+    }
+  }
+  tf.rope.ensure(maxPos + 1);
+
+  // A_in(0) as indices into the query rows.
+  let salient = toRowIndices(plan, rowOff, (b) => plan.sequences[b].salientIn);
+  if (policy.forceAll) salient = iota(R);
+
+  const res = new Float32Array(R * D); // [R, D] residual stream, recomputed every step
+  const x = new Float32Array(R * D); // [R, D] layer input (F_{l-1}[R])
+  const h = new Float32Array(R * D); // [R, D]
+  const q = new Float32Array(R * qDim); // [R, H·Dh]
+  const ctx = new Float32Array(R * qDim); // [R, H·Dh]
+  const cos = new Float32Array(R);
+  const o = new Float32Array(R * D);
+  embedTokens(tf.weights.embed, rowTok, res);
+
+  for (let li = 0; li < tf.weights.layers.length; li++) {
+    const w = tf.weights.layers[li];
+    if (li > 0) be.add(res, x, R * D);
+    be.rmsnorm(res, R, D, w.attnNorm, cfg.rmsNormEps, h);
+    be.matmul(h, R, w.wq, q, w.bq);
+    be.rope(q, R, H, Dh, rowPos, tf.rope.cos, tf.rope.sin);
+
+    // K/V for A_in rows; ΔV against the old cached values, then overwrite the caches.
+    const nIn = salient.length;
+    const kNew = new Float32Array(nIn * kvDim);
+    const vNew = new Float32Array(nIn * kvDim);
+    if (nIn > 0) {
+      be.matmul(h, nIn, w.wk, kNew, w.bk, salient);
+      be.matmul(h, nIn, w.wv, vNew, w.bv, salient);
+      const inPos = new Int32Array(nIn);
+      for (let j = 0; j < nIn; j++) inPos[j] = rowPos[salient[j]];
+      be.rope(kNew, nIn, Hkv, Dh, inPos, tf.rope.cos, tf.rope.sin);
+    }
+    counts.kvRows += nIn;
+    counts.queryRows += R;
+
+    let j0 = 0; // cursor into `salient` (ascending, grouped by sequence)
+    for (let b = 0; b < B; b++) {
+      const store = plan.sequences[b].cache.layers[li];
+      const rows = plan.sequences[b].rows;
+      const N = plan.sequences[b].cache.length;
+      const r0 = rowOff[b];
+      const nR = rowOff[b + 1] - r0;
+      let j1 = j0;
+      while (j1 < nIn && salient[j1] < rowOff[b + 1]) j1++;
+      const nb = j1 - j0;
+      const cols = new Int32Array(nb); // key positions of this sequence's A_in
+      const dv = new Float32Array(nb * kvDim);
+      for (let j = 0; j < nb; j++) {
+        const p = rows[salient[j0 + j] - r0];
+        cols[j] = p;
+        const src = (j0 + j) * kvDim;
+        for (let d = 0; d < kvDim; d++) dv[j * kvDim + d] = vNew[src + d] - store.v[p * kvDim + d];
+        store.k.set(kNew.subarray(src, src + kvDim), p * kvDim);
+        store.v.set(vNew.subarray(src, src + kvDim), p * kvDim);
+      }
+      const qb = q.subarray(r0 * qDim, (r0 + nR) * qDim);
+      const cb = ctx.subarray(r0 * qDim, (r0 + nR) * qDim);
+      const km = keyMasks[b];
+      if (policy.forceAll) {
+        be.attention(qb, nR, store.k, store.v, N, H, Hkv, Dh, km, cb);
+      } else {
+        // Approximate rows: C_old + S·ΔV; then exact attention for the A_in rows.
+        for (let i = 0; i < nR; i++) cb.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
+        if (nb > 0) be.attentionDelta(qb, nR, store.k, N, H, Hkv, Dh, km, cols, dv, cb);
+        if (nb > 0) {
+          const qe = new Float32Array(nb * qDim);
+          const ce = new Float32Array(nb * qDim);
+          for (let j = 0; j < nb; j++) qe.set(q.subarray(salient[j0 + j] * qDim, (salient[j0 + j] + 1) * qDim), j * qDim);
+          be.attention(qe, nb, store.k, store.v, N, H, Hkv, Dh, km, ce);
+          for (let j = 0; j < nb; j++) ctx.set(ce.subarray(j * qDim, (j + 1) * qDim), salient[j0 + j] * qDim);
+        }
+        const old = new Float32Array(nR * qDim);
+        for (let i = 0; i < nR; i++) old.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
+        be.cosineRows(cb, old, nR, qDim, cos.subarray(r0, r0 + nR));
+      }
+      if (tf.padding.zeroPadQueries && km) {
+        for (let i = 0; i < nR; i++) if (!km[rows[i]]) cb.fill(0, i * qDim, (i + 1) * qDim);
+      }
+      for (let i = 0; i < nR; i++) store.c.set(cb.subarray(i * qDim, (i + 1) * qDim), rows[i] * qDim);
+      j0 = j1;
+    }
+
+    // A_out(l) from the policy; it is also A_in(l+1).
+    const out = policy.forceAll ? salient : policy.select(li, cos, R);
+    counts.salientPerLayer[li] += out.length;
+    counts.ffnRows += out.length;
+
+    be.matmul(ctx, R, w.wo, o);
+    be.add(res, o, R * D);
+    be.rmsnorm(res, R, D, w.ffnNorm, cfg.rmsNormEps, h);
+    const nOut = out.length;
+    if (nOut > 0) {
+      const g = new Float32Array(nOut * F);
+      const u = new Float32Array(nOut * F);
+      const f = new Float32Array(nOut * D);
+      be.matmul(h, nOut, w.gate, g, null, out);
+      be.matmul(h, nOut, w.up, u, null, out);
+      be.siluMul(g, u, nOut * F, g);
+      be.matmul(g, nOut, w.down, f);
+      let b = 0;
+      for (let j = 0; j < nOut; j++) {
+        while (out[j] >= rowOff[b + 1]) b++;
+        const p = plan.sequences[b].rows[out[j] - rowOff[b]];
+        plan.sequences[b].cache.layers[li].f.set(f.subarray(j * D, (j + 1) * D), p * D);
+      }
+    }
+    // Layer output for every query row: fresh F for A_out, cached F for the rest.
+    for (let b = 0; b < B; b++) {
+      const fcache = plan.sequences[b].cache.layers[li].f;
+      const rows = plan.sequences[b].rows;
+      for (let i = 0; i < rows.length; i++) x.set(fcache.subarray(rows[i] * D, (rows[i] + 1) * D), (rowOff[b] + i) * D);
+    }
+    if (li === tf.weights.layers.length - 1) {
+      counts.recomputed = splitBySequence(out, rowOff, plan);
+    }
+    salient = out;
+  }
+  be.add(res, x, R * D);
+
+  // Final norm and LM head only for the rows whose logits are wanted (they must be query rows).
+  const want = batch.logitRows ?? null;
+  const nL = want ? want.length : R;
+  const sel = new Int32Array(nL);
+  if (want) {
+    for (let j = 0; j < nL; j++) {
+      let b = 0;
+      while (want[j] >= seqStart[b + 1]) b++;
+      const p = want[j] - seqStart[b];
+      const idx = binarySearch(plan.sequences[b].rows, p);
+      if (idx < 0) throw new RangeError(`forwardPlanned: logits wanted for position ${p} of sequence ${b}, which is not a query row`);
+      sel[j] = rowOff[b] + idx;
+    }
+  } else {
+    for (let j = 0; j < nL; j++) sel[j] = j;
+  }
+  const hn = new Float32Array(nL * D);
+  for (let j = 0; j < nL; j++) hn.set(res.subarray(sel[j] * D, (sel[j] + 1) * D), j * D);
+  be.rmsnorm(hn, nL, D, tf.weights.finalNorm, cfg.rmsNormEps, hn);
+  const logits = new Float32Array(nL * cfg.vocabSize);
+  be.matmul(hn, nL, tf.weights.head, logits);
+  return logits;
+}
+
+function iota(n: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  return a;
+}
+
+function binarySearch(a: Int32Array, v: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] === v) return mid;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/** Positions of each sequence -> ascending indices into the concatenated query rows. */
+function toRowIndices(plan: RecomputePlan, rowOff: Int32Array, pick: (b: number) => Int32Array): Int32Array {
+  const out: number[] = [];
+  plan.sequences.forEach((sp, b) => {
+    const ps = [...pick(b)].sort((x, y) => x - y);
+    for (const p of ps) {
+      const i = binarySearch(sp.rows, p);
+      if (i < 0) throw new RangeError(`forwardPlanned: salient position ${p} of sequence ${b} is not a query row`);
+      out.push(rowOff[b] + i);
+    }
+  });
+  return Int32Array.from(out);
+}
+
+function splitBySequence(rowsIdx: Int32Array, rowOff: Int32Array, plan: RecomputePlan): Int32Array[] {
+  return plan.sequences.map((sp, b) => {
+    const out: number[] = [];
+    for (const r of rowsIdx) if (r >= rowOff[b] && r < rowOff[b + 1]) out.push(sp.rows[r - rowOff[b]]);
+    return Int32Array.from(out);
+  });
+}
