@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { GenerateOptionsInput } from '../engine/options.js';
+import type { AccelOptionsInput } from '../engine/accel.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -95,3 +96,26 @@ export const GENERATION_HELP = `Generation options:
   --parallel-threshold C    also commit every candidate with confidence >= C
   --stop-at-eos             finish once an end token is decoded with everything before it committed
   --batch-layout L          packed (default) | left-pad (the official samplers' padded batch)`;
+
+export const accelFlagConfig: NonNullable<ParseArgsConfig['options']> = {
+  accel: { type: 'string' },
+  threshold: { type: 'string' },
+  'full-steps': { type: 'string' },
+  'prompt-period': { type: 'string' },
+};
+
+/** Acceleration options set on the command line. */
+export function accelOptions(values: Record<string, unknown>): AccelOptionsInput {
+  const out: Record<string, unknown> = {};
+  if (typeof values.accel === 'string') out.method = values.accel;
+  if (typeof values.threshold === 'string') out.threshold = toNumber('threshold', values.threshold, 'num');
+  if (typeof values['full-steps'] === 'string') out.fullSteps = toNumber('full-steps', values['full-steps'], 'int');
+  if (typeof values['prompt-period'] === 'string') out.promptPeriod = toNumber('prompt-period', values['prompt-period'], 'int');
+  return out as AccelOptionsInput;
+}
+
+export const ACCEL_HELP = `Acceleration:
+  --accel M                 none (default) | dyllm
+  --threshold T             DyLLM cosine threshold τ (default 0.99 LLaDA, 0.995 Dream)
+  --full-steps N            DyLLM dense warm-up steps (default 4)
+  --prompt-period N         DyLLM: query the prompt rows every N-th step (default 4)`;

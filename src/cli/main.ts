@@ -10,7 +10,8 @@ import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
-import { GENERATION_HELP, UsageError, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
 
 /** The demo model shipped in the package (models/ at the package root). */
@@ -31,7 +32,8 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --chat             wrap the prompt in the model's chat template
   --backend B        auto | native | reference (default auto)
   --json             print exactly one JSON object on stdout
-${GENERATION_HELP}`;
+${GENERATION_HELP}
+${ACCEL_HELP}`;
 
 function modelDir(v: unknown): string {
   if (typeof v === 'string') return v;
@@ -55,6 +57,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
     ...generationFlagConfig,
+    ...accelFlagConfig,
   }, true);
   if (values.help) {
     process.stdout.write(GENERATE_HELP + '\n');
@@ -65,17 +68,19 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS');
   if (values['prompt-ids'] !== undefined && values.chat) throw new UsageError('--prompt-ids are raw ids: they cannot be combined with --chat');
   const optInput = generationOptions(values);
+  const accelInput = accelOptions(values);
   const backend = backendName(values.backend);
   const dir = modelDir(values.model);
 
   const p = await loadPipeline(dir, { backend });
   const options = resolveOptions(p.config.arch, optInput, p.generation);
+  const accel = resolveAccel(p.config.arch, accelInput);
   const prompt = values['prompt-ids'] !== undefined
     ? parseIdList('prompt-ids', values['prompt-ids'] as string)
     : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true);
 
   const live = !values.json && process.stderr.isTTY ? new LiveView(p, process.stderr) : null;
-  const it = generate(p.model, p.ids, { prompts: [prompt], options });
+  const it = generate(p.model, p.ids, { prompts: [prompt], options, accel });
   let result: GenerateResult | undefined;
   for (;;) {
     const r = await it.next();
@@ -86,10 +91,10 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     live?.step(r.value as StepEvent);
   }
   live?.finish();
-  report(p, result, values.json === true);
+  report(p, result, accel, values.json === true);
 }
 
-function report(p: Pipeline, result: GenerateResult, json: boolean): void {
+function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: boolean): void {
   const tokens = result.tokens[0];
   const text = decodeAnswer(p, tokens);
   const s = result.stats;
@@ -104,6 +109,10 @@ function report(p: Pipeline, result: GenerateResult, json: boolean): void {
         tokens_per_s: Math.round(s.tokensPerS * 1000) / 1000,
         generated_tokens: s.generatedTokens,
         salient_fraction: s.salientFraction,
+        kv_fraction: s.kvFraction,
+        salient_rows_per_layer: s.salientRowsPerLayer,
+        accel: accel.method,
+        ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config) } : {}),
         backend: p.model.backend.name,
       },
     };
@@ -111,7 +120,8 @@ function report(p: Pipeline, result: GenerateResult, json: boolean): void {
     return;
   }
   process.stdout.write(text + '\n');
-  process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE (${p.model.backend.name})\n`);
+  const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}, τ ${accel.threshold})`;
+  process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name})\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -97,6 +97,7 @@ export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, op
         ffnFraction: counts.ffnRows / denseTotal,
         kvFraction: counts.kvRows / denseTotal,
         ffnRows: counts.ffnRows,
+        kvRows: counts.kvRows,
         denseFfnRows: denseTotal,
         recomputed: counts.recomputed.map((r, ai) => Int32Array.from([...r].filter((x) => x >= layout.genStart[active[ai]]).map((x) => x - layout.genStart[active[ai]]))),
       };

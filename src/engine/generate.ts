@@ -38,6 +38,8 @@ export interface AccelTelemetry {
   /** Absolute positions per sequence whose FFN was recomputed in the last layer (for visualisation). */
   readonly recomputed?: readonly Int32Array[];
   readonly ffnRows: number;
+  readonly kvRows: number;
+  /** Rows a dense step computes in all layers (Σ sequence lengths × layers). */
   readonly denseFfnRows: number;
 }
 
@@ -69,6 +71,10 @@ export interface GenerateStats {
   readonly tokensPerS: number;
   /** FFN rows recomputed ÷ dense over the run (1 for dense). */
   readonly salientFraction: number;
+  /** K/V rows recomputed ÷ dense over the run (1 for dense). */
+  readonly kvFraction: number;
+  /** Salient (FFN-recomputed) rows per layer summed over the run; null for dense. */
+  readonly salientRowsPerLayer: readonly number[] | null;
 }
 
 export interface GenerateResult {
@@ -191,7 +197,9 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
   const t0 = performance.now();
   let nfe = 0;
   let ffnRows = 0;
+  let kvRows = 0;
   let denseFfnRows = 0;
+  let perLayer: number[] | null = null;
   let step = 0;
   for (; step < o.steps; step++) {
     if (req.cancelled?.()) break;
@@ -214,11 +222,15 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
     const accel = stepper.telemetry();
     if (accel) {
       ffnRows += accel.ffnRows;
+      kvRows += accel.kvRows;
       denseFfnRows += accel.denseFfnRows;
+      perLayer ??= new Array(cfg.numLayers).fill(0);
+      accel.salientPerLayer.forEach((n, l) => (perLayer![l] += n));
     } else {
       let rows = 0;
       for (const b of active) rows += seqs[b].tokens.length;
       ffnRows += rows * cfg.numLayers;
+      kvRows += rows * cfg.numLayers;
       denseFfnRows += rows * cfg.numLayers;
     }
     const ts = performance.now();
@@ -291,6 +303,8 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
       generatedTokens,
       tokensPerS: generatedTokens / (elapsedMs / 1000),
       salientFraction: denseFfnRows ? ffnRows / denseFfnRows : 1,
+      kvFraction: denseFfnRows ? kvRows / denseFfnRows : 1,
+      salientRowsPerLayer: perLayer,
     },
   };
 }
