@@ -1,6 +1,164 @@
-/** Loader for the native N-API kernel addon (placeholder until the addon lands). */
-import type { KernelBackend } from './backend.js';
+/**
+ * Loader for the native N-API kernel addon (build/Release/dyllm_kernels.node, built by `npm install` through
+ * node-gyp from binding.gyp and src/kernels/native/).
+ *
+ * The addon carries three ISA tiers, each compiled with its own flags and chosen at runtime by CPUID:
+ *   avx512bf16 — AVX-512 + vdpbf16ps (bf16 GEMM/GEMV at the bf16 dot-product rate);
+ *   avx2       — AVX2 + FMA (bf16 widened to f32 in registers with a 16-bit shift);
+ *   portable   — plain C++.
+ * The best supported tier is used unless `DYLLM_ISA` (read at load) or `loadNativeBackend({ isa })` forces one.
+ * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: all CPUs).
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
 
-export function loadNativeBackend(): KernelBackend {
-  throw new Error('native addon not built');
+/** The addon's functions bound to one ISA tier. */
+export interface NativeTier {
+  readonly isa: string;
+  matmul(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', out: Float32Array,
+    bias: Float32Array | null | undefined, xRows: Int32Array | null | undefined): void;
+  attention(q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null | undefined, out: Float32Array, lse: Float32Array | null | undefined): void;
+  attentionDelta(q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null | undefined, cols: Int32Array, dv: Float32Array, ctx: Float32Array): void;
+  cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void;
+  rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void;
+  rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void;
+  siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+  add(dst: Float32Array, src: Float32Array, n: number): void;
+  /** Peak microbenchmark: GFLOP/s of `iters` iterations of independent vdpbf16ps ('bf16', 24 chains) or FMA ('fma', 12 chains) zmm chains per thread. */
+  peak(kind: 'bf16' | 'fma', threads: number, iters: number): number;
+  /** Stream-read bandwidth over a `bytes` buffer: GB/s for each of `reps` passes. */
+  streamRead(bytes: number, threads: number, reps: number): number[];
+}
+
+export interface NativeAddon {
+  tiers(): string[];
+  bind(isa: string): NativeTier;
+  threads(): number;
+  prepare(dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array, N: number, K: number): ArrayBuffer;
+}
+
+/** A weight packed by the addon: 32-column panels, bf16 as k-pairs (see src/kernels/native/kernels.h). */
+export interface NativePreparedWeight extends PreparedWeight {
+  readonly packed: ArrayBuffer;
+}
+
+export interface NativeBackendOptions {
+  /** Force an ISA tier ('avx512bf16' | 'avx2' | 'portable'); default: env DYLLM_ISA, else the best this CPU runs. */
+  isa?: string;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Package root from dist/src/kernels/ (compiled) — three levels up. */
+const packageRoot = resolve(here, '..', '..', '..');
+/** Where node-gyp puts the addon. */
+export const nativeAddonPath = resolve(packageRoot, 'build', 'Release', 'dyllm_kernels.node');
+
+let cached: NativeAddon | null = null;
+
+/** Loads the raw addon (cached). Throws an Error with the reason when it is missing or cannot be loaded. */
+export function loadNativeAddon(): NativeAddon {
+  if (cached) return cached;
+  if (!existsSync(nativeAddonPath)) {
+    throw new Error(`native addon not built (${nativeAddonPath} is missing; run \`npm rebuild\` or \`npx node-gyp rebuild\`)`);
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require(nativeAddonPath) as NativeAddon;
+  } catch (e) {
+    throw new Error(`native addon ${nativeAddonPath} failed to load: ${(e as Error).message}`);
+  }
+  return cached;
+}
+
+/** ISA tiers this CPU can run, best first (e.g. ['avx512bf16', 'avx2', 'portable']); [] when the addon is unavailable. */
+export function nativeIsaTiers(): string[] {
+  try {
+    return loadNativeAddon().tiers();
+  } catch {
+    return [];
+  }
+}
+
+
+class NativeBackend implements KernelBackend {
+  readonly name: string;
+  constructor(private readonly addon: NativeAddon, readonly tier: NativeTier) {
+    this.name = `native-${tier.isa}`;
+  }
+
+  prepareWeight(w: HostWeight): PreparedWeight {
+    const { dtype, data, outFeatures: N, inFeatures: K } = w;
+    if (dtype === 'bf16' && !(data instanceof Uint16Array)) throw new Error('prepareWeight: bf16 weights must be a Uint16Array');
+    if (dtype === 'f32' && !(data instanceof Float32Array)) throw new Error('prepareWeight: f32 weights must be a Float32Array');
+    if (data.length !== N * K) throw new Error(`prepareWeight: data has ${data.length} elements, expected ${N}x${K}`);
+    const packed = this.addon.prepare(dtype, data, N, K);
+    const p: NativePreparedWeight = { dtype, outFeatures: N, inFeatures: K, nbytes: packed.byteLength, packed };
+    return p;
+  }
+
+  matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void {
+    const packed = (w as NativePreparedWeight).packed;
+    if (!(packed instanceof ArrayBuffer)) throw new Error('matmul: weight was not prepared by the native backend');
+    this.tier.matmul(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, out, bias, xRows);
+  }
+
+  rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void {
+    this.tier.rmsnorm(x, M, D, weight, eps, out);
+  }
+
+  rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void {
+    this.tier.rope(x, M, nHeads, Dh, positions, cos, sin);
+  }
+
+  attention(
+    q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number,
+    H: number, Hkv: number, Dh: number, keyMask: Uint8Array | null, out: Float32Array, lse?: Float32Array | null,
+  ): void {
+    this.tier.attention(q, Mq, k, v, Mk, H, Hkv, Dh, keyMask, out, lse);
+  }
+
+  attentionDelta(
+    q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
+  ): void {
+    this.tier.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, dv, ctx);
+  }
+
+  cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {
+    this.tier.cosineRows(a, b, M, D, out);
+  }
+
+  siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    this.tier.siluMul(gate, up, n, out);
+  }
+
+  add(dst: Float32Array, src: Float32Array, n: number): void {
+    this.tier.add(dst, src, n);
+  }
+}
+
+/**
+ * The native kernel backend at the best ISA tier this CPU supports (or the forced one). Throws when the addon is
+ * missing/unloadable or the forced tier is unknown or unsupported here.
+ */
+export function loadNativeBackend(opts: NativeBackendOptions = {}): KernelBackend {
+  const addon = loadNativeAddon();
+  const tiers = addon.tiers();
+  const want = opts.isa ?? (process.env.DYLLM_ISA || undefined);
+  const isa = want ?? tiers[0];
+  if (!tiers.includes(isa)) {
+    throw new Error(`native ISA tier '${isa}' is not available on this CPU (available: ${tiers.join(', ')})`);
+  }
+  return new NativeBackend(addon, addon.bind(isa));
+}
+
+/** The raw tier bindings (benchmarks use `peak` and `streamRead`). */
+export function loadNativeTier(isa?: string): NativeTier {
+  const addon = loadNativeAddon();
+  return addon.bind(isa ?? addon.tiers()[0]);
 }

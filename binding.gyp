@@ -1,0 +1,34 @@
+{
+  "variables": {
+    "dyllm_opt": ["-O3", "-fPIC", "-fno-math-errno", "-Wno-unused-function", "-Wno-uninitialized", "-Wno-maybe-uninitialized"]
+  },
+  "targets": [
+    {
+      "target_name": "dyllm_tier_avx512",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": ["src/kernels/native/tier_avx512.cc"],
+          "cflags_cc": ["<@(dyllm_opt)", "-march=x86-64-v4", "-mavx512bf16", "-mtune=znver3"]
+        }]
+      ]
+    },
+    {
+      "target_name": "dyllm_tier_avx2",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": ["src/kernels/native/tier_avx2.cc"],
+          "cflags_cc": ["<@(dyllm_opt)", "-mavx2", "-mfma", "-mtune=znver3"]
+        }]
+      ]
+    },
+    {
+      "target_name": "dyllm_kernels",
+      "dependencies": ["dyllm_tier_avx512", "dyllm_tier_avx2"],
+      "sources": ["src/kernels/native/addon.cc", "src/kernels/native/tier_portable.cc"],
+      "cflags_cc": ["<@(dyllm_opt)", "-pthread"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

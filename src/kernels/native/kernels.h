@@ -1,0 +1,64 @@
+// dyllm native kernels: the per-ISA tier interface.
+//
+// Each tier (portable, AVX2+FMA, AVX-512+BF16) lives in its own translation unit compiled with its own flags and
+// exports one TierOps table. The N-API glue (addon.cc, compiled for baseline x86-64) owns threading, packing,
+// validation and dispatch; the tier functions are single-threaded and work on the ranges they are given.
+//
+// Weight layout (shared by every tier, produced once by prepare):
+//   panels of NR = 32 output columns; panel p covers columns [32p, 32p+32) (zero padded past N).
+//   bf16: panel-major, then k-pairs, then 32 columns, then the pair: B[p][kk][n][2]   (K padded to even)
+//         -> one k-pair of a panel is 64 bf16 = 128 bytes = two zmm for vdpbf16ps.
+//   f32:  B[p][k][n]  -> one k of a panel is 32 floats = 128 bytes.
+// Activation packing (done by the glue, per call): row tiles of `mr` rows (the tier's register tile height):
+//   bf16: A[tile][kk][mr] uint32 = (bf16(x[k+1]) << 16) | bf16(x[k]), RNE-rounded.
+//   f32:  A[tile][k][mr] float.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace dyllm {
+
+constexpr int NR = 32;
+
+struct TierOps {
+  const char* name;
+  int mr;  // rows per register tile; A is packed with this stride
+
+  // C[r*ldc + c] for r < rows, c < ncols (ncols <= 32) = (accumulate ? C : 0) + sum_kk A[kk][r] . B[kk][c] (+ bias[c])
+  void (*gemm_bf16)(int rows, long kp, const uint32_t* A, const uint16_t* B, float* C, long ldc, int ncols,
+                    int accumulate, const float* bias);
+  void (*gemm_f32)(int rows, long k, const float* A, const float* B, float* C, long ldc, int ncols, int accumulate,
+                   const float* bias);
+
+  // One (query row, head): online softmax over Mk keys; k/v point at key 0 of the KV head, kvStride floats apart.
+  // scratch: at least ATTN_BLOCK floats. Writes out[0..Dh) and, when lse != nullptr, *lse.
+  void (*attn_row)(const float* q, const float* k, const float* v, long kvStride, long Mk, int Dh,
+                   const uint8_t* mask, float scale, float* out, float* lse, float* scratch);
+
+  void (*rmsnorm_row)(const float* x, long D, const float* w, float eps, float* out);
+  // one row of nHeads heads; c/s point at the row's table entries (h = Dh/2 of each)
+  void (*rope_row)(float* x, int nHeads, int Dh, const float* c, const float* s);
+  void (*silu_mul)(const float* g, const float* u, long n, float* out);
+  void (*add)(float* dst, const float* src, long n);
+
+  // Microbenchmarks (single thread; return FLOP or bytes processed). nullptr where the tier lacks the unit.
+  double (*peak_bf16)(long iters);
+  double (*peak_fma)(long iters);
+  double (*stream_read)(const float* p, long n, float* sink);
+
+  // gemm_bf16 with compensated activations: A (hi) and Alo (lo = bf16(x − hi)) share B loads. nullptr: the glue
+  // runs gemm_bf16 twice.
+  void (*gemm_bf16_comp)(int rows, long kp, const uint32_t* A, const uint32_t* Alo, const uint16_t* B, float* C,
+                         long ldc, int ncols, int accumulate, const float* bias);
+};
+
+constexpr int ATTN_BLOCK = 64;
+
+extern const TierOps tier_portable;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const TierOps tier_avx2;
+extern const TierOps tier_avx512;
+#define DYLLM_X86 1
+#endif
+
+}  // namespace dyllm

@@ -1,0 +1,308 @@
+// AVX2 + FMA tier (compiled with -mavx2 -mfma; only called after a CPUID check). bf16 weights are widened to f32
+// in registers with a 16-bit shift (even k of a pair) or a mask (odd k). Register tile: 4 rows x 16 columns
+// (8 ymm accumulators), a 32-column panel is processed as two halves.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels.h"
+
+namespace dyllm {
+namespace {
+
+constexpr int MR = 4;
+
+inline __m256i tail_mask8(long n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n < 8 ? n : 8)), idx);
+}
+
+template <int R>
+inline void store_half(__m256* c, float* C, long ldc, int ncols, int accumulate, const float* bias) {
+  // ncols: valid columns in this 16-column half (may be <= 0)
+  if (ncols <= 0) return;
+  const __m256i m0 = tail_mask8(ncols), m1 = tail_mask8(ncols - 8);
+  __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+  if (bias) {
+    b0 = _mm256_maskload_ps(bias, m0);
+    b1 = _mm256_maskload_ps(bias + 8, m1);
+  }
+  for (int r = 0; r < R; r++) {
+    float* cr = C + r * ldc;
+    __m256 v0 = _mm256_add_ps(c[2 * r], b0), v1 = _mm256_add_ps(c[2 * r + 1], b1);
+    if (accumulate) {
+      v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cr, m0));
+      v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cr + 8, m1));
+    }
+    _mm256_maskstore_ps(cr, m0, v0);
+    _mm256_maskstore_ps(cr + 8, m1, v1);
+  }
+}
+
+template <int R>
+void kbf16(long kp, const uint32_t* A, const uint16_t* B, float* C, long ldc, int ncols, int accumulate,
+           const float* bias) {
+  const __m256i hi_mask = _mm256_set1_epi32(int(0xffff0000u));
+  for (int half = 0; half < 2; half++) {
+    __m256 c[2 * R];
+#pragma GCC unroll 8
+    for (int i = 0; i < 2 * R; i++) c[i] = _mm256_setzero_ps();
+    const uint16_t* Bh = B + half * 32;
+    for (long kk = 0; kk < kp; kk++) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(Bh + kk * 64));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(Bh + kk * 64 + 16));
+      const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), o0 = _mm256_castsi256_ps(_mm256_and_si256(w0, hi_mask));
+      const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), o1 = _mm256_castsi256_ps(_mm256_and_si256(w1, hi_mask));
+      const uint32_t* a = A + kk * MR;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        const __m256i av = _mm256_set1_epi32(int(a[r]));
+        const __m256 ae = _mm256_castsi256_ps(_mm256_slli_epi32(av, 16));
+        const __m256 ao = _mm256_castsi256_ps(_mm256_and_si256(av, hi_mask));
+        c[2 * r] = _mm256_fmadd_ps(ae, e0, c[2 * r]);
+        c[2 * r + 1] = _mm256_fmadd_ps(ae, e1, c[2 * r + 1]);
+        c[2 * r] = _mm256_fmadd_ps(ao, o0, c[2 * r]);
+        c[2 * r + 1] = _mm256_fmadd_ps(ao, o1, c[2 * r + 1]);
+      }
+    }
+    store_half<R>(c, C + half * 16, ldc, ncols - half * 16, accumulate, bias ? bias + half * 16 : nullptr);
+  }
+}
+
+template <int R>
+void kf32(long k, const float* A, const float* B, float* C, long ldc, int ncols, int accumulate, const float* bias) {
+  for (int half = 0; half < 2; half++) {
+    __m256 c[2 * R];
+#pragma GCC unroll 8
+    for (int i = 0; i < 2 * R; i++) c[i] = _mm256_setzero_ps();
+    const float* Bh = B + half * 16;
+    for (long i = 0; i < k; i++) {
+      const __m256 b0 = _mm256_loadu_ps(Bh + i * 32), b1 = _mm256_loadu_ps(Bh + i * 32 + 8);
+      const float* a = A + i * MR;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        const __m256 av = _mm256_broadcast_ss(a + r);
+        c[2 * r] = _mm256_fmadd_ps(av, b0, c[2 * r]);
+        c[2 * r + 1] = _mm256_fmadd_ps(av, b1, c[2 * r + 1]);
+      }
+    }
+    store_half<R>(c, C + half * 16, ldc, ncols - half * 16, accumulate, bias ? bias + half * 16 : nullptr);
+  }
+}
+
+void gemm_bf16(int rows, long kp, const uint32_t* A, const uint16_t* B, float* C, long ldc, int ncols, int accumulate,
+               const float* bias) {
+  switch (rows) {
+    case 1: kbf16<1>(kp, A, B, C, ldc, ncols, accumulate, bias); break;
+    case 2: kbf16<2>(kp, A, B, C, ldc, ncols, accumulate, bias); break;
+    case 3: kbf16<3>(kp, A, B, C, ldc, ncols, accumulate, bias); break;
+    default: kbf16<4>(kp, A, B, C, ldc, ncols, accumulate, bias); break;
+  }
+}
+void gemm_f32(int rows, long k, const float* A, const float* B, float* C, long ldc, int ncols, int accumulate,
+              const float* bias) {
+  switch (rows) {
+    case 1: kf32<1>(k, A, B, C, ldc, ncols, accumulate, bias); break;
+    case 2: kf32<2>(k, A, B, C, ldc, ncols, accumulate, bias); break;
+    case 3: kf32<3>(k, A, B, C, ldc, ncols, accumulate, bias); break;
+    default: kf32<4>(k, A, B, C, ldc, ncols, accumulate, bias); break;
+  }
+}
+
+// exp(x) for x <= 88.7 (inputs below -87.3 give ~1e-38, callers zero masked lanes explicitly).
+inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float dot(const float* a, const float* b, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  int d = 0;
+  for (; d + 8 <= n; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+  float s = hsum(acc);
+  for (; d < n; d++) s += a[d] * b[d];
+  return s;
+}
+
+inline void scale_axpy(float* out, float f, float p, const float* v, int n) {
+  const __m256 fv = _mm256_set1_ps(f), pv = _mm256_set1_ps(p);
+  int d = 0;
+  for (; d + 8 <= n; d += 8)
+    _mm256_storeu_ps(out + d, _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + d), _mm256_mul_ps(_mm256_loadu_ps(out + d), fv)));
+  for (; d < n; d++) out[d] = out[d] * f + p * v[d];
+}
+
+void attn_row(const float* q, const float* k, const float* v, long kvStride, long Mk, int Dh, const uint8_t* mask,
+              float scale, float* out, float* lse, float* s) {
+  float m = -INFINITY, z = 0.f;
+  for (int d = 0; d < Dh; d++) out[d] = 0.f;
+  for (long j0 = 0; j0 < Mk; j0 += ATTN_BLOCK) {
+    const long nb = Mk - j0 < ATTN_BLOCK ? Mk - j0 : ATTN_BLOCK;
+    float bm = -INFINITY;
+    for (long j = 0; j < nb; j++) {
+      if (mask && !mask[j0 + j]) {
+        s[j] = -INFINITY;
+        continue;
+      }
+      const float sj = dot(q, k + (j0 + j) * kvStride, Dh) * scale;
+      s[j] = sj;
+      bm = sj > bm ? sj : bm;
+    }
+    if (bm == -INFINITY) continue;
+    float f = 1.f;
+    if (bm > m) {
+      f = std::exp(m - bm);
+      z *= f;
+      m = bm;
+    }
+    const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 zs = _mm256_setzero_ps();
+    long j = 0;
+    for (; j + 8 <= nb; j += 8) {
+      const __m256 sv = _mm256_loadu_ps(s + j);
+      const __m256 live = _mm256_cmp_ps(sv, ninf, _CMP_NEQ_OQ);
+      const __m256 p = _mm256_and_ps(live, exp256(_mm256_sub_ps(sv, mv)));
+      zs = _mm256_add_ps(zs, p);
+      _mm256_storeu_ps(s + j, p);
+    }
+    z += hsum(zs);
+    for (; j < nb; j++) {
+      const float p = s[j] == -INFINITY ? 0.f : std::exp(s[j] - m);
+      s[j] = p;
+      z += p;
+    }
+    bool first = true;
+    for (j = 0; j < nb; j++) {
+      if (s[j] == 0.f) continue;
+      scale_axpy(out, first ? f : 1.f, s[j], v + (j0 + j) * kvStride, Dh);
+      first = false;
+    }
+    if (first && f != 1.f) scale_axpy(out, f, 0.f, out, Dh);
+  }
+  if (z > 0.f) {
+    const float inv = 1.f / z;
+    for (int d = 0; d < Dh; d++) out[d] *= inv;
+    if (lse) *lse = m + std::log(z);
+  } else {
+    for (int d = 0; d < Dh; d++) out[d] = 0.f;
+    if (lse) *lse = -INFINITY;
+  }
+}
+
+void rmsnorm_row(const float* x, long D, const float* w, float eps, float* out) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  long d = 0;
+  for (; d + 16 <= D; d += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + d), x1 = _mm256_loadu_ps(x + d + 8);
+    a0 = _mm256_fmadd_ps(x0, x0, a0);
+    a1 = _mm256_fmadd_ps(x1, x1, a1);
+  }
+  double ss = double(hsum(_mm256_add_ps(a0, a1)));
+  for (; d < D; d++) ss += double(x[d]) * x[d];
+  const float rs = float(1.0 / std::sqrt(ss / double(D) + double(eps)));
+  const __m256 r = _mm256_set1_ps(rs);
+  for (d = 0; d + 8 <= D; d += 8)
+    _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + d), r), _mm256_loadu_ps(w + d)));
+  for (; d < D; d++) out[d] = x[d] * rs * w[d];
+}
+
+void rope_row(float* x, int nHeads, int Dh, const float* c, const float* s) {
+  const int h = Dh / 2;
+  for (int hd = 0; hd < nHeads; hd++) {
+    float* xo = x + long(hd) * Dh;
+    int j = 0;
+    for (; j + 8 <= h; j += 8) {
+      const __m256 x1 = _mm256_loadu_ps(xo + j), x2 = _mm256_loadu_ps(xo + h + j);
+      const __m256 cv = _mm256_loadu_ps(c + j), sv = _mm256_loadu_ps(s + j);
+      _mm256_storeu_ps(xo + j, _mm256_fmsub_ps(x1, cv, _mm256_mul_ps(x2, sv)));
+      _mm256_storeu_ps(xo + h + j, _mm256_fmadd_ps(x2, cv, _mm256_mul_ps(x1, sv)));
+    }
+    for (; j < h; j++) {
+      const float x1 = xo[j], x2 = xo[h + j];
+      xo[j] = x1 * c[j] - x2 * s[j];
+      xo[h + j] = x2 * c[j] + x1 * s[j];
+    }
+  }
+}
+
+void silu_mul(const float* g, const float* u, long n, float* out) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i), uv = _mm256_loadu_ps(u + i);
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), uv));
+  }
+  for (; i < n; i++) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
+void add(float* dst, const float* src, long n) {
+  long i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i), _mm256_loadu_ps(src + i)));
+  for (; i < n; i++) dst[i] += src[i];
+}
+
+#define DYLLM_CHAINS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+double peak_fma(long iters) {
+#define DECL(i) __m256 c##i = _mm256_set1_ps(float(i));
+  DYLLM_CHAINS12(DECL)
+#undef DECL
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
+  for (long it = 0; it < iters; it++) {
+#define STEP(i) c##i = _mm256_fmadd_ps(c##i, a, b);
+    DYLLM_CHAINS12(STEP)
+#undef STEP
+    __asm__ volatile("" : "+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));
+    __asm__ volatile("" : "+x"(c6), "+x"(c7), "+x"(c8), "+x"(c9), "+x"(c10), "+x"(c11));
+  }
+  __m256 s = _mm256_setzero_ps();
+#define SUM(i) s = _mm256_add_ps(s, c##i);
+  DYLLM_CHAINS12(SUM)
+#undef SUM
+  volatile float sink = hsum(s);
+  (void)sink;
+  return double(iters) * 12 * 16;
+}
+
+double stream_read(const float* p, long n, float* sink) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  long i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  }
+  float r = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; i++) r += p[i];
+  *sink = r;
+  return double(n) * 4;
+}
+
+}  // namespace
+
+const TierOps tier_avx2 = {
+    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr,
+};
+
+}  // namespace dyllm

@@ -1,0 +1,503 @@
+/**
+ * Kernel conformance: every op of a backend against the ReferenceBackend (float64 oracle) on random, odd shapes.
+ *
+ * `runKernelSuite(label, makeBackend)` is the shared suite; it runs here for the native addon at every ISA tier this
+ * CPU supports (skipped, with the reason, when the addon is not built). Error metric: max|Δ| / max|ref| over the
+ * compared elements (NaN anywhere counts as a failure). Tolerances:
+ *   - f32 paths (f32 matmul, attention, rmsnorm, rope, siluMul, add): 1e-5;
+ *   - bf16 matmul with activations that are already bf16 values: 1e-5 (products are exact, only summation differs);
+ *   - bf16 matmul with arbitrary f32 activations: 1e-2 — the kernel rounds activations to bf16 (RNE, relative error
+ *     <= 2^-9 per element) before the dot products, the reference does not.
+ * Every output buffer is a subarray view with a nonzero byteOffset and NaN-filled guard elements on both sides: an
+ * unwritten element is NaN (fails the metric) and a write past the view changes a guard (fails the guard check).
+ * The "suite can fail" tests run the same checks against deliberately broken backends and require them to fail.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import type { HostWeight, KernelBackend } from '../src/kernels/backend.js';
+import { ReferenceBackend } from '../src/kernels/reference.js';
+import { loadNativeBackend, nativeAddonPath, nativeIsaTiers } from '../src/kernels/native.js';
+
+export const TOL_F32 = 1e-5;
+export const TOL_BF16_EXACT_INPUT = 1e-5;
+export const TOL_BF16 = 1e-2;
+
+// ---- helpers ------------------------------------------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const GUARD = 5;
+
+/** A Float32Array view of n elements at a nonzero byteOffset inside a larger buffer; guards are NaN. */
+function view(n: number, fill?: (i: number) => number): Float32Array {
+  const buf = new Float32Array(n + 2 * GUARD + 3).fill(NaN);
+  const v = buf.subarray(GUARD + 3, GUARD + 3 + n);
+  if (fill) for (let i = 0; i < n; i++) v[i] = fill(i);
+  return v;
+}
+
+function randView(n: number, rnd: () => number, scale = 1): Float32Array {
+  return view(n, () => (rnd() * 2 - 1) * scale);
+}
+
+function assertGuards(v: Float32Array, what: string): void {
+  const whole = new Float32Array(v.buffer);
+  const start = v.byteOffset / 4;
+  for (let i = 0; i < start; i++) assert.ok(Number.isNaN(whole[i]), `${what}: wrote before the view (element ${i - start})`);
+  for (let i = start + v.length; i < whole.length; i++) assert.ok(Number.isNaN(whole[i]), `${what}: wrote past the view (+${i - start - v.length})`);
+}
+
+/** max|a-b| / max|b| over n elements; NaN/Infinity mismatches give Infinity. Exact infinities must match. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, n = b.length): number {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < n; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (!Number.isFinite(y)) {
+      if (x !== y) return Infinity;
+      continue;
+    }
+    if (!Number.isFinite(x)) return Infinity;
+    maxDiff = Math.max(maxDiff, Math.abs(x - y));
+    maxRef = Math.max(maxRef, Math.abs(y));
+  }
+  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
+}
+
+function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  const e = relErr(got, want);
+  assert.ok(e <= tol, `${what}: max|Δ|/max|ref| = ${e.toExponential(3)} > ${tol.toExponential(1)}`);
+}
+
+function f32ToBf16(f: number): number {
+  const u = new Uint32Array(new Float32Array([f]).buffer)[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return (u >>> 16) | 0x40;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+function bf16ToF32(h: number): number {
+  return new Float32Array(new Uint32Array([h << 16]).buffer)[0];
+}
+/** Rounds every element to the nearest bf16 value (in place). */
+function roundToBf16(x: Float32Array): Float32Array {
+  for (let i = 0; i < x.length; i++) if (Number.isFinite(x[i])) x[i] = bf16ToF32(f32ToBf16(x[i]));
+  return x;
+}
+
+function makeWeight(dtype: 'bf16' | 'f32', N: number, K: number, rnd: () => number): HostWeight {
+  const scale = 1 / Math.sqrt(K);
+  if (dtype === 'f32') {
+    const data = new Float32Array(N * K);
+    for (let i = 0; i < data.length; i++) data[i] = (rnd() * 2 - 1) * scale;
+    return { dtype, data, outFeatures: N, inFeatures: K };
+  }
+  const data = new Uint16Array(N * K);
+  for (let i = 0; i < data.length; i++) data[i] = f32ToBf16((rnd() * 2 - 1) * scale);
+  return { dtype, data, outFeatures: N, inFeatures: K };
+}
+
+// ---- checks (each throws an AssertionError on mismatch; also used by the "suite can fail" tests) ---------------
+
+const ref = new ReferenceBackend();
+
+interface MatmulCase {
+  M: number; K: number; N: number; dtype: 'bf16' | 'f32'; bias: boolean; gather: boolean; bf16Input?: boolean; seed: number;
+}
+
+function checkMatmul(be: KernelBackend, c: MatmulCase): void {
+  const rnd = mulberry32(c.seed);
+  const hw = makeWeight(c.dtype, c.N, c.K, rnd);
+  const wRef = ref.prepareWeight(hw);
+  const wBe = be.prepareWeight({ ...hw, data: hw.dtype === 'bf16' ? new Uint16Array(hw.data as Uint16Array) : new Float32Array(hw.data as Float32Array) });
+  assert.equal(wBe.outFeatures, c.N);
+  assert.equal(wBe.inFeatures, c.K);
+  assert.equal(wBe.dtype, c.dtype);
+  const bytesPer = c.dtype === 'bf16' ? 2 : 4;
+  assert.ok(wBe.nbytes >= c.N * c.K * bytesPer, 'nbytes covers the weight');
+  const xRowsTotal = c.gather ? c.M + 5 : c.M;
+  const x = randView(xRowsTotal * c.K, rnd, 2);
+  if (c.bf16Input) roundToBf16(x);
+  let xRows: Int32Array | null = null;
+  if (c.gather) {
+    const rowsBuf = new Int32Array(c.M + 4).fill(-1);
+    xRows = rowsBuf.subarray(2, 2 + c.M);
+    for (let m = 0; m < c.M; m++) xRows[m] = Math.floor(rnd() * xRowsTotal);
+    if (c.M > 1) xRows[c.M - 1] = xRows[0]; // repeated row
+  }
+  const bias = c.bias ? randView(c.N, rnd) : null;
+  const want = new Float32Array(c.M * c.N);
+  ref.matmul(x, c.M, wRef, want, bias, xRows);
+  const out = view(c.M * c.N);
+  be.matmul(x, c.M, wBe, out, bias, xRows);
+  assertGuards(out, 'matmul out');
+  const tol = c.dtype === 'f32' ? TOL_F32 : c.bf16Input ? TOL_BF16_EXACT_INPUT : TOL_BF16;
+  assertClose(out, want, tol, `matmul ${c.dtype} M=${c.M} K=${c.K} N=${c.N} bias=${c.bias} gather=${c.gather}`);
+}
+
+interface AttnCase {
+  Mq: number; Mk: number; H: number; Hkv: number; Dh: number;
+  mask: 'none' | 'some' | 'block' | 'first-block' | 'all'; lse: boolean; seed: number; qScale?: number;
+}
+
+function checkAttention(be: KernelBackend, c: AttnCase): void {
+  const rnd = mulberry32(c.seed);
+  const q = randView(c.Mq * c.H * c.Dh, rnd, c.qScale ?? 1);
+  const k = randView(c.Mk * c.Hkv * c.Dh, rnd, 1);
+  // Later keys get larger scores for some rows so the online max moves between blocks.
+  for (let j = 0; j < c.Mk; j++) for (let d = 0; d < c.Hkv * c.Dh; d++) k[j * c.Hkv * c.Dh + d] *= 1 + (2 * j) / c.Mk;
+  const v = randView(c.Mk * c.Hkv * c.Dh, rnd, 1);
+  let keyMask: Uint8Array | null = null;
+  if (c.mask !== 'none') {
+    const mb = new Uint8Array(c.Mk + 3).fill(1);
+    keyMask = mb.subarray(1, 1 + c.Mk);
+    for (let j = 0; j < c.Mk; j++) {
+      if (c.mask === 'some') keyMask[j] = rnd() < 0.3 ? 0 : 1;
+      else if (c.mask === 'block') keyMask[j] = j >= 64 && j < 128 ? 0 : rnd() < 0.2 ? 0 : 1;
+      else if (c.mask === 'first-block') keyMask[j] = j < 64 ? 0 : 1;
+      else keyMask[j] = 0;
+    }
+  }
+  const n = c.Mq * c.H * c.Dh;
+  const want = new Float32Array(n);
+  const wantLse = new Float32Array(c.Mq * c.H);
+  ref.attention(q, c.Mq, k, v, c.Mk, c.H, c.Hkv, c.Dh, keyMask, want, wantLse);
+  const out = view(n);
+  const lse = c.lse ? view(c.Mq * c.H) : null;
+  be.attention(q, c.Mq, k, v, c.Mk, c.H, c.Hkv, c.Dh, keyMask, out, lse);
+  const what = `attention Mq=${c.Mq} Mk=${c.Mk} H=${c.H} Hkv=${c.Hkv} Dh=${c.Dh} mask=${c.mask}`;
+  assertGuards(out, `${what} out`);
+  assertClose(out, want, TOL_F32, `${what} out`);
+  if (lse) {
+    assertGuards(lse, `${what} lse`);
+    assertClose(lse, wantLse, TOL_F32, `${what} lse`);
+  }
+  if (c.mask === 'all') {
+    for (let i = 0; i < n; i++) assert.equal(out[i], 0, `${what}: fully masked output must be 0`);
+    if (lse) for (let i = 0; i < lse.length; i++) assert.equal(lse[i], -Infinity, `${what}: fully masked lse must be -Infinity`);
+  }
+}
+
+function checkAttentionDelta(be: KernelBackend, c: AttnCase & { nc: number }): void {
+  const rnd = mulberry32(c.seed);
+  const q = randView(c.Mq * c.H * c.Dh, rnd, c.qScale ?? 1);
+  const k = randView(c.Mk * c.Hkv * c.Dh, rnd, 1);
+  let keyMask: Uint8Array | null = null;
+  if (c.mask !== 'none') {
+    keyMask = new Uint8Array(c.Mk + 2).subarray(2);
+    for (let j = 0; j < c.Mk; j++) keyMask[j] = c.mask === 'all' ? 0 : rnd() < 0.3 ? 0 : 1;
+  }
+  const cols = new Int32Array(c.nc + 1).subarray(1);
+  for (let i = 0; i < c.nc; i++) cols[i] = Math.floor(rnd() * c.Mk);
+  const dv = randView(c.nc * c.Hkv * c.Dh, rnd, 1);
+  const ctx = randView(c.Mq * c.H * c.Dh, rnd, 0.1);
+  const want = new Float32Array(ctx);
+  ref.attentionDelta(q, c.Mq, k, c.Mk, c.H, c.Hkv, c.Dh, keyMask, cols, dv, want);
+  be.attentionDelta(q, c.Mq, k, c.Mk, c.H, c.Hkv, c.Dh, keyMask, cols, dv, ctx);
+  assertGuards(ctx, 'attentionDelta ctx');
+  assertClose(ctx, want, TOL_F32, `attentionDelta Mq=${c.Mq} Mk=${c.Mk} H=${c.H} Hkv=${c.Hkv} Dh=${c.Dh} nc=${c.nc} mask=${c.mask}`);
+}
+
+function checkCosineRows(be: KernelBackend, M: number, D: number, seed: number): void {
+  const rnd = mulberry32(seed);
+  const a = randView(M * D, rnd, 1);
+  const b = view(M * D, (i) => a[i] * 0.5 + (rnd() - 0.5) * 0.3); // correlated rows: cosines spread over (0, 1)
+  if (M > 1) for (let d = 0; d < D; d++) a[D + d] = 0; // a zero row: clamped norm
+  const want = new Float32Array(M);
+  ref.cosineRows(a, b, M, D, want);
+  const out = view(M);
+  be.cosineRows(a, b, M, D, out);
+  assertGuards(out, 'cosineRows out');
+  assertClose(out, want, TOL_F32, `cosineRows M=${M} D=${D}`);
+}
+
+function checkRmsnorm(be: KernelBackend, M: number, D: number, alias: boolean, seed: number): void {
+  const rnd = mulberry32(seed);
+  const x = randView(M * D, rnd, 3);
+  const w = randView(D, rnd, 1);
+  const eps = 1e-6;
+  const want = new Float32Array(M * D);
+  ref.rmsnorm(x, M, D, w, eps, want);
+  const out = alias ? x : view(M * D);
+  be.rmsnorm(x, M, D, w, eps, out);
+  assertGuards(out, 'rmsnorm out');
+  assertClose(out, want, TOL_F32, `rmsnorm M=${M} D=${D} alias=${alias}`);
+}
+
+function ropeTables(maxPos: number, Dh: number): { cos: Float32Array; sin: Float32Array } {
+  const h = Dh / 2;
+  const cos = view(maxPos * h);
+  const sin = view(maxPos * h);
+  for (let p = 0; p < maxPos; p++) {
+    for (let j = 0; j < h; j++) {
+      const a = p / Math.pow(10000, (2 * j) / Dh);
+      cos[p * h + j] = Math.cos(a);
+      sin[p * h + j] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+function checkRope(be: KernelBackend, M: number, nHeads: number, Dh: number, seed: number): void {
+  const rnd = mulberry32(seed);
+  const maxPos = 97;
+  const { cos, sin } = ropeTables(maxPos, Dh);
+  const posBuf = new Int32Array(M + 2);
+  const positions = posBuf.subarray(1, 1 + M);
+  for (let m = 0; m < M; m++) positions[m] = Math.floor(rnd() * maxPos);
+  positions[0] = maxPos - 1;
+  const x = randView(M * nHeads * Dh, rnd, 2);
+  const want = new Float32Array(x);
+  ref.rope(want, M, nHeads, Dh, positions, cos, sin);
+  be.rope(x, M, nHeads, Dh, positions, cos, sin);
+  assertGuards(x, 'rope x');
+  assertClose(x, want, TOL_F32, `rope M=${M} nHeads=${nHeads} Dh=${Dh}`);
+}
+
+function checkSiluMul(be: KernelBackend, n: number, alias: 'none' | 'gate' | 'up', seed: number): void {
+  const rnd = mulberry32(seed);
+  const gate = randView(n, rnd, 12);
+  if (n > 4) { gate[0] = -100; gate[1] = 100; gate[2] = 0; gate[3] = -30; }
+  const up = randView(n, rnd, 2);
+  const want = new Float32Array(n);
+  ref.siluMul(gate, up, n, want);
+  const out = alias === 'gate' ? gate : alias === 'up' ? up : view(n);
+  be.siluMul(gate, up, n, out);
+  assertGuards(out, 'siluMul out');
+  assertClose(out, want, TOL_F32, `siluMul n=${n} alias=${alias}`);
+}
+
+function checkAdd(be: KernelBackend, n: number, seed: number): void {
+  const rnd = mulberry32(seed);
+  const dst = randView(n, rnd);
+  const src = randView(n, rnd);
+  const want = new Float32Array(dst);
+  ref.add(want, src, n);
+  be.add(dst, src, n);
+  assertGuards(dst, 'add dst');
+  assertClose(dst, want, TOL_F32, `add n=${n}`);
+}
+
+// ---- the shared suite --------------------------------------------------------------------------------------------
+
+const MATMUL_MS = [1, 2, 3, 7, 13, 64, 67];
+const MATMUL_KN: Array<[number, number]> = [[5, 3], [37, 77], [130, 45], [301, 290]];
+
+export function runKernelSuite(label: string, makeBackend: () => KernelBackend): void {
+  describe(label, () => {
+    const be = makeBackend();
+
+    test('matmul f32 and bf16, odd shapes, bias, xRows gather', () => {
+      let seed = 1;
+      for (const dtype of ['f32', 'bf16'] as const) {
+        for (const M of MATMUL_MS) {
+          for (const [K, N] of MATMUL_KN) {
+            if (M * K * N > 2e6 && M !== 67) continue; // keep the float64 reference fast: big K,N only at M=67
+            const variant = seed % 4;
+            checkMatmul(be, { M, K, N, dtype, bias: variant & 1 ? true : false, gather: variant & 2 ? true : false, seed: seed++ });
+          }
+        }
+      }
+      // K deeper than one cache block (native: 4096 bf16 / 2048 f32 k per block) with several row tiles
+      checkMatmul(be, { M: 13, K: 4500, N: 40, dtype: 'bf16', bias: true, gather: false, seed: seed++ });
+      checkMatmul(be, { M: 13, K: 4500, N: 40, dtype: 'bf16', bias: false, gather: true, bf16Input: true, seed: seed++ });
+      checkMatmul(be, { M: 14, K: 2100, N: 35, dtype: 'f32', bias: true, gather: true, seed: seed++ });
+      // large K and N at several M (crosses panels, row tiles, and the threaded paths)
+      for (const M of [1, 8, 13, 67]) {
+        checkMatmul(be, { M, K: 601, N: 333, dtype: 'bf16', bias: true, gather: M === 13, seed: seed++ });
+        checkMatmul(be, { M, K: 601, N: 333, dtype: 'f32', bias: M === 8, gather: M === 67, seed: seed++ });
+      }
+    });
+
+    test('matmul bf16 with bf16-exact activations matches to f32 accuracy', () => {
+      let seed = 100;
+      for (const M of [1, 3, 12, 13, 67]) {
+        for (const [K, N] of [[37, 77], [301, 290]] as Array<[number, number]>) {
+          checkMatmul(be, { M, K, N, dtype: 'bf16', bias: true, gather: M === 3, bf16Input: true, seed: seed++ });
+        }
+      }
+    });
+
+    test('matmul edge cases: M=0, K=1, N=1', () => {
+      checkMatmul(be, { M: 3, K: 1, N: 1, dtype: 'bf16', bias: true, gather: false, seed: 7 });
+      checkMatmul(be, { M: 3, K: 1, N: 33, dtype: 'f32', bias: false, gather: true, seed: 8 });
+      const w = be.prepareWeight({ dtype: 'f32', data: new Float32Array(6), outFeatures: 2, inFeatures: 3 });
+      be.matmul(new Float32Array(0), 0, w, new Float32Array(0));
+    });
+
+    test('attention: GQA, Dh 16/64/128, key masks, lse', () => {
+      let seed = 200;
+      const shapes: Array<[number, number, number, number, number]> = [
+        // Mq, Mk, H, Hkv, Dh
+        [1, 1, 4, 4, 16],
+        [3, 5, 4, 4, 16],
+        [7, 70, 6, 2, 64],
+        [13, 150, 6, 2, 128],
+        [2, 200, 4, 4, 24],
+        [5, 129, 6, 2, 16],
+      ];
+      for (const [Mq, Mk, H, Hkv, Dh] of shapes) {
+        for (const mask of ['none', 'some', 'block', 'first-block', 'all'] as const) {
+          if ((mask === 'block' || mask === 'first-block') && Mk < 129) continue;
+          checkAttention(be, { Mq, Mk, H, Hkv, Dh, mask, lse: seed % 3 !== 0, seed: seed++, qScale: seed % 2 ? 4 : 1 });
+        }
+      }
+    });
+
+    test('attentionDelta (DyLLM context update) and cosineRows', () => {
+      let seed = 250;
+      for (const [Mq, Mk, H, Hkv, Dh, nc] of [[1, 1, 4, 4, 16, 1], [3, 40, 6, 2, 64, 5], [13, 150, 4, 4, 128, 17], [2, 70, 6, 2, 16, 0]]) {
+        for (const mask of ['none', 'some', 'all'] as const) {
+          checkAttentionDelta(be, { Mq, Mk, H, Hkv, Dh, nc, mask, lse: false, seed: seed++, qScale: seed % 2 ? 3 : 1 });
+        }
+      }
+      for (const [M, D] of [[1, 1], [3, 7], [13, 4096], [40, 2050]]) checkCosineRows(be, M, D, seed++);
+    });
+
+    test('rmsnorm (also in place)', () => {
+      let seed = 300;
+      for (const [M, D] of [[1, 1], [3, 7], [2, 64], [13, 100], [5, 4096], [64, 1027]]) {
+        checkRmsnorm(be, M, D, false, seed++);
+        checkRmsnorm(be, M, D, true, seed++);
+      }
+    });
+
+    test('rope at arbitrary positions', () => {
+      let seed = 400;
+      for (const Dh of [6, 16, 64, 128]) for (const [M, nH] of [[1, 1], [7, 3], [67, 4]]) checkRope(be, M, nH, Dh, seed++);
+    });
+
+    test('siluMul (also aliased) and add', () => {
+      let seed = 500;
+      for (const n of [1, 15, 16, 17, 1000, 200_003]) {
+        checkSiluMul(be, n, 'none', seed++);
+        checkSiluMul(be, n, n % 2 ? 'gate' : 'up', seed++);
+        checkAdd(be, n, seed++);
+      }
+    });
+
+    test('argument validation throws instead of reading out of bounds', () => {
+      const w = be.prepareWeight({ dtype: 'bf16', data: new Uint16Array(4 * 6), outFeatures: 4, inFeatures: 6 });
+      assert.throws(() => be.prepareWeight({ dtype: 'bf16', data: new Uint16Array(5), outFeatures: 2, inFeatures: 3 }), /expected 2x3/);
+      assert.throws(() => be.matmul(new Float32Array(12), 2, w, new Float32Array(7)), /out/);
+      assert.throws(() => be.matmul(new Float32Array(11), 2, w, new Float32Array(8)), /x/);
+      assert.throws(() => be.matmul(new Float32Array(12), 2, w, new Float32Array(8), new Float32Array(3)), /bias/);
+      assert.throws(() => be.matmul(new Float32Array(12), 2, w, new Float32Array(8), null, new Int32Array([0, 2])), /xRows/);
+      assert.throws(() => be.matmul(new Float32Array(12), 2, w, new Float32Array(8), null, new Int32Array([0])), /xRows/);
+      assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(16), new Float32Array(16), 1, 4, 3, 4, null, new Float32Array(16)), /Hkv/);
+      assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(15), new Float32Array(16), 1, 4, 4, 4, null, new Float32Array(16)), /k\/v/);
+      assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(16), new Float32Array(16), 1, 4, 4, 4, new Uint8Array(0), new Float32Array(16)), /keyMask/);
+      assert.throws(() => be.rope(new Float32Array(8), 1, 1, 8, new Int32Array([3]), new Float32Array(12), new Float32Array(12)), /positions/);
+      assert.throws(() => be.rmsnorm(new Float32Array(8), 2, 4, new Float32Array(3), 1e-6, new Float32Array(8)), /rmsnorm/);
+      assert.throws(() => be.siluMul(new Float32Array(8), new Float32Array(7), 8, new Float32Array(8)), /siluMul/);
+      assert.throws(() => be.add(new Float32Array(8), new Float32Array(7), 8), /add/);
+      assert.throws(() => be.attentionDelta(new Float32Array(16), 1, new Float32Array(16), 1, 4, 4, 4, null, new Int32Array([1]), new Float32Array(16), new Float32Array(16)), /cols/);
+      assert.throws(() => be.cosineRows(new Float32Array(8), new Float32Array(8), 2, 4, new Float32Array(1)), /cosineRows/);
+    });
+  });
+}
+
+// ---- the suite can fail: the same checks reject deliberately broken backends -----------------------------------
+
+function sabotaged(be: KernelBackend, patch: Partial<KernelBackend>): KernelBackend {
+  return Object.assign(Object.create(be) as KernelBackend, patch);
+}
+
+function runSabotageTests(label: string, makeBackend: () => KernelBackend): void {
+  describe(`${label}: the suite detects broken kernels`, () => {
+    const be = makeBackend();
+    test('matmul: one perturbed element, a missing bias, an ignored xRows, an unwritten tail all fail', () => {
+      const c: MatmulCase = { M: 13, K: 130, N: 45, dtype: 'f32', bias: true, gather: true, seed: 9 };
+      checkMatmul(be, c); // sanity: the real one passes
+      assert.throws(() => checkMatmul(sabotaged(be, {
+        matmul: (x, M, w, out, bias, xRows) => { be.matmul(x, M, w, out, bias, xRows); out[M * w.outFeatures - 1] *= 1.0001; },
+      }), c));
+      assert.throws(() => checkMatmul(sabotaged(be, { matmul: (x, M, w, out, _b, xRows) => be.matmul(x, M, w, out, null, xRows) }), c));
+      assert.throws(() => checkMatmul(sabotaged(be, { matmul: (x, M, w, out, bias) => be.matmul(x, M, w, out, bias, null) }), c));
+      assert.throws(() => checkMatmul(sabotaged(be, {
+        matmul: (x, M, w, out, bias, xRows) => be.matmul(x, M - 1, w, out, bias, xRows),
+      }), c));
+      // bf16: the kernel must use every k (dropping the last one is caught even at the loose tolerance)
+      const cb: MatmulCase = { M: 7, K: 37, N: 77, dtype: 'bf16', bias: false, gather: false, seed: 10 };
+      checkMatmul(be, cb);
+      assert.throws(() => checkMatmul(sabotaged(be, {
+        prepareWeight: (w) => {
+          const d = new Uint16Array(w.data as Uint16Array);
+          for (let n = 0; n < w.outFeatures; n++) d[n * w.inFeatures + w.inFeatures - 1] = 0;
+          return be.prepareWeight({ ...w, data: d });
+        },
+      }), cb));
+    });
+    test('attention: an ignored mask, a wrong GQA head mapping and a bad lse fail', () => {
+      const c: AttnCase = { Mq: 3, Mk: 70, H: 6, Hkv: 2, Dh: 16, mask: 'some', lse: true, seed: 11 };
+      checkAttention(be, c);
+      assert.throws(() => checkAttention(sabotaged(be, {
+        attention: (q, Mq, k, v, Mk, H, Hkv, Dh, _m, out, lse) => be.attention(q, Mq, k, v, Mk, H, Hkv, Dh, null, out, lse),
+      }), c));
+      assert.throws(() => checkAttention(sabotaged(be, {
+        attention: (q, Mq, k, v, Mk, H, _Hkv, Dh, m, out, lse) => {
+          // treat every query head as its own KV head over the first Hkv heads' data: wrong mapping
+          const kk = new Float32Array(Mk * H * Dh); const vv = new Float32Array(Mk * H * Dh);
+          for (let j = 0; j < Mk; j++) for (let h = 0; h < H; h++) for (let d = 0; d < Dh; d++) {
+            kk[(j * H + h) * Dh + d] = k[(j * 2 + (h % 2)) * Dh + d]; vv[(j * H + h) * Dh + d] = v[(j * 2 + (h % 2)) * Dh + d];
+          }
+          be.attention(q, Mq, kk, vv, Mk, H, H, Dh, m, out, lse);
+        },
+      }), c));
+      assert.throws(() => checkAttention(sabotaged(be, {
+        attention: (q, Mq, k, v, Mk, H, Hkv, Dh, m, out, lse) => { be.attention(q, Mq, k, v, Mk, H, Hkv, Dh, m, out, lse); if (lse) lse[1] += 1e-3; },
+      }), c));
+    });
+    test('attentionDelta and cosineRows: an ignored mask or a perturbed row fails', () => {
+      const c = { Mq: 3, Mk: 40, H: 6, Hkv: 2, Dh: 16, nc: 6, mask: 'some' as const, lse: false, seed: 12, qScale: 3 };
+      checkAttentionDelta(be, c);
+      assert.throws(() => checkAttentionDelta(sabotaged(be, {
+        attentionDelta: (q, Mq, k, Mk, H, Hkv, Dh, _m, cols, dv, ctx) => be.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, null, cols, dv, ctx),
+      }), c));
+      assert.throws(() => checkCosineRows(sabotaged(be, {
+        cosineRows: (a, b, M, D, out) => { be.cosineRows(a, b, M, D, out); out[M - 1] *= 1.0001; },
+      }), 13, 64, 13));
+    });
+    test('rmsnorm, rope, siluMul, add: small errors fail', () => {
+      assert.throws(() => checkRmsnorm(sabotaged(be, {
+        rmsnorm: (x, M, D, w, eps, out) => be.rmsnorm(x, M, D, w, eps * 1e5 + 1e-3, out),
+      }), 3, 64, false, 1));
+      assert.throws(() => checkRope(sabotaged(be, {
+        rope: (x, M, nH, Dh, pos, cos, sin) => be.rope(x, M, nH, Dh, pos.map((p) => Math.max(0, p - 1)), cos, sin),
+      }), 7, 3, 16, 2));
+      assert.throws(() => checkSiluMul(sabotaged(be, {
+        siluMul: (g, u, n, out) => { be.siluMul(g, u, n, out); out[n - 1] += 1e-2; /* ~5e-5 of max|ref| with |gate| <= 100, |up| <= 2 */ },
+      }), 1000, 'none', 3));
+      assert.throws(() => checkAdd(sabotaged(be, { add: (d, s, n) => be.add(d, s, n - 1) }), 17, 4));
+    });
+  });
+}
+
+// ---- run for the native addon at every tier --------------------------------------------------------------------
+
+const built = existsSync(nativeAddonPath);
+
+test('native addon loads when build/Release/dyllm_kernels.node exists', { skip: built ? false : `not built: ${nativeAddonPath}` }, () => {
+  const tiers = nativeIsaTiers();
+  assert.ok(tiers.length >= 1, 'nativeIsaTiers() lists at least one tier');
+  assert.ok(tiers.includes('portable'), 'portable tier always present');
+  const be = loadNativeBackend();
+  assert.equal(be.name, `native-${tiers[0]}`);
+  assert.throws(() => loadNativeBackend({ isa: 'nonexistent-isa' }), /not available/);
+});
+
+if (!built) {
+  test('native kernel conformance', { skip: `native addon not built (${nativeAddonPath} missing); run npm rebuild` }, () => {});
+} else {
+  for (const isa of nativeIsaTiers()) runKernelSuite(`native-${isa}`, () => loadNativeBackend({ isa }));
+  runSabotageTests('native', () => loadNativeBackend());
+}
