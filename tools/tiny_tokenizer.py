@@ -43,8 +43,9 @@ def _words(text):
     return ["".join(BYTE_TO_CHAR[b] for b in m.encode("utf-8")) for m in GPT2_PAT.findall(text)]
 
 
-def learn_bpe(text=TRAIN_TEXT, n_merges=40):
-    """Classic BPE training; ties in pair counts broken by the lexicographically smallest pair."""
+def learn_bpe(text=TRAIN_TEXT, n_merges=40, allow=None):
+    """Classic BPE training; ties in pair counts broken by the lexicographically smallest pair.
+    `allow(a, b)` (optional) vetoes merges, e.g. to keep every digit its own token."""
     vocab = {c: i for i, c in enumerate(CS)}
     words = Counter(tuple(w) for w in _words(text))
     merges = []
@@ -52,7 +53,8 @@ def learn_bpe(text=TRAIN_TEXT, n_merges=40):
         pairs = Counter()
         for w, c in words.items():
             for a, b in zip(w, w[1:]):
-                pairs[(a, b)] += c
+                if allow is None or allow(a, b):
+                    pairs[(a, b)] += c
         if not pairs:
             break
         best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
