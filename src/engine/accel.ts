@@ -76,8 +76,11 @@ export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, op
         if (queryAll) {
           rows = iota(0, N);
         } else {
-          // Response rows, plus any row whose logits the sampler reads (Dream's shift reads row g0 − 1).
+          // Response rows, plus any row whose logits the sampler reads. Shifted-logit models (Dream) always add
+          // the last prompt row g0 − 1, whose output predicts the first response position (HF semantics; the
+          // official DyLLM code shifts the flattened query rows instead, spec §8).
           const set = new Set<number>();
+          if (cfg.shiftLogits && g0 > 0) set.add(g0 - 1);
           for (let i = g0; i < N; i++) set.add(i);
           if (batch.logitRows) for (const r of batch.logitRows) if (r >= s && r < s + N) set.add(r - s);
           rows = Int32Array.from([...set].sort((x, y) => x - y));
