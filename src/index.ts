@@ -1,2 +1,14 @@
-// Public API of dyllm (filled in as the engine grows).
-export {};
+/**
+ * dyllm's public API: load a model folder, generate with the official samplers (optionally DyLLM-accelerated),
+ * and the types around them. Everything else is internal.
+ */
+export { loadPipeline, encodePrompt, decodeAnswer, type Pipeline, type SpecialIds } from './engine/pipeline.js';
+export { generate, generateSteps, type GenerateRequest, type GenerateResult, type GenerateStats, type StepEvent, type SequenceStep, type AccelTelemetry } from './engine/generate.js';
+export { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from './engine/options.js';
+export { resolveAccel, type AccelOptions, type AccelOptionsInput } from './engine/accel.js';
+export { loadModel, type LoadedModel } from './models/load-model.js';
+export type { DiffusionModel, ForwardBatch } from './models/types.js';
+export { selectBackend, type BackendName } from './kernels/select.js';
+export type { KernelBackend } from './kernels/backend.js';
+export { LoadError, ConfigError } from './load/errors.js';
+export type { ModelConfig } from './load/config.js';

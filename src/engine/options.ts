@@ -81,9 +81,10 @@ export function resolveOptions(arch: Architecture, input: GenerateOptionsInput, 
     if (hf && gen[hf] !== undefined && gen[hf] !== null) return gen[hf];
     return fallback;
   };
-  const genLength = int('genLength', pick('genLength', null, 128), 1);
-  const steps = int('steps', pick('steps', null, genLength), 1);
-  const blockLength = int('blockLength', pick('blockLength', null, genLength), 1);
+  // generation_config.json may carry max_new_tokens / steps (HF and Dream keys) and block_length (LLaDA).
+  const genLength = int('genLength', pick('genLength', 'max_new_tokens', 128), 1);
+  const steps = int('steps', input.genLength !== undefined && input.steps === undefined ? genLength : pick('steps', 'steps', genLength), 1);
+  const blockLength = int('blockLength', input.genLength !== undefined && input.blockLength === undefined ? genLength : pick('blockLength', dream ? null : 'block_length', genLength), 1);
   if (!dream && genLength % blockLength !== 0) throw new ConfigError(`blockLength: ${blockLength} must divide genLength ${genLength}`);
   if (!dream && steps % (genLength / blockLength) !== 0) {
     throw new ConfigError(`steps: ${steps} must be a multiple of the number of blocks (genLength / blockLength = ${genLength / blockLength})`);
