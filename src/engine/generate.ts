@@ -13,6 +13,9 @@ import { dreamSelect, type DreamSequence } from '../sampler/dream.js';
 import { Rng } from '../sampler/rng.js';
 import { dreamTimesteps, lladaTransferCounts } from '../sampler/schedule.js';
 import type { Selection } from '../sampler/pick.js';
+import type { LladaOptions } from '../sampler/llada.js';
+import type { DreamOptions } from '../sampler/dream.js';
+import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
 import type { GenerateOptions } from './options.js';
 import { dyllmStepForward, type AccelOptions } from './accel.js';
@@ -133,112 +136,158 @@ export function denseStepForward(model: DiffusionModel): StepForward {
 }
 
 /**
- * The denoising loop. Yields one StepEvent per step; returns the final tokens and statistics.
- * Deterministic for a given seed, model and options (all randomness comes from one Rng).
+ * One request's denoising state, stepped from outside: `prepare()` builds the forward batch this step needs (or
+ * null when finished), the caller computes its logits (alone with `forwardOwn`, or merged with other requests'
+ * batches by `forwardMerged` when both are dense), and `finish()` samples, commits and returns the StepEvent.
+ * Deterministic for a given seed, model and options (randomness: one Rng per sequence, seed + b).
  */
-export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): Generator<StepEvent, GenerateResult> {
-  const cfg = model.config;
-  const o = req.options;
-  const G = o.genLength;
-  const maskId = ids.mask;
-  validatePrompts(req.prompts, cfg.vocabSize, maskId, cfg.arch);
-  const B = req.prompts.length;
-  const dream = cfg.arch === 'dream';
-  // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
-  const rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
+export class DenoiseRun {
+  private readonly cfg: ModelConfig;
+  private readonly o: GenerateOptions;
+  private readonly seqs: Seq[];
+  private readonly rngs: Rng[];
+  private readonly stepper: StepForward;
+  /** Whether this run's forward is the plain dense model (so it may share a batch with other dense runs). */
+  readonly batchable: boolean;
+  private readonly dream: boolean;
+  private readonly numBlocks: number;
+  private readonly stepsPerBlock: number;
+  private readonly timesteps: Float32Array | null;
+  private readonly stopIds: Set<number>;
+  private readonly lladaOpts: LladaOptions;
+  private readonly dreamOpts: DreamOptions;
+  private readonly t0 = performance.now();
+  private step = 0;
+  private nfe = 0;
+  private ffnRows = 0;
+  private kvRows = 0;
+  private denseFfnRows = 0;
+  private perLayer: number[] | null = null;
+  private pending: { active: number[]; cand: Int32Array[] } | null = null;
+  private cancelled = false;
 
-  // Canvas layout: packed (each sequence alone) or the official left padding with an attention mask.
-  const maxP = Math.max(...req.prompts.map((p) => p.length));
-  const seqs: Seq[] = req.prompts.map((p) => {
-    const pad = o.batchLayout === 'left-pad' ? maxP - p.length : 0;
-    const len = pad + p.length + G;
-    const tokens = new Int32Array(len).fill(maskId);
-    tokens.fill(ids.pad, 0, pad);
-    tokens.set(p, pad);
-    let mask: Uint8Array | null = null;
-    if (pad > 0) {
-      mask = new Uint8Array(len).fill(1);
-      mask.fill(0, 0, pad);
+  constructor(readonly model: DiffusionModel, readonly ids: SpecialIds, readonly req: GenerateRequest) {
+    const cfg = (this.cfg = model.config);
+    const o = (this.o = req.options);
+    const G = o.genLength;
+    const maskId = ids.mask;
+    validatePrompts(req.prompts, cfg.vocabSize, maskId, cfg.arch);
+    this.dream = cfg.arch === 'dream';
+    // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
+    this.rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
+    // Canvas layout: packed (each sequence alone) or the official left padding with an attention mask.
+    const maxP = Math.max(...req.prompts.map((p) => p.length));
+    this.seqs = req.prompts.map((p) => {
+      const pad = o.batchLayout === 'left-pad' ? maxP - p.length : 0;
+      const len = pad + p.length + G;
+      const tokens = new Int32Array(len).fill(maskId);
+      tokens.fill(ids.pad, 0, pad);
+      tokens.set(p, pad);
+      let mask: Uint8Array | null = null;
+      if (pad > 0) {
+        mask = new Uint8Array(len).fill(1);
+        mask.fill(0, 0, pad);
+      }
+      const isPrompt = new Uint8Array(len);
+      for (let i = 0; i < pad + p.length; i++) isPrompt[i] = tokens[i] !== maskId ? 1 : 0;
+      return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, block: 0, blockStep: 0, schedule: new Int32Array(0), generated: 0 };
+    });
+    const layout: CanvasLayout = { lengths: this.seqs.map((s) => s.tokens.length), genStart: this.seqs.map((s) => s.genStart), genLength: G, masks: this.seqs.map((s) => s.mask) };
+    if (req.accel && req.accel.method !== 'none' && o.cfgScale > 0) {
+      throw new ConfigError('accel: classifier-free guidance with cached acceleration is not supported; use --accel none with --cfg-scale');
     }
-    const isPrompt = new Uint8Array(len);
-    for (let i = 0; i < pad + p.length; i++) isPrompt[i] = tokens[i] !== maskId ? 1 : 0;
-    return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, block: 0, blockStep: 0, schedule: new Int32Array(0), generated: 0 };
-  });
-  const layout: CanvasLayout = { lengths: seqs.map((s) => s.tokens.length), genStart: seqs.map((s) => s.genStart), genLength: G, masks: seqs.map((s) => s.mask) };
-  if (req.accel && req.accel.method !== 'none' && o.cfgScale > 0) {
-    throw new ConfigError('accel: classifier-free guidance with cached acceleration is not supported; use --accel none with --cfg-scale');
+    this.batchable = !req.stepForward && !(req.accel && req.accel.method !== 'none');
+    this.stepper = req.stepForward
+      ? req.stepForward(layout)
+      : req.accel && req.accel.method === 'dyllm'
+        ? dyllmStepForward(model, layout, req.accel)
+        : denseStepForward(model);
+
+    // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
+    this.numBlocks = this.dream ? 1 : G / o.blockLength;
+    this.stepsPerBlock = this.dream ? o.steps : o.steps / this.numBlocks;
+    this.timesteps = this.dream ? dreamTimesteps(o.steps, o.eps) : null;
+    this.stopIds = new Set<number>([ids.eos, ...(ids.eot !== null ? [ids.eot] : [])]);
+    this.lladaOpts = {
+      temperature: o.temperature, remasking: o.remasking, logitsEosInf: o.logitsEosInf, confidenceEosEotInf: o.confidenceEosEotInf,
+      eosId: ids.eos, eotId: ids.eot ?? ids.eos, parallelThreshold: o.parallelThreshold,
+    };
+    this.dreamOpts = { temperature: o.temperature, topP: o.topP, topK: o.topK, alg: o.alg, algTemp: o.algTemp, parallelThreshold: o.parallelThreshold };
+    if (!this.dream) for (const s of this.seqs) this.startBlock(s);
   }
-  const stepper = req.stepForward
-    ? req.stepForward(layout)
-    : req.accel && req.accel.method === 'dyllm'
-      ? dyllmStepForward(model, layout, req.accel)
-      : denseStepForward(model);
 
-  // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
-  const numBlocks = dream ? 1 : G / o.blockLength;
-  const stepsPerBlock = dream ? o.steps : o.steps / numBlocks;
-  const timesteps = dream ? dreamTimesteps(o.steps, o.eps) : null;
-  const stopIds = new Set<number>([ids.eos, ...(ids.eot !== null ? [ids.eot] : [])]);
-  const lladaOpts = {
-    temperature: o.temperature, remasking: o.remasking, logitsEosInf: o.logitsEosInf, confidenceEosEotInf: o.confidenceEosEotInf,
-    eosId: ids.eos, eotId: ids.eot ?? ids.eos, parallelThreshold: o.parallelThreshold,
-  };
-  const dreamOpts = { temperature: o.temperature, topP: o.topP, topK: o.topK, alg: o.alg, algTemp: o.algTemp, parallelThreshold: o.parallelThreshold };
-
-  const startBlock = (s: Seq) => {
-    const from = s.genStart + s.block * o.blockLength;
+  private startBlock(s: Seq): void {
+    const from = s.genStart + s.block * this.o.blockLength;
     let n = 0;
-    for (let i = from; i < from + o.blockLength; i++) if (s.tokens[i] === maskId) n++;
-    s.schedule = lladaTransferCounts(n, stepsPerBlock);
+    for (let i = from; i < from + this.o.blockLength; i++) if (s.tokens[i] === this.ids.mask) n++;
+    s.schedule = lladaTransferCounts(n, this.stepsPerBlock);
     s.blockStep = 0;
-  };
-  if (!dream) for (const s of seqs) startBlock(s);
+  }
 
-  const t0 = performance.now();
-  let nfe = 0;
-  let ffnRows = 0;
-  let kvRows = 0;
-  let denseFfnRows = 0;
-  let perLayer: number[] | null = null;
-  let step = 0;
-  for (; step < o.steps; step++) {
-    if (req.cancelled?.()) break;
+  /** Stop at the next step boundary (the result is then partial). */
+  cancel(): void {
+    this.cancelled = true;
+  }
+
+  get finished(): boolean {
+    return this.cancelled || this.step >= this.o.steps || this.seqs.every((s) => s.done);
+  }
+
+  /** The forward batch of this step (active sequences, plus CFG's unconditional copies), or null when finished. */
+  prepare(): ForwardBatch | null {
+    if (this.req.cancelled?.()) this.cancelled = true;
+    if (this.finished) return null;
     const active: number[] = [];
-    for (let b = 0; b < B; b++) if (!seqs[b].done) active.push(b);
-    if (active.length === 0) break;
-
+    this.seqs.forEach((s, b) => s.done || active.push(b));
     // Rows that may commit this step, and the model rows whose logits they read.
     const cand: Int32Array[] = [];
     for (const b of active) {
-      const s = seqs[b];
-      const end = dream ? s.tokens.length : s.genStart + (s.block + 1) * o.blockLength;
+      const s = this.seqs[b];
+      const end = this.dream ? s.tokens.length : s.genStart + (s.block + 1) * this.o.blockLength;
       const c: number[] = [];
-      for (let i = 0; i < end; i++) if (s.tokens[i] === maskId) c.push(i);
+      for (let i = 0; i < end; i++) if (s.tokens[i] === this.ids.mask) c.push(i);
       cand.push(Int32Array.from(c));
     }
-    const tf = performance.now();
-    const logits = runForward(stepper, seqs, active, cand, dream, o.cfgScale, maskId, step);
-    nfe += o.cfgScale > 0 ? 2 : 1;
-    const accel = stepper.telemetry();
+    this.pending = { active, cand };
+    return buildBatch(this.seqs, active, cand, this.dream, this.o.cfgScale > 0, this.ids.mask);
+  }
+
+  /** This run's own forward (dense model or its accelerator). */
+  forwardOwn(batch: ForwardBatch): Float32Array {
+    return this.stepper.forward(batch, this.pending!.active, this.step);
+  }
+
+  /** Sample from the logits of the prepared batch's logitRows, commit, and report the step. */
+  finish(rawLogits: Float32Array, forwardMs: number): StepEvent {
+    const { active, cand } = this.pending!;
+    this.pending = null;
+    const o = this.o;
+    const cfg = this.cfg;
+    const maskId = this.ids.mask;
+    const G = o.genLength;
+    const step = this.step;
+    this.nfe += o.cfgScale > 0 ? 2 : 1;
+    const accel = this.batchable ? null : this.stepper.telemetry();
     if (accel) {
-      ffnRows += accel.ffnRows;
-      kvRows += accel.kvRows;
-      denseFfnRows += accel.denseFfnRows;
-      perLayer ??= new Array(cfg.numLayers).fill(0);
-      accel.salientPerLayer.forEach((n, l) => (perLayer![l] += n));
+      this.ffnRows += accel.ffnRows;
+      this.kvRows += accel.kvRows;
+      this.denseFfnRows += accel.denseFfnRows;
+      this.perLayer ??= new Array(cfg.numLayers).fill(0);
+      accel.salientPerLayer.forEach((n, l) => (this.perLayer![l] += n));
     } else {
       let rows = 0;
-      for (const b of active) rows += seqs[b].tokens.length;
-      ffnRows += rows * cfg.numLayers;
-      kvRows += rows * cfg.numLayers;
-      denseFfnRows += rows * cfg.numLayers;
+      for (const b of active) rows += this.seqs[b].tokens.length;
+      this.ffnRows += rows * cfg.numLayers;
+      this.kvRows += rows * cfg.numLayers;
+      this.denseFfnRows += rows * cfg.numLayers;
     }
     const ts = performance.now();
+    const logits = o.cfgScale > 0 ? guide(rawLogits, o.cfgScale) : rawLogits;
 
     // Sample.
     const V = cfg.vocabSize;
     let selections: Selection[];
-    if (dream) {
+    if (this.dream) {
       const dseqs: DreamSequence[] = [];
       let off = 0;
       for (const c of cand) {
@@ -248,16 +297,16 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
       // Dream shares k across the batch (mean masked count): kept for the official padded layout; packed
       // sequences each get their own k, so they compute exactly what they compute alone.
       selections = o.batchLayout === 'left-pad'
-        ? dreamSelect({ sequences: dseqs, step, timesteps: timesteps!, options: dreamOpts, rng: rngs[active[0]] })
-        : dseqs.map((d, ai) => dreamSelect({ sequences: [d], step, timesteps: timesteps!, options: dreamOpts, rng: rngs[active[ai]] })[0]);
+        ? dreamSelect({ sequences: dseqs, step, timesteps: this.timesteps!, options: this.dreamOpts, rng: this.rngs[active[0]] })
+        : dseqs.map((d, ai) => dreamSelect({ sequences: [d], step, timesteps: this.timesteps!, options: this.dreamOpts, rng: this.rngs[active[ai]] })[0]);
     } else {
       selections = [];
       let off = 0;
       active.forEach((b, ai) => {
-        const s = seqs[b];
+        const s = this.seqs[b];
         const c = cand[ai];
         const ones = new Uint8Array(c.length).fill(1);
-        selections.push(lladaSelect({ logits: logits.subarray(off * V, (off + c.length) * V), masked: ones, candidate: ones, k: s.schedule[s.blockStep], options: lladaOpts, rng: rngs[b] }));
+        selections.push(lladaSelect({ logits: logits.subarray(off * V, (off + c.length) * V), masked: ones, candidate: ones, k: s.schedule[s.blockStep], options: this.lladaOpts, rng: this.rngs[b] }));
         off += c.length;
       });
     }
@@ -265,7 +314,7 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
     // Commit, advance blocks, early stop.
     const committedByActive: Int32Array[] = [];
     active.forEach((b, ai) => {
-      const s = seqs[b];
+      const s = this.seqs[b];
       const sel = selections[ai];
       const got: number[] = [];
       for (let j = 0; j < sel.rows.length; j++) {
@@ -274,39 +323,98 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
         if (pos >= s.genStart) got.push(pos - s.genStart);
       }
       committedByActive.push(Int32Array.from(got));
-      if (!dream) {
+      if (!this.dream) {
         s.blockStep++;
         // Next block when this one is filled (early with parallel decoding) or its steps are spent.
-        while (s.block < numBlocks && (s.blockStep >= stepsPerBlock || !blockHasMask(s, o.blockLength, maskId))) {
+        while (s.block < this.numBlocks && (s.blockStep >= this.stepsPerBlock || !blockHasMask(s, o.blockLength, maskId))) {
           s.block++;
-          if (s.block < numBlocks) startBlock(s);
+          if (s.block < this.numBlocks) this.startBlock(s);
         }
       }
-      finishIfDone(s, G, maskId, o.stopAtEos, stopIds, ids.eos);
+      finishIfDone(s, G, maskId, o.stopAtEos, this.stopIds, this.ids.eos);
     });
     const sampleMs = performance.now() - ts;
-
-    const sequences: SequenceStep[] = seqs.map((s, b) => {
+    this.step++;
+    const sequences: SequenceStep[] = this.seqs.map((s, b) => {
       const ai = active.indexOf(b);
       return { canvas: s.tokens.slice(s.genStart), committed: ai >= 0 ? committedByActive[ai] : new Int32Array(0), done: s.done };
     });
-    yield { step, maxSteps: o.steps, sequences, forwardMs: ts - tf, sampleMs, nfe, accel };
+    return { step, maxSteps: o.steps, sequences, forwardMs, sampleMs, nfe: this.nfe, accel };
   }
-  const elapsedMs = performance.now() - t0;
-  const generatedTokens = seqs.reduce((n, s) => n + (s.generated || G), 0);
-  return {
-    tokens: seqs.map((s) => s.tokens.slice(s.genStart)),
-    stats: {
-      steps: step,
-      nfe,
-      elapsedMs,
-      generatedTokens,
-      tokensPerS: generatedTokens / (elapsedMs / 1000),
-      salientFraction: denseFfnRows ? ffnRows / denseFfnRows : 1,
-      kvFraction: denseFfnRows ? kvRows / denseFfnRows : 1,
-      salientRowsPerLayer: perLayer,
-    },
-  };
+
+  result(): GenerateResult {
+    const elapsedMs = performance.now() - this.t0;
+    const G = this.o.genLength;
+    const generatedTokens = this.seqs.reduce((n, s) => n + (s.generated || G), 0);
+    return {
+      tokens: this.seqs.map((s) => s.tokens.slice(s.genStart)),
+      stats: {
+        steps: this.step,
+        nfe: this.nfe,
+        elapsedMs,
+        generatedTokens,
+        tokensPerS: generatedTokens / (elapsedMs / 1000),
+        salientFraction: this.denseFfnRows ? this.ffnRows / this.denseFfnRows : 1,
+        kvFraction: this.denseFfnRows ? this.kvRows / this.denseFfnRows : 1,
+        salientRowsPerLayer: this.perLayer,
+      },
+    };
+  }
+}
+
+/** The denoising loop for one request: yields one StepEvent per step; returns the final tokens and statistics. */
+export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): Generator<StepEvent, GenerateResult> {
+  const run = new DenoiseRun(model, ids, req);
+  for (;;) {
+    const batch = run.prepare();
+    if (!batch) return run.result();
+    const tf = performance.now();
+    const logits = run.forwardOwn(batch);
+    yield run.finish(logits, performance.now() - tf);
+  }
+}
+
+/**
+ * One forward for several dense runs' batches (sequences never attend across requests, so each gets exactly
+ * the logits it would get alone). Returns each batch's logits.
+ */
+export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBatch[]): Float32Array[] {
+  if (batches.length === 1) return [model.forward(batches[0])];
+  let T = 0;
+  let S = 0;
+  let L = 0;
+  for (const b of batches) {
+    T += b.tokens.length;
+    S += b.seqStart.length - 1;
+    L += b.logitRows ? b.logitRows.length : b.tokens.length;
+  }
+  const tokens = new Int32Array(T);
+  const seqStart = new Int32Array(S + 1);
+  const anyMask = batches.some((b) => b.attentionMask);
+  const mask = anyMask ? new Uint8Array(T).fill(1) : null;
+  const logitRows = new Int32Array(L);
+  let t = 0;
+  let s = 0;
+  let l = 0;
+  for (const b of batches) {
+    tokens.set(b.tokens, t);
+    if (mask && b.attentionMask) mask.set(b.attentionMask, t);
+    for (let i = 0; i < b.seqStart.length - 1; i++) seqStart[s++] = t + b.seqStart[i];
+    if (b.logitRows) for (const r of b.logitRows) logitRows[l++] = t + r;
+    else for (let r = 0; r < b.tokens.length; r++) logitRows[l++] = t + r;
+    t += b.tokens.length;
+  }
+  seqStart[S] = T;
+  const all = model.forward({ tokens, seqStart, attentionMask: mask, logitRows });
+  const V = model.config.vocabSize;
+  const out: Float32Array[] = [];
+  let off = 0;
+  for (const b of batches) {
+    const n = b.logitRows ? b.logitRows.length : b.tokens.length;
+    out.push(all.subarray(off * V, (off + n) * V));
+    off += n;
+  }
+  return out;
 }
 
 function blockHasMask(s: Seq, blockLength: number, maskId: number): boolean {
@@ -337,11 +445,9 @@ function finishIfDone(s: Seq, G: number, maskId: number, stopAtEos: boolean, sto
   }
 }
 
-/** Build the batch of active sequences (and CFG's unconditional copies) and run one forward. */
-function runForward(
-  stepper: StepForward, seqs: Seq[], active: number[], cand: Int32Array[], dream: boolean, cfgScale: number, maskId: number, step: number,
-): Float32Array {
-  const copies = cfgScale > 0 ? 2 : 1;
+/** The batch of the active sequences (and CFG's unconditional copies), with logits for the candidate rows. */
+function buildBatch(seqs: Seq[], active: number[], cand: Int32Array[], dream: boolean, cfg: boolean, maskId: number): ForwardBatch {
+  const copies = cfg ? 2 : 1;
   let T = 0;
   for (const b of active) T += seqs[b].tokens.length;
   const tokens = new Int32Array(T * copies);
@@ -358,6 +464,7 @@ function runForward(
       const s = seqs[b];
       seqStart[copy * active.length + ai] = row;
       tokens.set(s.tokens, row);
+      // CFG's unconditional copy: every prompt position (prompt_index, pads included) becomes the mask.
       if (copy === 1) for (let i = 0; i < s.tokens.length; i++) if (s.isPrompt[i]) tokens[row + i] = maskId;
       if (mask && s.mask) mask.set(s.mask, row);
       // Dream predicts position i from the output at i − 1 (position 0 reuses its own row).
@@ -366,15 +473,17 @@ function runForward(
     });
   }
   seqStart[active.length * copies] = row;
-  const logits = stepper.forward({ tokens, seqStart, attentionMask: mask, logitRows }, active, step);
-  if (copies === 1) return logits;
-  // Classifier-free guidance: u + (s + 1)·(c − u).
+  return { tokens, seqStart, attentionMask: mask, logitRows };
+}
+
+/** Classifier-free guidance on [conditional; unconditional] logits: u + (s + 1)·(c − u). */
+function guide(logits: Float32Array, scale: number): Float32Array {
   const half = logits.length / 2;
   const out = new Float32Array(half);
   for (let i = 0; i < half; i++) {
     const c = logits[i];
     const u = logits[half + i];
-    out[i] = u + (cfgScale + 1) * (c - u);
+    out[i] = u + (scale + 1) * (c - u);
   }
   return out;
 }

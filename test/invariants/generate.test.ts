@@ -96,3 +96,32 @@ test('parallel decoding finishes in fewer steps and early stop ends at the end t
   assert.equal(par.tokens[0].length, 16);
   assert.ok(!par.tokens[0].includes(p.ids.mask));
 });
+
+test('requests stepped together through one merged forward get the tokens they get alone', async () => {
+  const { DenoiseRun, forwardMerged } = await import('../../src/engine/generate.js');
+  for (const [name, o1, o2] of [
+    ['llada-tiny-f32-sharded', { genLength: 12, steps: 6, blockLength: 4 }, { genLength: 8, steps: 8, temperature: 0.7, seed: 3 }],
+    ['dream-tiny-f32-sharded', { genLength: 12, steps: 12, alg: 'entropy' }, { genLength: 6, steps: 3, alg: 'maskgit_plus', topP: 0.9 }],
+  ] as const) {
+    const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
+    const reqs = [
+      { prompts: [PROMPTS[0], PROMPTS[1]], options: resolveOptions(p.config.arch, o1 as GenerateOptionsInput, p.generation) },
+      { prompts: [PROMPTS[2]], options: resolveOptions(p.config.arch, o2 as GenerateOptionsInput, p.generation) },
+    ];
+    const runs = reqs.map((r) => new DenoiseRun(p.model, p.ids, r));
+    // The second request joins one step late; the first leaves when done.
+    let tick = 0;
+    for (;;) {
+      const live = runs.filter((r, i) => (i === 0 || tick > 0) && !r.finished);
+      if (live.length === 0 && tick > 0) break;
+      const batches = live.map((r) => r.prepare()!);
+      const logits = forwardMerged(p.model, batches);
+      live.forEach((r, i) => r.finish(logits[i], 0));
+      tick++;
+    }
+    reqs.forEach((r, i) => {
+      const alone = run(p, r.prompts as number[][], (i === 0 ? o1 : o2) as GenerateOptionsInput);
+      assert.deepEqual(runs[i].result().tokens.map((t) => [...t]), alone.tokens.map((t) => [...t]), `${name} request ${i}`);
+    });
+  }
+});
