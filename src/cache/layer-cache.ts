@@ -11,6 +11,7 @@ export interface LayerStore {
   readonly v: Float32Array; // [N, Hkv·Dh]
   readonly c: Float32Array; // [N, H·Dh] attention context before o_proj
   readonly f: Float32Array; // [N, D] FFN (down-projection) output
+  readonly lse: Float32Array; // [N, H] log-sum-exp of each row's attention scores (for the rescale update)
 }
 
 export class SequenceCache {
@@ -28,6 +29,7 @@ export class SequenceCache {
       v: new Float32Array(length * kv),
       c: new Float32Array(length * q),
       f: new Float32Array(length * cfg.hiddenSize),
+      lse: new Float32Array(length * cfg.numHeads),
     }));
     this.lastTokens = new Int32Array(length).fill(-1);
   }
@@ -38,10 +40,11 @@ export class SequenceCache {
 }
 
 /**
- * Cache bytes per token over all layers: L · (2·Hkv·Dh + H·Dh + D) fp32 values — the spec's per-layer
- * `2d/g + 2d` elements (d = H·Dh = D, g = H/Hkv) at 4 bytes each.
+ * Cache bytes per token over all layers: L · (2·Hkv·Dh + H·Dh + D + H) fp32 values — the spec's per-layer
+ * `2d/g + 2d` elements (d = H·Dh = D, g = H/Hkv) at 4 bytes each, plus one log-sum-exp per head (H) that the
+ * rescale update needs.
  */
 export function cacheBytesPerToken(cfg: ModelConfig): number {
-  const perLayer = 2 * cfg.numKvHeads * cfg.headDim + cfg.numHeads * cfg.headDim + cfg.hiddenSize;
+  const perLayer = 2 * cfg.numKvHeads * cfg.headDim + cfg.numHeads * cfg.headDim + cfg.hiddenSize + cfg.numHeads;
   return cfg.numLayers * perLayer * 4;
 }

@@ -25,9 +25,19 @@ export interface SaliencyPolicy {
   select(layer: number, cos: Float32Array, n: number): Int32Array;
 }
 
+/**
+ * How non-salient rows' contexts are updated when the K/V of the salient columns A change:
+ * 'delta' — DyLLM as published: C_old + S_new·ΔV (drops the change of the attention weights themselves);
+ * 'rescale' — exact when the query is unchanged: renormalise C_old by Z_old/Z_new, swap the old columns' terms
+ *   for the new ones (Z_new from the dense QKᵀ);
+ * 'rescale-incremental' — the same with Z_new updated from the changed columns only (no dense QKᵀ).
+ */
+export type AttnUpdate = 'delta' | 'rescale' | 'rescale-incremental';
+
 export interface RecomputePlan {
   readonly sequences: readonly SequencePlan[];
   readonly policy: SaliencyPolicy;
+  readonly attnUpdate?: AttnUpdate;
 }
 
 /** What a cached step actually recomputed (summed over the batch). */

@@ -102,6 +102,7 @@ export const accelFlagConfig: NonNullable<ParseArgsConfig['options']> = {
   threshold: { type: 'string' },
   'full-steps': { type: 'string' },
   'prompt-period': { type: 'string' },
+  'attn-update': { type: 'string' },
 };
 
 /** Acceleration options set on the command line. */
@@ -111,6 +112,7 @@ export function accelOptions(values: Record<string, unknown>): AccelOptionsInput
   if (typeof values.threshold === 'string') out.threshold = toNumber('threshold', values.threshold, 'num');
   if (typeof values['full-steps'] === 'string') out.fullSteps = toNumber('full-steps', values['full-steps'], 'int');
   if (typeof values['prompt-period'] === 'string') out.promptPeriod = toNumber('prompt-period', values['prompt-period'], 'int');
+  if (typeof values['attn-update'] === 'string') out.attnUpdate = values['attn-update'];
   return out as AccelOptionsInput;
 }
 
@@ -118,4 +120,6 @@ export const ACCEL_HELP = `Acceleration:
   --accel M                 none (default) | dyllm
   --threshold T             DyLLM cosine threshold τ (default 0.99 LLaDA, 0.995 Dream)
   --full-steps N            DyLLM dense warm-up steps (default 4)
-  --prompt-period N         DyLLM: query the prompt rows every N-th step (default 4)`;
+  --prompt-period N         DyLLM: query the prompt rows every N-th step (default 4)
+  --attn-update U           DyLLM non-salient context update: delta (paper, default) | rescale |
+                            rescale-incremental (see BENCHMARKS.md)`;

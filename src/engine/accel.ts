@@ -5,7 +5,7 @@
  * `promptPeriod`-th step, and layer 0's salient set = the positions committed in the previous step.
  */
 import { cacheBytesPerToken, SequenceCache } from '../cache/layer-cache.js';
-import type { RecomputePlan, SaliencyPolicy, SequencePlan, StepCounts } from '../cache/plan.js';
+import type { AttnUpdate, RecomputePlan, SaliencyPolicy, SequencePlan, StepCounts } from '../cache/plan.js';
 import { cosineThreshold, recomputeAll } from '../cache/saliency.js';
 import type { Architecture, ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
@@ -22,6 +22,8 @@ export interface AccelOptions {
   readonly fullSteps: number;
   /** Every promptPeriod-th step also queries the prompt rows (official code: 4). */
   readonly promptPeriod: number;
+  /** How non-salient rows' contexts follow the changed K/V columns (cache/plan.ts AttnUpdate). */
+  readonly attnUpdate: AttnUpdate;
   /** Testing hook: every position is a query row and salient in every layer (≡ dense). */
   readonly allSalient: boolean;
 }
@@ -42,7 +44,11 @@ export function resolveAccel(arch: Architecture, input: AccelOptionsInput): Acce
   if (!Number.isSafeInteger(fullSteps) || fullSteps < 1) throw new ConfigError(`fullSteps: expected an integer ≥ 1, found ${JSON.stringify(fullSteps)}`);
   const promptPeriod = input.promptPeriod ?? 4;
   if (!Number.isSafeInteger(promptPeriod) || promptPeriod < 1) throw new ConfigError(`promptPeriod: expected an integer ≥ 1, found ${JSON.stringify(promptPeriod)}`);
-  return Object.freeze({ method, threshold, fullSteps, promptPeriod, allSalient: input.allSalient ?? false });
+  const attnUpdate = input.attnUpdate ?? 'delta';
+  if (!['delta', 'rescale', 'rescale-incremental'].includes(attnUpdate)) {
+    throw new ConfigError(`attnUpdate: expected delta, rescale or rescale-incremental, found ${JSON.stringify(attnUpdate)}`);
+  }
+  return Object.freeze({ method, threshold, fullSteps, promptPeriod, attnUpdate, allSalient: input.allSalient ?? false });
 }
 
 /** Cache bytes per token of a model under DyLLM (all layers). */
@@ -90,7 +96,7 @@ export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, op
         cache.lastTokens.set(tokens);
         seqs.push({ cache, rows, salientIn: Int32Array.from(changed) });
       });
-      const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy };
+      const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate };
       const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
       const logits = model.forwardPlanned(batch, plan, counts);
       const denseTotal = denseRows * cfg.numLayers;

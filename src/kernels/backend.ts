@@ -67,6 +67,23 @@ export interface KernelBackend {
     keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
   ): void;
 
+  /**
+   * The corrected update for rows whose query is treated as unchanged while the key/value columns `cols`
+   * changed (issue 8): with Z the softmax normaliser and l = q·k·scale (current q),
+   *   C_new = (Z_old/Z_new)·C_old − Σ_c e^{l_old,c}/Z_new · vOld_c + Σ_c e^{l_new,c}/Z_new · vNew_c.
+   * incremental = false: Z_new exact over all Mk current keys (the dense QKᵀ) and Z_old = Z_new − Σ_c (e^{l_new,c}
+   * − e^{l_old,c}), i.e. the old normaliser under the current query (consistent when the query has drifted).
+   * incremental = true: Z_old = exp(lse) cached from the query that produced C_old and Z_new = Z_old + Σ_c
+   * (e^{l_new,c} − e^{l_old,c}) (no dense QKᵀ). `lse` [Mq, H] holds log Z_old on entry (read only when
+   * incremental) and log Z_new on return; ctx [Mq, H·Dh] holds C_old on entry and C_new on return. k holds the
+   * NEW keys (all Mk); kOld/vOld/vNew [nc, Hkv·Dh] the old and new rows of the changed columns.
+   */
+  attentionRescale(
+    q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
+    lse: Float32Array, ctx: Float32Array, incremental: boolean,
+  ): void;
+
   /** out[m] = cos(a[m], b[m]) over D, fp32-or-wider statistics: dot·rsqrt(max(|a|²,1e-8))·rsqrt(max(|b|²,1e-8)). */
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void;
 

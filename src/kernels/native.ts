@@ -25,6 +25,9 @@ export interface NativeTier {
   attentionDelta(q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null | undefined, cols: Int32Array, dv: Float32Array, ctx: Float32Array): void;
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void;
+  attentionRescale(q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null | undefined, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
+    lse: Float32Array, ctx: Float32Array, incremental: boolean): void;
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void;
   rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void;
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
@@ -131,6 +134,14 @@ class NativeBackend implements KernelBackend {
 
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {
     this.tier.cosineRows(a, b, M, D, out);
+  }
+
+  attentionRescale(
+    q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
+    lse: Float32Array, ctx: Float32Array, incremental: boolean,
+  ): void {
+    this.tier.attentionRescale(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, kOld, vOld, vNew, lse, ctx, incremental);
   }
 
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {

@@ -149,6 +149,69 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
+  attentionRescale(
+    q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: Uint8Array | null, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
+    lse: Float32Array, ctx: Float32Array, incremental: boolean,
+  ): void {
+    const group = H / Hkv;
+    const scale = 1 / Math.sqrt(Dh);
+    const kvDim = Hkv * Dh;
+    const dot = (a: Float32Array, ao: number, b: Float32Array, bo: number) => {
+      let s = 0;
+      for (let d = 0; d < Dh; d++) s += a[ao + d] * b[bo + d];
+      return s * scale;
+    };
+    for (let i = 0; i < Mq; i++) {
+      for (let h = 0; h < H; h++) {
+        const qo = (i * H + h) * Dh;
+        const kvh = Math.floor(h / group);
+        const lseOld = lse[i * H + h];
+        if (lseOld === -Infinity) continue;
+        const lNew: number[] = [];
+        const lOld: number[] = [];
+        for (let c = 0; c < cols.length; c++) {
+          const live = !keyMask || keyMask[cols[c]];
+          lNew.push(live ? dot(q, qo, k, cols[c] * kvDim + kvh * Dh) : -Infinity);
+          lOld.push(live ? dot(q, qo, kOld, c * kvDim + kvh * Dh) : -Infinity);
+        }
+        let lseNew: number;
+        let r: number; // Z_old / Z_new
+        if (incremental) {
+          // Cached Z_old (from the query that produced C_old), updated by the changed columns only.
+          let z = 1;
+          for (let c = 0; c < cols.length; c++) z += Math.exp(lNew[c] - lseOld) - Math.exp(lOld[c] - lseOld);
+          lseNew = lseOld + Math.log(Math.max(z, 1e-30));
+          r = Math.exp(lseOld - lseNew);
+        } else {
+          // Exact Z_new over all current keys; Z_old taken under the CURRENT query (the old keys differ only in
+          // the changed columns), so the update stays consistent when the query itself has drifted.
+          let m = -Infinity;
+          const sc = new Float64Array(Mk);
+          for (let j = 0; j < Mk; j++) {
+            sc[j] = keyMask && !keyMask[j] ? -Infinity : dot(q, qo, k, j * kvDim + kvh * Dh);
+            if (sc[j] > m) m = sc[j];
+          }
+          let z = 0;
+          for (let j = 0; j < Mk; j++) if (sc[j] !== -Infinity) z += Math.exp(sc[j] - m);
+          let zOld = z;
+          for (let c = 0; c < cols.length; c++) zOld += Math.exp(lOld[c] - m) - Math.exp(lNew[c] - m);
+          lseNew = m + Math.log(z);
+          r = zOld / z;
+        }
+        for (let d = 0; d < Dh; d++) {
+          let acc = r * ctx[qo + d];
+          for (let c = 0; c < cols.length; c++) {
+            const vo = c * kvDim + kvh * Dh + d;
+            acc += Math.exp(lNew[c] - lseNew) * vNew[vo] - Math.exp(lOld[c] - lseNew) * vOld[vo];
+          }
+          ctx[qo + d] = acc;
+        }
+        lse[i * H + h] = lseNew;
+      }
+    }
+  }
+
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {
     for (let m = 0; m < M; m++) {
       let dot = 0;

@@ -63,6 +63,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const q = new Float32Array(R * qDim); // [R, H·Dh]
   const ctx = new Float32Array(R * qDim); // [R, H·Dh]
   const cos = new Float32Array(R);
+  const lse = new Float32Array(R * H); // [R, H] log-sum-exp of each query row's scores
+  const attnUpdate = plan.attnUpdate ?? 'delta';
+  const rescale = attnUpdate !== 'delta';
   const o = new Float32Array(R * D);
   embedTokens(tf.weights.embed, rowTok, res);
 
@@ -98,30 +101,49 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
       while (j1 < nIn && salient[j1] < rowOff[b + 1]) j1++;
       const nb = j1 - j0;
       const cols = new Int32Array(nb); // key positions of this sequence's A_in
-      const dv = new Float32Array(nb * kvDim);
+      const dv = new Float32Array(nb * kvDim); // delta: V_new − V_old; rescale: V_old
+      const kOld = rescale ? new Float32Array(nb * kvDim) : null;
       for (let j = 0; j < nb; j++) {
         const p = rows[salient[j0 + j] - r0];
         cols[j] = p;
         const src = (j0 + j) * kvDim;
-        for (let d = 0; d < kvDim; d++) dv[j * kvDim + d] = vNew[src + d] - store.v[p * kvDim + d];
+        if (rescale) {
+          dv.set(store.v.subarray(p * kvDim, (p + 1) * kvDim), j * kvDim);
+          kOld!.set(store.k.subarray(p * kvDim, (p + 1) * kvDim), j * kvDim);
+        } else {
+          for (let d = 0; d < kvDim; d++) dv[j * kvDim + d] = vNew[src + d] - store.v[p * kvDim + d];
+        }
         store.k.set(kNew.subarray(src, src + kvDim), p * kvDim);
         store.v.set(vNew.subarray(src, src + kvDim), p * kvDim);
       }
       const qb = q.subarray(r0 * qDim, (r0 + nR) * qDim);
       const cb = ctx.subarray(r0 * qDim, (r0 + nR) * qDim);
       const km = keyMasks[b];
+      const lb = lse.subarray(r0 * H, (r0 + nR) * H);
       if (policy.forceAll) {
-        be.attention(qb, nR, store.k, store.v, N, H, Hkv, Dh, km, cb);
+        be.attention(qb, nR, store.k, store.v, N, H, Hkv, Dh, km, cb, lb);
       } else {
-        // Approximate rows: C_old + S·ΔV; then exact attention for the A_in rows.
-        for (let i = 0; i < nR; i++) cb.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
-        if (nb > 0) be.attentionDelta(qb, nR, store.k, N, H, Hkv, Dh, km, cols, dv, cb);
+        // Approximate rows (C_old updated for the changed columns); then exact attention for the A_in rows.
+        for (let i = 0; i < nR; i++) {
+          cb.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
+          lb.set(store.lse.subarray(rows[i] * H, (rows[i] + 1) * H), i * H);
+        }
         if (nb > 0) {
+          if (rescale) {
+            const vNewB = vNew.subarray(j0 * kvDim, j1 * kvDim);
+            be.attentionRescale(qb, nR, store.k, N, H, Hkv, Dh, km, cols, kOld!, dv, vNewB, lb, cb, attnUpdate === 'rescale-incremental');
+          } else {
+            be.attentionDelta(qb, nR, store.k, N, H, Hkv, Dh, km, cols, dv, cb);
+          }
           const qe = new Float32Array(nb * qDim);
           const ce = new Float32Array(nb * qDim);
+          const le = new Float32Array(nb * H);
           for (let j = 0; j < nb; j++) qe.set(q.subarray(salient[j0 + j] * qDim, (salient[j0 + j] + 1) * qDim), j * qDim);
-          be.attention(qe, nb, store.k, store.v, N, H, Hkv, Dh, km, ce);
-          for (let j = 0; j < nb; j++) ctx.set(ce.subarray(j * qDim, (j + 1) * qDim), salient[j0 + j] * qDim);
+          be.attention(qe, nb, store.k, store.v, N, H, Hkv, Dh, km, ce, le);
+          for (let j = 0; j < nb; j++) {
+            ctx.set(ce.subarray(j * qDim, (j + 1) * qDim), salient[j0 + j] * qDim);
+            lse.set(le.subarray(j * H, (j + 1) * H), salient[j0 + j] * H);
+          }
         }
         const old = new Float32Array(nR * qDim);
         for (let i = 0; i < nR; i++) old.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
@@ -130,7 +152,10 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
       if (tf.padding.zeroPadQueries && km) {
         for (let i = 0; i < nR; i++) if (!km[rows[i]]) cb.fill(0, i * qDim, (i + 1) * qDim);
       }
-      for (let i = 0; i < nR; i++) store.c.set(cb.subarray(i * qDim, (i + 1) * qDim), rows[i] * qDim);
+      for (let i = 0; i < nR; i++) {
+        store.c.set(cb.subarray(i * qDim, (i + 1) * qDim), rows[i] * qDim);
+        store.lse.set(lb.subarray(i * H, (i + 1) * H), rows[i] * H);
+      }
       j0 = j1;
     }
 

@@ -525,35 +525,116 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
       throw_fmt(env, "attentionDelta: cols[%lld] = %d is outside [0, %lld)", (long long)c, cols[c], (long long)Mk);
       return nullptr;
     }
+  const TierOps& t = *tier_of(a);
   const int64_t items = Mq * H, group = H / Hkv, kvs = Hkv * Dh;
   const float scale = float(1.0 / std::sqrt(double(Dh)));
   const bool par = double(items) * double(Mk + nc) * double(Dh) >= 1e5;
   const int64_t per = std::max<int64_t>(1, items / (8 * int64_t(g_threads)));
   parallel_for((items + per - 1) / per, par, [&](int64_t ch) {
+    thread_local std::vector<float> sbuf;
+    if (int64_t(sbuf.size()) < Mk) sbuf.resize(size_t(Mk));
+    float* sc = sbuf.data();
     for (int64_t it = ch * per; it < std::min(items, (ch + 1) * per); it++) {
       const int64_t kvh = (it % H) / group;
-      const float* qi = q + it * Dh;
-      float m = -INFINITY, z = 0.f;
-      for (int64_t j = 0; j < Mk; j++) {
-        if (mask && !mask[j]) continue;
-        const float sj = dotf(qi, k + j * kvs + kvh * Dh, Dh) * scale;
-        if (sj > m) {
-          z = z * std::exp(m - sj) + 1.f;
-          m = sj;
-        } else {
-          z += std::exp(sj - m);
-        }
-      }
-      if (m == -INFINITY) continue;
+      float m, z;
+      t.score_row(q + it * Dh, k + kvh * Dh, long(kvs), long(Mk), int(Dh), mask, scale, sc, &m, &z);
+      if (m == -INFINITY || z <= 0.f) continue;
       float* o = ctx + it * Dh;
       const float invz = 1.f / z;
       for (int64_t c = 0; c < nc; c++) {
-        const int64_t j = cols[c];
-        if (mask && !mask[j]) continue;
-        const float p = std::exp(dotf(qi, k + j * kvs + kvh * Dh, Dh) * scale - m) * invz;
+        const float sj = sc[cols[c]];
+        if (sj == -INFINITY) continue;
+        const float p = std::exp(sj - m) * invz;
         const float* dvr = dv + c * kvs + kvh * Dh;
         for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
       }
+    }
+  });
+  return undefined(env);
+}
+
+// attentionRescale(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, kOld, vOld, vNew, lse, ctx, incremental)
+napi_value AttentionRescale(napi_env env, napi_callback_info info) {
+  Args a(env, info, "attentionRescale");
+  if (!a.ok) return nullptr;
+  float *q, *k, *kOld, *vOld, *vNew, *lse, *ctx;
+  uint8_t* mask;
+  int32_t* cols;
+  size_t ql, kl, ml, cl, kol, vol, vnl, ll, xl;
+  int64_t Mq, Mk, H, Hkv, Dh;
+  if (!a.f32(0, "q", &q, &ql) || !a.int_arg(1, "Mq", &Mq) || !a.f32(2, "k", &k, &kl) || !a.int_arg(3, "Mk", &Mk) ||
+      !a.int_arg(4, "H", &H) || !a.int_arg(5, "Hkv", &Hkv) || !a.int_arg(6, "Dh", &Dh) ||
+      !a.ta_arg(7, "keyMask", napi_uint8_array, "Uint8Array", &mask, &ml, true) ||
+      !a.ta_arg(8, "cols", napi_int32_array, "Int32Array", &cols, &cl) || !a.f32(9, "kOld", &kOld, &kol) ||
+      !a.f32(10, "vOld", &vOld, &vol) || !a.f32(11, "vNew", &vNew, &vnl) || !a.f32(12, "lse", &lse, &ll) ||
+      !a.f32(13, "ctx", &ctx, &xl))
+    return nullptr;
+  bool incremental = false;
+  if (napi_get_value_bool(env, a.argv[14], &incremental) != napi_ok) {
+    throw_fmt(env, "attentionRescale: argument 14 (incremental) must be a boolean");
+    return nullptr;
+  }
+  if (H == 0 || Hkv == 0 || H % Hkv != 0) {
+    throw_fmt(env, "attentionRescale: H (%lld) must be a positive multiple of Hkv (%lld)", (long long)H, (long long)Hkv);
+    return nullptr;
+  }
+  const int64_t nc = int64_t(cl), qn = Mq * H * Dh, kvs = Hkv * Dh;
+  if (int64_t(ql) < qn || int64_t(xl) < qn || int64_t(kl) < Mk * kvs || int64_t(ll) < Mq * H ||
+      int64_t(kol) < nc * kvs || int64_t(vol) < nc * kvs || int64_t(vnl) < nc * kvs || (mask && int64_t(ml) < Mk)) {
+    throw_fmt(env, "attentionRescale: an array is too short for Mq=%lld Mk=%lld H=%lld Hkv=%lld Dh=%lld nc=%lld",
+              (long long)Mq, (long long)Mk, (long long)H, (long long)Hkv, (long long)Dh, (long long)nc);
+    return nullptr;
+  }
+  for (int64_t c = 0; c < nc; c++)
+    if (cols[c] < 0 || cols[c] >= Mk) {
+      throw_fmt(env, "attentionRescale: cols[%lld] = %d is outside [0, %lld)", (long long)c, cols[c], (long long)Mk);
+      return nullptr;
+    }
+  const TierOps& t = *tier_of(a);
+  const int64_t items = Mq * H, group = H / Hkv;
+  const float scale = float(1.0 / std::sqrt(double(Dh)));
+  const bool par = double(items) * double((incremental ? 0 : Mk) + 2 * nc) * double(Dh) >= 1e5;
+  const int64_t per = std::max<int64_t>(1, items / (8 * int64_t(g_threads)));
+  parallel_for((items + per - 1) / per, par, [&](int64_t ch) {
+    thread_local std::vector<float> sbuf, lnew, lold;
+    if (int64_t(sbuf.size()) < Mk) sbuf.resize(size_t(Mk));
+    if (int64_t(lnew.size()) < nc) lnew.resize(size_t(nc)), lold.resize(size_t(nc));
+    for (int64_t it = ch * per; it < std::min(items, (ch + 1) * per); it++) {
+      const int64_t kvh = (it % H) / group;
+      const float lse_old = lse[it];
+      if (lse_old == -INFINITY) continue;
+      const float* qi = q + it * Dh;
+      for (int64_t c = 0; c < nc; c++) {
+        const bool live = !mask || mask[cols[c]];
+        lnew[c] = live ? dotf(qi, k + cols[c] * kvs + kvh * Dh, Dh) * scale : -INFINITY;
+        lold[c] = live ? dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale : -INFINITY;
+      }
+      double lse_new, ratio;
+      if (incremental) {
+        double z = 1.0;
+        for (int64_t c = 0; c < nc; c++) z += std::exp(double(lnew[c]) - lse_old) - std::exp(double(lold[c]) - lse_old);
+        lse_new = double(lse_old) + std::log(std::max(z, 1e-30));
+        ratio = std::exp(double(lse_old) - lse_new);
+      } else {
+        // Z_old under the current query: Z_new minus the changed columns' new terms plus their old ones.
+        float m, z;
+        t.score_row(qi, k + kvh * Dh, long(kvs), long(Mk), int(Dh), mask, scale, sbuf.data(), &m, &z);
+        double zold = z;
+        for (int64_t c = 0; c < nc; c++) zold += std::exp(double(lold[c]) - m) - std::exp(double(lnew[c]) - m);
+        lse_new = double(m) + std::log(double(z));
+        ratio = zold / double(z);
+      }
+      const float r = float(ratio);
+      float* o = ctx + it * Dh;
+      for (int64_t d = 0; d < Dh; d++) o[d] *= r;
+      for (int64_t c = 0; c < nc; c++) {
+        if (lnew[c] == -INFINITY) continue;
+        const float pn = float(std::exp(double(lnew[c]) - lse_new)), po = float(std::exp(double(lold[c]) - lse_new));
+        const float* vn = vNew + c * kvs + kvh * Dh;
+        const float* vo = vOld + c * kvs + kvh * Dh;
+        for (int64_t d = 0; d < Dh; d++) o[d] += pn * vn[d] - po * vo[d];
+      }
+      lse[it] = float(lse_new);
     }
   });
   return undefined(env);
@@ -828,6 +909,7 @@ napi_value Bind(napi_env env, napi_callback_info info) {
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"attentionDelta", nullptr, AttentionDelta, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"cosineRows", nullptr, CosineRows, nullptr, nullptr, nullptr, napi_enumerable, d},
+      {"attentionRescale", nullptr, AttentionRescale, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, d},

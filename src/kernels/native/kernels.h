@@ -50,6 +50,11 @@ struct TierOps {
   // runs gemm_bf16 twice.
   void (*gemm_bf16_comp)(int rows, long kp, const uint32_t* A, const uint32_t* Alo, const uint16_t* B, float* C,
                          long ldc, int ncols, int accumulate, const float* bias);
+
+  // Softmax statistics of one (query row, head) over Mk keys: s[j] = q·k_j·scale (−inf where masked),
+  // *m = max_j s[j], *z = Σ_j exp(s[j] − m) (0 when every key is masked).
+  void (*score_row)(const float* q, const float* k, long kvStride, long Mk, int Dh, const uint8_t* mask, float scale,
+                    float* s, float* m, float* z);
 };
 
 constexpr int ATTN_BLOCK = 64;

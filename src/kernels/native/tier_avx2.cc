@@ -299,10 +299,33 @@ double stream_read(const float* p, long n, float* sink) {
   return double(n) * 4;
 }
 
+
+void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, const uint8_t* mask, float scale,
+               float* s, float* m_out, float* z_out) {
+  float m = -INFINITY;
+  for (long j = 0; j < Mk; j++) {
+    if (mask && !mask[j]) {
+      s[j] = -INFINITY;
+      continue;
+    }
+    const float* kj = k + j * kvStride;
+    float acc = 0.f;
+    for (int d = 0; d < Dh; d++) acc += q[d] * kj[d];
+    s[j] = acc * scale;
+    if (s[j] > m) m = s[j];
+  }
+  float z = 0.f;
+  if (m != -INFINITY)
+    for (long j = 0; j < Mk; j++)
+      if (s[j] != -INFINITY) z += std::exp(s[j] - m);
+  *m_out = m;
+  *z_out = z;
+}
+
 }  // namespace
 
 const TierOps tier_avx2 = {
-    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr,
+    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row,
 };
 
 }  // namespace dyllm

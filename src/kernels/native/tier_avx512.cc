@@ -353,11 +353,40 @@ double stream_read(const float* p, long n, float* sink) {
   return double(n) * 4;
 }
 
+
+void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, const uint8_t* mask, float scale,
+               float* s, float* m_out, float* z_out) {
+  float m = -INFINITY;
+  for (long j = 0; j < Mk; j++) {
+    if (mask && !mask[j]) {
+      s[j] = -INFINITY;
+      continue;
+    }
+    const float sj = dot(q, k + j * kvStride, Dh) * scale;
+    s[j] = sj;
+    m = sj > m ? sj : m;
+  }
+  float z = 0.f;
+  if (m != -INFINITY) {
+    const __m512 mv = _mm512_set1_ps(m), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 zs = _mm512_setzero_ps();
+    for (long j = 0; j < Mk; j += 16) {
+      const __mmask16 tm = tail_mask(Mk - j);
+      const __m512 sv = _mm512_mask_loadu_ps(ninf, tm, s + j);
+      const __mmask16 live = _mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ);
+      zs = _mm512_add_ps(zs, _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, mv))));
+    }
+    z = _mm512_reduce_add_ps(zs);
+  }
+  *m_out = m;
+  *z_out = z;
+}
+
 }  // namespace
 
 const TierOps tier_avx512 = {
     "avx512bf16", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add,
-    peak_bf16,    peak_fma, stream_read, gemm_bf16_comp,
+    peak_bf16,    peak_fma, stream_read, gemm_bf16_comp, score_row,
 };
 
 }  // namespace dyllm

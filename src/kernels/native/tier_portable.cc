@@ -135,10 +135,33 @@ void add(float* dst, const float* src, long n) {
   for (long i = 0; i < n; i++) dst[i] += src[i];
 }
 
+
+void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, const uint8_t* mask, float scale,
+               float* s, float* m_out, float* z_out) {
+  float m = -INFINITY;
+  for (long j = 0; j < Mk; j++) {
+    if (mask && !mask[j]) {
+      s[j] = -INFINITY;
+      continue;
+    }
+    const float* kj = k + j * kvStride;
+    float acc = 0.f;
+    for (int d = 0; d < Dh; d++) acc += q[d] * kj[d];
+    s[j] = acc * scale;
+    if (s[j] > m) m = s[j];
+  }
+  float z = 0.f;
+  if (m != -INFINITY)
+    for (long j = 0; j < Mk; j++)
+      if (s[j] != -INFINITY) z += std::exp(s[j] - m);
+  *m_out = m;
+  *z_out = z;
+}
+
 }  // namespace
 
 const TierOps tier_portable = {
-    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr,
+    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row,
 };
 
 }  // namespace dyllm
