@@ -13,6 +13,7 @@ import type { BackendName } from '../kernels/select.js';
 import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
 import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
+import { cmdServe } from './serve.js';
 
 /** The demo model shipped in the package (models/ at the package root). */
 export const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
@@ -21,6 +22,7 @@ const USAGE = `Usage: dyllm <command> [options]
 
 Commands:
   generate [PROMPT]   denoise an answer to PROMPT (or --prompt / --prompt-ids)
+  serve               OpenAI-compatible HTTP server + live web view (see docs/server.md)
 
 Run "dyllm <command> --help" for its options.`;
 
@@ -131,6 +133,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'generate':
         await cmdGenerate(rest);
         return 0;
+      case 'serve':
+        await cmdServe(rest);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -138,7 +143,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}" (expected: generate)`);
+        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve)`);
     }
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);

@@ -462,6 +462,29 @@ napi_value Attention(napi_env env, napi_callback_info info) {
   const int64_t items = Mq * H, group = H / Hkv;
   const float scale = float(1.0 / std::sqrt(double(Dh)));
   const bool par = double(items) * double(Mk) * double(Dh) >= 1e5;
+  if (t.attn_block4 && Dh % 16 == 0 && Mq >= 2) {
+    // K transposed once per KV head ([Hkv][Dh][ldk], zero padded), then blocks of 4 query rows per head.
+    const int64_t ldk = (Mk + 63) / 64 * 64, kvs = Hkv * Dh;
+    std::vector<float> KT(size_t(Hkv * Dh * ldk), 0.f);
+    parallel_for(Hkv, par, [&](int64_t kvh) {
+      float* dst = KT.data() + kvh * Dh * ldk;
+      for (int64_t j = 0; j < Mk; j++) {
+        const float* kr = k + j * kvs + kvh * Dh;
+        for (int64_t d = 0; d < Dh; d++) dst[d * ldk + j] = kr[d];
+      }
+    });
+    const int64_t rblocks = (Mq + 3) / 4, work = H * rblocks;
+    parallel_for(work, par, [&](int64_t w) {
+      thread_local std::vector<float> sbuf;
+      if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
+      const int64_t h = w % H, rb = w / H, kvh = h / group, r0 = rb * 4;
+      const int nq = int(std::min<int64_t>(4, Mq - r0));
+      t.attn_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), v + kvh * Dh,
+                    long(kvs), long(Mk), int(Dh), mask, scale, out + (r0 * H + h) * Dh, long(H * Dh),
+                    lse ? lse + r0 * H + h : nullptr, long(H), sbuf.data());
+    });
+    return undefined(env);
+  }
   const int64_t per = std::max<int64_t>(1, items / (8 * int64_t(g_threads)));  // ~8 chunks per thread
   parallel_for((items + per - 1) / per, par, [&](int64_t ch) {
     float scratch[ATTN_BLOCK];

@@ -55,6 +55,13 @@ struct TierOps {
   // *m = max_j s[j], *z = Σ_j exp(s[j] − m) (0 when every key is masked).
   void (*score_row)(const float* q, const float* k, long kvStride, long Mk, int Dh, const uint8_t* mask, float scale,
                     float* s, float* m, float* z);
+
+  // Attention of up to 4 query rows of one head against Mk keys, keys given transposed: KT[d*ldk + j]
+  // (ldk ≥ Mk rounded up to 64, zero padded). q row r at q + r*qs; v key j at v + j*kvs; out row r at out + r*os;
+  // lse (optional) row r at lse[r*ls]. s: scratch of 4*ldk floats. Dh must be a multiple of 16. nullptr: the glue
+  // uses attn_row.
+  void (*attn_block4)(const float* q, long qs, int nq, const float* KT, long ldk, const float* v, long kvs, long Mk,
+                      int Dh, const uint8_t* mask, float scale, float* out, long os, float* lse, long ls, float* s);
 };
 
 constexpr int ATTN_BLOCK = 64;

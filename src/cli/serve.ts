@@ -1,0 +1,95 @@
+/**
+ * `dyllm serve`: flags → startServer. Prints one line with the URL on stdout once the model is loaded; SIGTERM
+ * and SIGINT drain in-flight requests (new ones get 503) and then exit. Wrong flags are UsageErrors (exit 2).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { BackendName } from '../kernels/select.js';
+import { LoadError } from '../load/errors.js';
+import { SERVER_DEFAULTS, startServer } from '../server/app.js';
+import { parse, UsageError } from './args.js';
+
+const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
+
+export const SERVE_HELP = `Usage: dyllm serve [options]
+
+  --model DIR         Hugging Face model folder (default: the bundled demo model)
+  --host H            listen address (default ${SERVER_DEFAULTS.host})
+  --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
+  --backend B         auto | native | reference (default auto)
+  --max-batch N       requests denoised together, one merged forward per step (default ${SERVER_DEFAULTS.maxBatch})
+  --max-queue N       requests waiting beyond the batch before 503 (default ${SERVER_DEFAULTS.maxQueue})
+  --max-tokens N      cap on max_tokens, the canvas length (default ${SERVER_DEFAULTS.maxTokens})
+  --max-prompt-tokens N  cap on prompt length in tokens (default ${SERVER_DEFAULTS.maxPromptTokens})
+  --timeout-ms N      per-request limit, 0 = none (default ${SERVER_DEFAULTS.timeoutMs})
+  --body-limit N      request body limit in bytes (default ${SERVER_DEFAULTS.bodyLimit})
+  --model-name NAME   model id in /v1/models and responses (default: the folder name)
+
+Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health, /metrics, / (web view).
+Request fields and the denoise-streaming extension: docs/server.md.`;
+
+function intFlag(values: Record<string, unknown>, flag: string, min: number): number | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${flag}: expected an integer ≥ ${min}, found "${String(v)}"`);
+  return n;
+}
+
+export async function cmdServe(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    model: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    backend: { type: 'string' },
+    'max-batch': { type: 'string' },
+    'max-queue': { type: 'string' },
+    'max-tokens': { type: 'string' },
+    'max-prompt-tokens': { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    'body-limit': { type: 'string' },
+    'model-name': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  }, false);
+  if (values.help) {
+    process.stdout.write(SERVE_HELP + '\n');
+    return;
+  }
+  const backend = values.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
+  const port = intFlag(values, 'port', 0);
+  if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
+  let modelDir = values.model as string | undefined;
+  if (modelDir === undefined) {
+    if (!existsSync(BUNDLED_MODEL)) throw new LoadError(BUNDLED_MODEL, 'the bundled demo model', 'no such folder', 'pass --model DIR');
+    modelDir = BUNDLED_MODEL;
+  }
+  const server = await startServer({
+    modelDir,
+    backend: backend as BackendName,
+    host: values.host as string | undefined,
+    port,
+    maxBatch: intFlag(values, 'max-batch', 1),
+    maxQueue: intFlag(values, 'max-queue', 0),
+    maxTokens: intFlag(values, 'max-tokens', 1),
+    maxPromptTokens: intFlag(values, 'max-prompt-tokens', 1),
+    timeoutMs: intFlag(values, 'timeout-ms', 0),
+    bodyLimit: intFlag(values, 'body-limit', 1),
+    modelName: values['model-name'] as string | undefined,
+  });
+  process.stdout.write(`dyllm: serving ${modelDir} (${server.model.arch}, ${server.model.backend}) on ${server.url}\n`);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`dyllm: ${sig}: draining in-flight requests\n`);
+      server.drain().then(() => {
+        process.stderr.write('dyllm: drained, exiting\n');
+        resolve();
+      }, () => resolve());
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,355 @@
+/**
+ * `dyllm serve`: an OpenAI-compatible HTTP server (node:http, no framework) in front of the engine worker.
+ * This thread only parses, validates, schedules admission and writes responses; every model step runs in the
+ * worker (engine.ts, worker.ts, scheduler.ts). Routes: POST /v1/chat/completions, POST /v1/completions,
+ * GET /v1/models, /health, /metrics, / (the web view). Limits: bounded queue (503 + Retry-After), body size
+ * (413), max_tokens cap (400), per-request timeout (504 or a stream error event), disconnect → cancel,
+ * drain() for SIGTERM. Errors become HTTP only through errors.ts. Protocol details: docs/server.md.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { BackendName } from '../kernels/select.js';
+import { EngineClient } from './engine.js';
+import { RequestError, toHttpError } from './errors.js';
+import { Metrics } from './metrics.js';
+import type { DoneMsg, ReadyMsg, StepMsg } from './protocol.js';
+import { parseGenerationRequest, parseJsonBody, type ParsedRequest } from './request.js';
+import { endSse, sendSse, startSse } from './sse.js';
+
+export interface ServerOptions {
+  readonly modelDir: string;
+  readonly backend?: BackendName;
+  readonly host?: string;
+  /** 0 = an ephemeral port. */
+  readonly port?: number;
+  /** Requests accepted beyond the batch before 503. */
+  readonly maxQueue?: number;
+  /** Requests denoised together (one merged forward per step). */
+  readonly maxBatch?: number;
+  /** Cap on max_tokens (the canvas length G). */
+  readonly maxTokens?: number;
+  readonly maxPromptTokens?: number;
+  /** Per-request limit from acceptance to the answer; 0 = none. */
+  readonly timeoutMs?: number;
+  /** Request body limit in bytes. */
+  readonly bodyLimit?: number;
+  /** The model id reported by /v1/models and in responses (default: the folder name). */
+  readonly modelName?: string;
+}
+
+export interface DyllmServer {
+  readonly url: string;
+  readonly port: number;
+  readonly model: ReadyMsg;
+  readonly metrics: Metrics;
+  /** Refuse new requests (503), wait for the in-flight ones, then close. */
+  drain(): Promise<void>;
+  /** Cancel everything and close now. */
+  close(): Promise<void>;
+}
+
+export const SERVER_DEFAULTS = {
+  host: '127.0.0.1', port: 8000, maxQueue: 32, maxBatch: 8, maxTokens: 1024, maxPromptTokens: 4096, timeoutMs: 120_000, bodyLimit: 1 << 20,
+} as const;
+
+/** The mask glyph of the denoise-streaming canvas text. */
+export const MASK_GLYPH = '░';
+
+const STATIC_DIR = new URL('../../../src/server/static/', import.meta.url);
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = (): RequestError =>
+      new RequestError(413, `request body exceeds the limit of ${limit} bytes (--body-limit)`, 'invalid_request_error', null, 'body_too_large', { Connection: 'close' });
+    const cl = Number(req.headers['content-length']);
+    if (Number.isFinite(cl) && cl > limit) {
+      req.resume();
+      reject(tooLarge());
+      return;
+    }
+    const parts: Buffer[] = [];
+    let n = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      n += c.length;
+      if (n > limit) {
+        failed = true;
+        reject(tooLarge());
+        return;
+      }
+      parts.push(c);
+    });
+    req.on('end', () => failed || resolve(Buffer.concat(parts)));
+    req.on('error', (e) => failed || reject(e));
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
+  if (res.headersSent) return;
+  const s = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(s), ...headers });
+  res.end(s);
+}
+
+/** The only place a thrown error becomes an HTTP answer (before the headers) or an SSE error event (after). */
+function sendError(res: ServerResponse, e: unknown): void {
+  const { status, headers, body } = toHttpError(e);
+  if (res.headersSent) {
+    sendSse(res, body);
+    endSse(res);
+    return;
+  }
+  sendJson(res, status, body, headers);
+}
+
+/** Holds back a trailing U+FFFD (an incomplete UTF-8 sequence at the prefix's end) until it is complete. */
+function stableText(s: string): string {
+  return s.endsWith('\uFFFD') ? s.replace(/\uFFFD+$/, '') : s;
+}
+
+export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
+  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
+  const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens });
+  let model: ReadyMsg;
+  try {
+    model = await engine.ready;
+  } catch (e) {
+    await engine.terminate();
+    throw e;
+  }
+  const modelId = o.modelName ?? basename(o.modelDir.replace(/\/+$/, ''));
+  const metrics = new Metrics();
+  const capacity = o.maxBatch + o.maxQueue;
+  let inflight = 0;
+  let draining = false;
+  const idle: (() => void)[] = [];
+  const cancels = new Set<(reason: 'shutdown') => void>();
+  engine.onTick = (t) => {
+    metrics.ticks++;
+    metrics.mergedRequests += t.merged;
+    metrics.committedTokens += t.generatedTokens;
+    metrics.step.observe(t.ms / 1000);
+  };
+  let indexHtml: string | null = null;
+  try {
+    indexHtml = readFileSync(new URL('index.html', STATIC_DIR), 'utf8');
+  } catch {
+    indexHtml = null;
+  }
+
+  function release(): void {
+    inflight--;
+    if (inflight === 0) for (const f of idle.splice(0)) f();
+  }
+
+  async function generate(req: IncomingMessage, res: ServerResponse, chat: boolean): Promise<void> {
+    if (draining) throw new RequestError(503, 'the server is shutting down', 'overloaded_error', null, 'draining', { 'Retry-After': '5', Connection: 'close' });
+    const body = parseJsonBody(await readBody(req, o.bodyLimit));
+    const r = parseGenerationRequest(body, chat, model, o.maxTokens);
+    if (engine.failure) throw new RequestError(503, `the engine is not running (${engine.failure})`, 'server_error', null, 'engine_down');
+    if (inflight >= capacity) {
+      throw new RequestError(503, `the server is at capacity (${o.maxBatch} running + ${o.maxQueue} queued); retry later`, 'overloaded_error', null, 'queue_full', { 'Retry-After': '1' });
+    }
+    inflight++;
+    try {
+      await runJob(req, res, chat, r);
+    } finally {
+      release();
+    }
+  }
+
+  function runJob(req: IncomingMessage, res: ServerResponse, chat: boolean, r: ParsedRequest): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const id = (chat ? 'chatcmpl-' : 'cmpl-') + randomUUID().replace(/-/g, '');
+      const created = Math.floor(Date.now() / 1000);
+      let sent = '';
+      let promptTokens = 0;
+      let settled = false;
+      let timer: NodeJS.Timeout | null = null;
+      const finish = (err?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        cancels.delete(shutdown);
+        res.off('close', onClose);
+        if (err !== undefined) reject(err);
+        else resolve();
+      };
+      const chunk = (delta: { role?: string; content?: string }, finishReason: string | null, extra?: Record<string, unknown>) =>
+        chat
+          ? { id, object: 'chat.completion.chunk', created, model: modelId, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...extra }
+          : { id, object: 'text_completion', created, model: modelId, choices: [{ index: 0, text: delta.content ?? '', logprobs: null, finish_reason: finishReason }], ...extra };
+      const cancel = (reason: 'disconnect' | 'timeout' | 'shutdown'): void => {
+        engine.cancel(jobId, reason);
+        metrics.countCancel(reason);
+      };
+      const onClose = (): void => {
+        if (settled || res.writableFinished) return;
+        cancel('disconnect'); // the worker stops it at the next step boundary
+        finish();
+      };
+      const shutdown = (): void => {
+        cancel('shutdown');
+        finish(new RequestError(503, 'the server shut down before the answer was complete', 'server_error', null, 'shutdown'));
+      };
+      res.on('close', onClose);
+      cancels.add(shutdown);
+
+      const jobId = engine.submit({ prompt: r.prompt, options: r.options, accel: r.accel, stream: r.stream, streamSteps: r.streamSteps }, {
+        accepted(m) {
+          promptTokens = m.promptTokens;
+          if (settled) return;
+          if (r.stream) {
+            startSse(res);
+            if (chat) sendSse(res, chunk({ role: 'assistant', content: '' }, null));
+          }
+        },
+        step(m: StepMsg) {
+          if (settled) return;
+          const text = stableText(m.prefixText);
+          let delta: string | undefined;
+          if (text.length > sent.length && text.startsWith(sent)) {
+            delta = text.slice(sent.length);
+            sent = text;
+          }
+          if (r.streamSteps) {
+            const canvas = m.pieces!.map((p) => p ?? MASK_GLYPH).join('');
+            sendSse(res, chunk(delta !== undefined ? { content: delta } : {}, null, {
+              dyllm: { step: m.step, max_steps: m.maxSteps, canvas, tokens: m.pieces, token_ids: m.tokens, committed: m.committed, recomputed: m.recomputed, forward_ms: m.forwardMs, ffn_fraction: m.ffnFraction },
+            }));
+          } else if (delta !== undefined) {
+            sendSse(res, chunk({ content: delta }, null));
+          }
+        },
+        done(m: DoneMsg) {
+          if (settled) return;
+          metrics.generatedTokens += m.completionTokens;
+          metrics.promptTokens += m.promptTokens;
+          metrics.request.observe(m.elapsedMs / 1000);
+          metrics.salientSum += m.salientFraction;
+          metrics.salientCount++;
+          if (r.accel.method !== 'none') metrics.lastSalient = m.salientFraction;
+          const usage = { prompt_tokens: m.promptTokens, completion_tokens: m.completionTokens, total_tokens: m.promptTokens + m.completionTokens };
+          const stats = { steps: m.steps, nfe: m.nfe, elapsed_ms: round(m.elapsedMs), queue_ms: round(m.queueMs), tokens_per_s: round(m.completionTokens / Math.max(m.elapsedMs / 1000, 1e-9)), salient_fraction: m.salientFraction, accel: r.accel.method };
+          if (r.stream) {
+            const rest = m.text.startsWith(sent) ? m.text.slice(sent.length) : '';
+            if (rest) sendSse(res, chunk({ content: rest }, null));
+            sendSse(res, chunk({}, m.finishReason, { dyllm: { done: true, ...stats } }));
+            if (r.includeUsage) sendSse(res, { ...chunk({}, null), choices: [], usage });
+            endSse(res);
+          } else {
+            const choice = chat
+              ? { index: 0, message: { role: 'assistant', content: m.text, refusal: null }, logprobs: null, finish_reason: m.finishReason }
+              : { index: 0, text: m.text, logprobs: null, finish_reason: m.finishReason };
+            sendJson(res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model: modelId, choices: [choice], usage, dyllm: stats });
+          }
+          finish();
+        },
+        error(m) {
+          finish(m.kind === 'invalid' ? new RequestError(400, m.message, 'invalid_request_error', m.param, 'invalid_value') : new RequestError(500, m.message, 'server_error'));
+        },
+      });
+      if (o.timeoutMs > 0) {
+        timer = setTimeout(() => {
+          cancel('timeout');
+          finish(new RequestError(504, `generation did not finish within ${o.timeoutMs} ms (--timeout-ms); it was cancelled`, 'timeout_error', null, 'timeout'));
+        }, o.timeoutMs);
+      }
+      void promptTokens;
+    });
+  }
+
+  function route(req: IncomingMessage): string {
+    const path = (req.url ?? '/').split('?')[0];
+    return `${req.method} ${path}`;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rt = route(req);
+    switch (rt) {
+      case 'POST /v1/chat/completions':
+        return generate(req, res, true);
+      case 'POST /v1/completions':
+        return generate(req, res, false);
+      case 'GET /v1/models':
+        return sendJson(res, 200, { object: 'list', data: [{ id: modelId, object: 'model', created: 0, owned_by: 'dyllm', dyllm: { arch: model.arch, backend: model.backend, chat_template: model.hasChatTemplate, max_tokens: o.maxTokens } }] });
+      case 'GET /health':
+        if (draining) return sendJson(res, 503, { status: 'draining', inflight }, { 'Retry-After': '5' });
+        return sendJson(res, 200, { status: 'ok', model: modelId, backend: model.backend, inflight, capacity });
+      case 'GET /metrics': {
+        const live = Math.min(inflight, o.maxBatch);
+        const s = metrics.render({ queued: inflight - live, live, inflight, draining });
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end(s);
+        return;
+      }
+      case 'GET /':
+      case 'GET /index.html':
+        if (indexHtml === null) throw new RequestError(404, 'the web view is not installed (src/server/static/index.html)', 'not_found_error');
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' });
+        res.end(indexHtml);
+        return;
+      default: {
+        const known = ['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics', '/'];
+        const path = rt.slice(rt.indexOf(' ') + 1);
+        if (known.includes(path)) throw new RequestError(405, `${req.method} is not allowed on ${path}`, 'invalid_request_error', null, 'method_not_allowed');
+        throw new RequestError(404, `no route ${rt}`, 'not_found_error', null, 'not_found');
+      }
+    }
+  }
+
+  const server: Server = createServer((req, res) => {
+    const rt = route(req);
+    const label = ['POST /v1/chat/completions', 'POST /v1/completions', 'GET /v1/models', 'GET /health', 'GET /metrics', 'GET /'].includes(rt) ? rt.split(' ')[1] : 'other';
+    res.on('finish', () => metrics.countRequest(label, res.statusCode));
+    handle(req, res).catch((e) => sendError(res, e));
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  let closed: Promise<void> | null = null;
+  const closeAll = (): Promise<void> => {
+    closed ??= (async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await engine.terminate();
+    })();
+    return closed;
+  };
+
+  return {
+    url: `http://${host}:${addr.port}`,
+    port: addr.port,
+    model,
+    metrics,
+    async drain() {
+      draining = true;
+      server.closeIdleConnections();
+      if (inflight > 0) await new Promise<void>((resolve) => idle.push(resolve));
+      await closeAll();
+    },
+    async close() {
+      draining = true;
+      for (const c of [...cancels]) c('shutdown');
+      await closeAll();
+    },
+  };
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

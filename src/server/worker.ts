@@ -1,0 +1,25 @@
+/**
+ * The engine thread: loads the pipeline once, then runs the Scheduler on messages from the HTTP thread. All
+ * model compute happens here, so the main thread's event loop never blocks.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadPipeline } from '../engine/pipeline.js';
+import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
+import { Scheduler } from './scheduler.js';
+
+const port = parentPort;
+if (!port) throw new Error('src/server/worker.ts must run as a worker thread');
+const cfg = workerData as WorkerConfig;
+const send = (m: FromWorker): void => port.postMessage(m);
+
+try {
+  const p = await loadPipeline(cfg.modelDir, { backend: cfg.backend });
+  const sched = new Scheduler(p, { maxBatch: cfg.maxBatch, maxPromptTokens: cfg.maxPromptTokens }, send);
+  port.on('message', (m: ToWorker) => {
+    if (m.type === 'submit') sched.submit(m);
+    else if (m.type === 'cancel') sched.cancel(m);
+  });
+  send({ type: 'ready', arch: p.config.arch, generation: p.generation, backend: p.model.backend.name, hasChatTemplate: p.chatTemplate !== null });
+} catch (e) {
+  send({ type: 'fatal', message: (e as Error).message });
+}
