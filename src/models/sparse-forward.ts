@@ -63,6 +63,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const q = new Float32Array(R * qDim); // [R, H·Dh]
   const ctx = new Float32Array(R * qDim); // [R, H·Dh]
   const cos = new Float32Array(R);
+  const old = new Float32Array(R * qDim); // C_old of one sequence's rows (cosine partner)
   const lse = new Float32Array(R * H); // [R, H] log-sum-exp of each query row's scores
   const attnUpdate = plan.attnUpdate ?? 'delta';
   const rescale = attnUpdate !== 'delta';
@@ -124,10 +125,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
         be.attention(qb, nR, store.k, store.v, N, H, Hkv, Dh, km, cb, lb);
       } else {
         // Approximate rows (C_old updated for the changed columns); then exact attention for the A_in rows.
-        for (let i = 0; i < nR; i++) {
-          cb.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
-          lb.set(store.lse.subarray(rows[i] * H, (rows[i] + 1) * H), i * H);
-        }
+        gatherRows(cb, store.c, rows, qDim);
+        gatherRows(lb, store.lse, rows, H);
+        old.set(cb.subarray(0, nR * qDim));
         if (nb > 0) {
           if (rescale) {
             const vNewB = vNew.subarray(j0 * kvDim, j1 * kvDim);
@@ -145,17 +145,13 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
             lse.set(le.subarray(j * H, (j + 1) * H), salient[j0 + j] * H);
           }
         }
-        const old = new Float32Array(nR * qDim);
-        for (let i = 0; i < nR; i++) old.set(store.c.subarray(rows[i] * qDim, (rows[i] + 1) * qDim), i * qDim);
         be.cosineRows(cb, old, nR, qDim, cos.subarray(r0, r0 + nR));
       }
       if (tf.padding.zeroPadQueries && km) {
         for (let i = 0; i < nR; i++) if (!km[rows[i]]) cb.fill(0, i * qDim, (i + 1) * qDim);
       }
-      for (let i = 0; i < nR; i++) {
-        store.c.set(cb.subarray(i * qDim, (i + 1) * qDim), rows[i] * qDim);
-        store.lse.set(lb.subarray(i * H, (i + 1) * H), rows[i] * H);
-      }
+      scatterRows(store.c, cb, rows, qDim);
+      scatterRows(store.lse, lb, rows, H);
       j0 = j1;
     }
 
@@ -187,7 +183,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
     for (let b = 0; b < B; b++) {
       const fcache = plan.sequences[b].cache.layers[li].f;
       const rows = plan.sequences[b].rows;
-      for (let i = 0; i < rows.length; i++) x.set(fcache.subarray(rows[i] * D, (rows[i] + 1) * D), (rowOff[b] + i) * D);
+      gatherRows(x.subarray(rowOff[b] * D), fcache, rows, D);
     }
     if (li === tf.weights.layers.length - 1) {
       counts.recomputed = splitBySequence(out, rowOff, plan);
@@ -218,6 +214,26 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const logits = new Float32Array(nL * cfg.vocabSize);
   be.matmul(hn, nL, tf.weights.head, logits);
   return logits;
+}
+
+/** dst[i] = src[rows[i]] for rows of `width` values; runs of consecutive rows are copied in one call. */
+function gatherRows(dst: Float32Array, src: Float32Array, rows: Int32Array, width: number): void {
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+    dst.set(src.subarray(rows[i] * width, (rows[j - 1] + 1) * width), i * width);
+    i = j;
+  }
+}
+
+/** dst[rows[i]] = src[i] (inverse of gatherRows). */
+function scatterRows(dst: Float32Array, src: Float32Array, rows: Int32Array, width: number): void {
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+    dst.set(src.subarray(i * width, j * width), rows[i] * width);
+    i = j;
+  }
 }
 
 function iota(n: number): Int32Array {

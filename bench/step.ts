@@ -1,0 +1,220 @@
+/**
+ * Roofline accounting of one denoising step (not a test):
+ *
+ *   npm run bench:step -- [--model DIR | --synthetic-8b] [--gen 256] [--prompt 64] [--layers 2]
+ *
+ * Runs a generation with dense and with DyLLM, and for a dense step and a typical sparse step reports the time
+ * per phase (projections q/k/v/o, attention, FFN, LM head, norms/elementwise, sampler + JS overhead), the FLOPs
+ * and weight bytes each phase had to move, and measured ÷ bound, where bound = max(FLOPs ÷ peak,
+ * bytes ÷ bandwidth) with the machine's peaks measured in the same run (vdpbf16ps peak, stream read).
+ * `--synthetic-8b` writes (once, under /tmp) a random bf16 checkpoint with LLaDA-8B's real layer shapes and full
+ * vocabulary but `--layers` blocks, and also reports resident memory after loading it against the weight bytes.
+ */
+import { existsSync, mkdirSync, openSync, writeSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { cpus } from 'node:os';
+import type { HostWeight, KernelBackend, PreparedWeight } from '../src/kernels/backend.js';
+import { loadNativeBackend, loadNativeTier } from '../src/kernels/native.js';
+import { loadModel } from '../src/models/load-model.js';
+import { DenoiseRun } from '../src/engine/generate.js';
+import { resolveOptions } from '../src/engine/options.js';
+import { resolveAccel } from '../src/engine/accel.js';
+import type { SpecialIds } from '../src/engine/pipeline.js';
+import { BUNDLED_MODEL } from '../src/cli/main.js';
+import { sharedDirGuess } from './shared-path.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    'synthetic-8b': { type: 'boolean', default: false },
+    layers: { type: 'string', default: '2' },
+    gen: { type: 'string', default: '256' },
+    prompt: { type: 'string', default: '64' },
+    steps: { type: 'string' },
+    block: { type: 'string', default: '32' },
+  },
+});
+
+// ---- machine peaks (same run) ----
+const tier = loadNativeTier();
+const threads = 2;
+tier.peak('bf16', threads, 2e6);
+const peakBf16 = Math.max(...[0, 1, 2].map(() => tier.peak('bf16', threads, 1e7))) * 1e9; // FLOP/s
+const bw = Math.max(...tier.streamRead(1 << 30, threads, 3)) * 1e9; // B/s
+const compensated = process.env.DYLLM_BF16_ACTIVATIONS !== 'round';
+// The compensated bf16 GEMM does two dot products per activation: its compute peak is half.
+const peakMatmul = compensated ? peakBf16 / 2 : peakBf16;
+
+// ---- a synthetic checkpoint with LLaDA-8B layer shapes ----
+function syntheticLlada(layers: number): string {
+  const dir = `/tmp/dyllm-synthetic-llada8b-${layers}l`;
+  if (existsSync(join(dir, 'model.safetensors'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const up = join(sharedDirGuess(), 'data', 'llada-8b-instruct');
+  const cfg = JSON.parse(readFileSync(join(up, 'config.json'), 'utf8'));
+  cfg.n_layers = layers;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
+  writeFileSync(join(dir, 'generation_config.json'), readFileSync(join(up, 'generation_config.json')));
+  const D = cfg.d_model;
+  const F = cfg.mlp_hidden_size;
+  const V = cfg.embedding_size;
+  const tensors: [string, number[]][] = [['model.transformer.wte.weight', [V, D]]];
+  for (let i = 0; i < layers; i++) {
+    const p = `model.transformer.blocks.${i}.`;
+    tensors.push([p + 'attn_norm.weight', [D]], [p + 'q_proj.weight', [D, D]], [p + 'k_proj.weight', [D, D]], [p + 'v_proj.weight', [D, D]],
+      [p + 'attn_out.weight', [D, D]], [p + 'ff_norm.weight', [D]], [p + 'ff_proj.weight', [F, D]], [p + 'up_proj.weight', [F, D]], [p + 'ff_out.weight', [D, F]]);
+  }
+  tensors.push(['model.transformer.ln_f.weight', [D]], ['model.transformer.ff_out.weight', [V, D]]);
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let off = 0;
+  for (const [name, shape] of tensors) {
+    const n = shape.reduce((a, b) => a * b, 1) * 2;
+    header[name] = { dtype: 'BF16', shape, data_offsets: [off, off + n] };
+    off += n;
+  }
+  let json = JSON.stringify(header);
+  while ((8 + json.length) % 8) json += ' ';
+  const fd = openSync(join(dir, 'model.safetensors'), 'w');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  writeSync(fd, len);
+  writeSync(fd, json);
+  let s = 12345;
+  for (const [name, shape] of tensors) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const chunk = new Uint16Array(Math.min(n, 1 << 24));
+    for (let done = 0; done < n; done += chunk.length) {
+      const m = Math.min(chunk.length, n - done);
+      for (let i = 0; i < m; i++) {
+        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+        // norms ~1, matrices ~N(0, 0.02)-ish: bf16 of ±[0, 0.04)
+        chunk[i] = shape.length === 1 ? 0x3f80 : (s & 0x8000) | (0x3c00 + ((s >>> 16) % 0x0a0));
+      }
+      writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 2));
+    }
+    void name;
+  }
+  closeSync(fd);
+  return dir;
+}
+
+// ---- a timing backend: every op timed and attributed to a phase ----
+type Phase = 'projections' | 'attention' | 'ffn' | 'lm_head' | 'norms+elementwise';
+const phaseOf = new Map<PreparedWeight, Phase>();
+const acc = { ms: new Map<Phase, number>(), flops: new Map<Phase, number>(), bytes: new Map<Phase, number>() };
+function add(ph: Phase, ms: number, flops: number, bytes: number) {
+  acc.ms.set(ph, (acc.ms.get(ph) ?? 0) + ms);
+  acc.flops.set(ph, (acc.flops.get(ph) ?? 0) + flops);
+  acc.bytes.set(ph, (acc.bytes.get(ph) ?? 0) + bytes);
+}
+function timed(inner: KernelBackend): KernelBackend {
+  const t = <A extends unknown[]>(ph: Phase, f: (...a: A) => void, flops: (...a: A) => number, bytes: (...a: A) => number) => (...a: A) => {
+    const t0 = performance.now();
+    f(...a);
+    add(ph, performance.now() - t0, flops(...a), bytes(...a));
+  };
+  return {
+    name: inner.name,
+    prepareWeight: (w: HostWeight) => inner.prepareWeight(w),
+    matmul: (x, M, w, out, bias, xRows) => {
+      const t0 = performance.now();
+      inner.matmul(x, M, w, out, bias, xRows);
+      add(phaseOf.get(w) ?? 'projections', performance.now() - t0, 2 * M * w.inFeatures * w.outFeatures, w.nbytes);
+    },
+    attention: t('attention', inner.attention.bind(inner), (_q, Mq, _k, _v, Mk, H, _Hkv, Dh) => 4 * Mq * Mk * H * Dh, (_q, Mq, _k, _v, Mk, H, Hkv, Dh) => 4 * (2 * Mk * Hkv * Dh + 2 * Mq * H * Dh)),
+    attentionDelta: t('attention', inner.attentionDelta.bind(inner), (_q, Mq, _k, Mk, H, _Hkv, Dh, _m, cols) => 2 * Mq * H * Dh * (Mk + cols.length), (_q, Mq, _k, Mk, H, Hkv, Dh) => 4 * (Mk * Hkv * Dh + 2 * Mq * H * Dh)),
+    attentionRescale: t('attention', inner.attentionRescale.bind(inner), (_q, Mq, _k, Mk, H, _Hkv, Dh, _m, cols) => 2 * Mq * H * Dh * (Mk + 3 * cols.length), (_q, Mq, _k, Mk, H, Hkv, Dh) => 4 * (Mk * Hkv * Dh + 2 * Mq * H * Dh)),
+    cosineRows: t('norms+elementwise', inner.cosineRows.bind(inner), (_a, _b, M, D) => 6 * M * D, (_a, _b, M, D) => 8 * M * D),
+    rmsnorm: t('norms+elementwise', inner.rmsnorm.bind(inner), (_x, M, D) => 4 * M * D, (_x, M, D) => 8 * M * D),
+    rope: t('norms+elementwise', inner.rope.bind(inner), (_x, M, n, Dh) => 3 * M * n * Dh, (_x, M, n, Dh) => 8 * M * n * Dh),
+    siluMul: t('norms+elementwise', inner.siluMul.bind(inner), (_g, _u, n) => 5 * n, (_g, _u, n) => 12 * n),
+    add: t('norms+elementwise', inner.add.bind(inner), (_d, _s, n) => n, (_d, _s, n) => 12 * n),
+  };
+}
+
+const dir = values['synthetic-8b'] ? syntheticLlada(Number(values.layers)) : values.model ?? BUNDLED_MODEL;
+const rssBefore = process.memoryUsage().rss;
+const backend = timed(loadNativeBackend());
+const { model, config } = loadModel(dir, { backend });
+if (typeof globalThis.gc === 'function') globalThis.gc();
+const rssAfter = process.memoryUsage().rss;
+model.config; // loaded
+const w = (model as unknown as { weights: { layers: { wq: PreparedWeight; wk: PreparedWeight; wv: PreparedWeight; wo: PreparedWeight; gate: PreparedWeight; up: PreparedWeight; down: PreparedWeight }[]; head: PreparedWeight } }).weights;
+for (const l of w.layers) {
+  for (const p of [l.wq, l.wk, l.wv, l.wo]) phaseOf.set(p, 'projections');
+  for (const p of [l.gate, l.up, l.down]) phaseOf.set(p, 'ffn');
+}
+phaseOf.set(w.head, 'lm_head');
+
+const G = Number(values.gen);
+const P = Number(values.prompt);
+const steps = Number(values.steps ?? G);
+const ids: SpecialIds = { mask: config.maskTokenId, eos: config.eosTokenId, eot: null, bos: config.bosTokenId, pad: config.padTokenId };
+const prompt = Array.from({ length: P }, (_, i) => (i * 7919 + 13) % Math.min(config.vocabSize, config.maskTokenId));
+const options = resolveOptions(config.arch, { genLength: G, steps, blockLength: Number(values.block) }, {});
+
+interface StepTiming { ms: Map<Phase, number>; flops: Map<Phase, number>; bytes: Map<Phase, number>; total: number; sample: number }
+function profile(accel: boolean, maxSteps: number): StepTiming[] {
+  const run = new DenoiseRun(model, ids, { prompts: [prompt], options, accel: accel ? resolveAccel(config.arch, { method: 'dyllm' }) : undefined });
+  const out: StepTiming[] = [];
+  for (let s = 0; s < maxSteps; s++) {
+    acc.ms.clear(); acc.flops.clear(); acc.bytes.clear();
+    const t0 = performance.now();
+    const batch = run.prepare();
+    if (!batch) break;
+    const logits = run.forwardOwn(batch);
+    const tf = performance.now();
+    const ev = run.finish(logits, tf - t0);
+    out.push({ ms: new Map(acc.ms), flops: new Map(acc.flops), bytes: new Map(acc.bytes), total: performance.now() - t0, sample: ev.sampleMs });
+  }
+  return out;
+}
+
+const nSteps = Math.min(steps, 12);
+const dense = profile(false, 3).slice(1); // skip the first (allocation, JIT)
+const sparse = profile(true, nSteps).slice(6); // after the 4 dense warm-up steps
+function average(xs: StepTiming[]): StepTiming {
+  const r: StepTiming = { ms: new Map(), flops: new Map(), bytes: new Map(), total: 0, sample: 0 };
+  for (const x of xs) {
+    for (const k of ['ms', 'flops', 'bytes'] as const) for (const [p, v] of x[k]) r[k].set(p, (r[k].get(p) ?? 0) + v / xs.length);
+    r.total += x.total / xs.length;
+    r.sample += x.sample / xs.length;
+  }
+  return r;
+}
+
+const phases: Phase[] = ['projections', 'attention', 'ffn', 'lm_head', 'norms+elementwise'];
+function table(name: string, t: StepTiming) {
+  console.log(`\n${name}: ${t.total.toFixed(1)} ms per step`);
+  console.log('| phase | ms | GFLOP | weight+act MB | bound ms | measured ÷ bound |');
+  console.log('|---|---|---|---|---|---|');
+  let kernel = 0;
+  let boundSum = 0;
+  for (const p of phases) {
+    const ms = t.ms.get(p) ?? 0;
+    const fl = t.flops.get(p) ?? 0;
+    const by = t.bytes.get(p) ?? 0;
+    const peak = p === 'attention' || p === 'norms+elementwise' ? peakBf16 / 2 : peakMatmul;
+    const bound = Math.max(fl / peak, by / bw) * 1000;
+    kernel += ms;
+    boundSum += bound;
+    console.log(`| ${p} | ${ms.toFixed(2)} | ${(fl / 1e9).toFixed(3)} | ${(by / 1e6).toFixed(1)} | ${bound.toFixed(2)} | ${bound > 0 ? (ms / bound).toFixed(2) : '-'} |`);
+  }
+  const other = t.total - kernel;
+  console.log(`| sampler | ${t.sample.toFixed(2)} | | | | |`);
+  console.log(`| JS overhead (rest) | ${(other - t.sample).toFixed(2)} | | | | |`);
+  console.log(`| **step** | ${t.total.toFixed(2)} | | | ${boundSum.toFixed(2)} | ${(t.total / boundSum).toFixed(2)} |`);
+  return t.total;
+}
+
+console.log(`# bench:step — ${dir} (${config.numLayers} layers, D ${config.hiddenSize}, V ${config.vocabSize}), prompt ${P}, gen ${G}, steps ${steps}, block ${values.block}`);
+console.log(`machine: ${cpus()[0].model}, ${new Date().toISOString()}, backend ${backend.name}, bf16 activations ${compensated ? 'split hi+lo' : 'rounded'}`);
+console.log(`measured peaks: bf16 ${(peakBf16 / 1e9).toFixed(0)} GFLOP/s (matmul bound uses ${(peakMatmul / 1e9).toFixed(0)}), stream read ${(bw / 1e9).toFixed(1)} GB/s`);
+if (values['synthetic-8b']) {
+  const wbytes = model.weightBytes;
+  console.log(`resident memory after load: ${(rssAfter / 2 ** 20).toFixed(0)} MiB (before ${(rssBefore / 2 ** 20).toFixed(0)} MiB) for ${(wbytes / 2 ** 20).toFixed(0)} MiB of weights: ${(rssAfter / (wbytes + 300 * 2 ** 20)).toFixed(2)} of (weights + 300 MiB)`);
+}
+const d = table('dense step', average(dense));
+const s = table('DyLLM sparse step (τ 0.99)', average(sparse));
+console.log(`\nDyLLM step ÷ dense step: ${(d / s).toFixed(2)}x faster`);
