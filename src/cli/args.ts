@@ -103,6 +103,10 @@ export const accelFlagConfig: NonNullable<ParseArgsConfig['options']> = {
   'full-steps': { type: 'string' },
   'prompt-period': { type: 'string' },
   'attn-update': { type: 'string' },
+  'cache-block': { type: 'string' },
+  'refresh-prompt': { type: 'string' },
+  'refresh-gen': { type: 'string' },
+  'transfer-ratio': { type: 'string' },
 };
 
 /** Acceleration options set on the command line. */
@@ -113,13 +117,19 @@ export function accelOptions(values: Record<string, unknown>): AccelOptionsInput
   if (typeof values['full-steps'] === 'string') out.fullSteps = toNumber('full-steps', values['full-steps'], 'int');
   if (typeof values['prompt-period'] === 'string') out.promptPeriod = toNumber('prompt-period', values['prompt-period'], 'int');
   if (typeof values['attn-update'] === 'string') out.attnUpdate = values['attn-update'];
+  if (typeof values['cache-block'] === 'string') out.cacheBlock = toNumber('cache-block', values['cache-block'], 'int');
+  if (typeof values['refresh-prompt'] === 'string') out.promptInterval = toNumber('refresh-prompt', values['refresh-prompt'], 'int');
+  if (typeof values['refresh-gen'] === 'string') out.genInterval = toNumber('refresh-gen', values['refresh-gen'], 'int');
+  if (typeof values['transfer-ratio'] === 'string') out.transferRatio = toNumber('transfer-ratio', values['transfer-ratio'], 'num');
   return out as AccelOptionsInput;
 }
 
 export const ACCEL_HELP = `Acceleration:
-  --accel M                 none (default) | dyllm
+  --accel M                 none (default) | dyllm | prefix | dual (Fast-dLLM) | dllm-cache
   --threshold T             DyLLM cosine threshold τ (default 0.99 LLaDA, 0.995 Dream)
   --full-steps N            DyLLM dense warm-up steps (default 4)
   --prompt-period N         DyLLM: query the prompt rows every N-th step (default 4)
   --attn-update U           DyLLM non-salient context update: delta (paper, default) | rescale |
-                            rescale-incremental (see BENCHMARKS.md)`;
+                            rescale-incremental (see BENCHMARKS.md)
+  --cache-block N           Fast-dLLM prefix/dual cache block (default: the block length, Dream min(32, G))
+  --refresh-prompt N  --refresh-gen N  --transfer-ratio R   dLLM-Cache K_p, K_r, ρ (default 100, 7, 0.25)`;

@@ -14,6 +14,7 @@ import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions,
 import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
 import { cmdServe } from './serve.js';
+import { cmdBench, cmdEval } from './eval.js';
 
 /** The demo model shipped in the package (models/ at the package root). */
 export const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
@@ -23,6 +24,8 @@ const USAGE = `Usage: dyllm <command> [options]
 Commands:
   generate [PROMPT]   denoise an answer to PROMPT (or --prompt / --prompt-ids)
   serve               OpenAI-compatible HTTP server + live web view (see docs/server.md)
+  eval --tasks FILE   accuracy and throughput on GSM8K-format JSONL
+  bench --tasks FILE  the paper's method matrix (dense, DyLLM, Fast-dLLM, dLLM-Cache) -> table + SVG
 
 Run "dyllm <command> --help" for its options.`;
 
@@ -122,7 +125,7 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
     return;
   }
   process.stdout.write(text + '\n');
-  const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}, τ ${accel.threshold})`;
+  const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}${accel.method === 'dyllm' ? `, τ ${accel.threshold}` : ''})`;
   process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name})\n`);
 }
 
@@ -136,6 +139,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         await cmdServe(rest);
         return 0;
+      case 'eval':
+        await cmdEval(rest);
+        return 0;
+      case 'bench':
+        await cmdBench(rest);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -143,7 +152,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve)`);
+        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench)`);
     }
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);

@@ -8,11 +8,13 @@ import { cacheBytesPerToken, SequenceCache } from '../cache/layer-cache.js';
 import type { AttnUpdate, RecomputePlan, SaliencyPolicy, SequencePlan, StepCounts } from '../cache/plan.js';
 import { cosineThreshold, recomputeAll } from '../cache/saliency.js';
 import type { Architecture, ModelConfig } from '../load/config.js';
+import { isBaselineMethod, type BaselineMethod } from './baselines.js';
 import { ConfigError } from '../load/errors.js';
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
 import type { AccelTelemetry, CanvasLayout, StepForward } from './generate.js';
 
-export type AccelMethod = 'none' | 'dyllm';
+/** none = dense; dyllm = this project's subject; prefix/dual = Fast-dLLM; dllm-cache = dLLM-Cache (V-verify). */
+export type AccelMethod = 'none' | 'dyllm' | BaselineMethod;
 
 export interface AccelOptions {
   readonly method: AccelMethod;
@@ -26,6 +28,11 @@ export interface AccelOptions {
   readonly attnUpdate: AttnUpdate;
   /** Testing hook: every position is a query row and salient in every layer (≡ dense). */
   readonly allSalient: boolean;
+  /** Baselines (engine/baselines.ts): Fast-dLLM cache block; dLLM-Cache K_p, K_r and ρ. */
+  readonly cacheBlock?: number;
+  readonly promptInterval?: number;
+  readonly genInterval?: number;
+  readonly transferRatio?: number;
 }
 
 export type AccelOptionsInput = Partial<{ -readonly [K in keyof AccelOptions]: AccelOptions[K] }>;
@@ -35,7 +42,9 @@ export const DEFAULT_THRESHOLD: Readonly<Record<Architecture, number>> = { llada
 
 export function resolveAccel(arch: Architecture, input: AccelOptionsInput): AccelOptions {
   const method = input.method ?? 'none';
-  if (method !== 'none' && method !== 'dyllm') throw new ConfigError(`accel: expected none or dyllm, found ${JSON.stringify(method)}`);
+  if (method !== 'none' && method !== 'dyllm' && !isBaselineMethod(method)) {
+    throw new ConfigError(`accel: expected none, dyllm, prefix, dual or dllm-cache, found ${JSON.stringify(method)}`);
+  }
   const threshold = input.threshold ?? DEFAULT_THRESHOLD[arch];
   if (typeof threshold !== 'number' || !Number.isFinite(threshold) || threshold <= -1 || threshold > 1.5) {
     throw new ConfigError(`threshold: expected a number in (-1, 1.5], found ${JSON.stringify(threshold)}`);
@@ -48,7 +57,10 @@ export function resolveAccel(arch: Architecture, input: AccelOptionsInput): Acce
   if (!['delta', 'rescale', 'rescale-incremental'].includes(attnUpdate)) {
     throw new ConfigError(`attnUpdate: expected delta, rescale or rescale-incremental, found ${JSON.stringify(attnUpdate)}`);
   }
-  return Object.freeze({ method, threshold, fullSteps, promptPeriod, attnUpdate, allSalient: input.allSalient ?? false });
+  return Object.freeze({
+    method, threshold, fullSteps, promptPeriod, attnUpdate, allSalient: input.allSalient ?? false,
+    cacheBlock: input.cacheBlock, promptInterval: input.promptInterval, genInterval: input.genInterval, transferRatio: input.transferRatio,
+  });
 }
 
 /** Cache bytes per token of a model under DyLLM (all layers). */

@@ -19,6 +19,7 @@ import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
 import type { GenerateOptions } from './options.js';
 import { dyllmStepForward, type AccelOptions } from './accel.js';
+import { isBaselineMethod, makeStepForward, resolveMethod } from './baselines.js';
 import type { SpecialIds } from './pipeline.js';
 
 /** What a step computes logits with: the dense model, or an accelerated forward holding per-request caches. */
@@ -197,11 +198,16 @@ export class DenoiseRun {
       throw new ConfigError('accel: classifier-free guidance with cached acceleration is not supported; use --accel none with --cfg-scale');
     }
     this.batchable = !req.stepForward && !(req.accel && req.accel.method !== 'none');
+    const a = req.accel;
     this.stepper = req.stepForward
       ? req.stepForward(layout)
-      : req.accel && req.accel.method === 'dyllm'
-        ? dyllmStepForward(model, layout, req.accel)
-        : denseStepForward(model);
+      : a && a.method === 'dyllm'
+        ? dyllmStepForward(model, layout, a)
+        : a && isBaselineMethod(a.method)
+          ? makeStepForward(model, layout, resolveMethod(cfg.arch, {
+            method: a.method, blockLength: a.cacheBlock, promptInterval: a.promptInterval, genInterval: a.genInterval, transferRatio: a.transferRatio,
+          }, o))
+          : denseStepForward(model);
 
     // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
     this.numBlocks = this.dream ? 1 : G / o.blockLength;

@@ -171,7 +171,7 @@ describe('dyllm serve (bundled model)', () => {
     const cases: [object, string | null, RegExp][] = [
       [{ max_tokens: 16, dyllm: { block_length: 5 } }, 'dyllm.block_length', /must divide/],
       [{ temperature: 'hot' }, 'temperature', /expected a number/],
-      [{ dyllm: { accel: 'turbo' } }, 'dyllm.accel', /none or dyllm/],
+      [{ dyllm: { accel: 'turbo' } }, 'dyllm.accel', /none, dyllm, prefix, dual or dllm-cache/],
       [{ dyllm: { threshold: 7 } }, 'dyllm.threshold', /threshold/],
       [{ dyllm: { frobnicate: 1 } }, 'dyllm.frobnicate', /unknown option/],
       [{ max_tokens: 0 }, 'max_tokens', /integer ≥ 1/],

@@ -1,0 +1,98 @@
+/**
+ * Baseline invariants (dyllm-algorithm.md §14): Fast-dLLM Prefix/DualCache with a cache refresh every step, and
+ * dLLM-Cache with K_p = K_r = 1, generate exactly the dense tokens; with normal settings each computes fewer rows
+ * than dense and still leaves no mask in the output.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
+import { generateSteps, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
+import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
+import { makeStepForward, resolveMethod, type BaselineOptionsInput } from '../../src/engine/baselines.js';
+import { ReferenceBackend } from '../../src/kernels/reference.js';
+import { fixturePath } from '../helpers/fixtures.js';
+
+function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput, base?: BaselineOptionsInput, events?: StepEvent[]): GenerateResult {
+  const options = resolveOptions(p.config.arch, opts, p.generation);
+  const b = base ? resolveMethod(p.config.arch, base, options) : null;
+  const it = generateSteps(p.model, p.ids, {
+    prompts,
+    options,
+    stepForward: b ? (layout) => makeStepForward(p.model, layout, b) : undefined,
+  });
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+    events?.push(r.value);
+  }
+}
+
+const PROMPTS = [[12, 40, 41, 42, 7], [99, 3], [5, 6, 7, 8, 9, 10, 11, 13]];
+const toArrays = (r: GenerateResult) => r.tokens.map((t) => [...t]);
+
+const EXACT = [
+  ['llada-tiny-f32-sharded', { genLength: 12, steps: 12, blockLength: 1 }],
+  ['llada-tiny-f32-sharded', { genLength: 12, steps: 6, blockLength: 2 }],
+  ['dream-tiny-f32-sharded', { genLength: 12, steps: 12, alg: 'entropy' }],
+] as const;
+
+for (const [name, opts] of EXACT) {
+  test(`${name} ${JSON.stringify(opts)}: prefix/dual with a refresh every step and dLLM-Cache with K_p = K_r = 1 generate the dense tokens`, async () => {
+    const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
+    const g = opts as GenerateOptionsInput;
+    const dense = toArrays(run(p, PROMPTS, g));
+    const dream = p.config.arch === 'dream';
+    for (const method of ['prefix', 'dual'] as const) {
+      // LLaDA: one-position blocks (each block is one step); Dream: one-position cache blocks, one step each.
+      const events: StepEvent[] = [];
+      const got = run(p, PROMPTS, g, { method, blockLength: 1 }, events);
+      assert.deepEqual(toArrays(got), dense, method);
+      if (!dream) assert.ok(events.every((e) => e.accel?.method === `${method}-refresh`), method);
+    }
+    const dc = run(p, PROMPTS, g, { method: 'dllm-cache', promptInterval: 1, genInterval: 1 });
+    assert.deepEqual(toArrays(dc), dense, 'dllm-cache');
+    assert.equal(dc.stats.salientFraction, 1);
+    // V-verify with ρ = 1 recomputes every response row: with the prompt refreshed every step, dense again.
+    const vv = run(p, PROMPTS, g, { method: 'dllm-cache', promptInterval: 1, genInterval: 5, transferRatio: 1 });
+    assert.deepEqual(toArrays(vv), dense, 'dllm-cache V-verify ρ = 1');
+  });
+}
+
+const NORMAL = [
+  ['llada-tiny-f32-sharded', { genLength: 24, steps: 24, blockLength: 8 }],
+  ['dream-tiny-f32-sharded', { genLength: 24, steps: 24, alg: 'entropy' }],
+] as const;
+
+for (const [name, opts] of NORMAL) {
+  test(`${name}: with normal settings every baseline computes fewer rows than dense and fills the canvas`, async () => {
+    const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
+    const g = opts as GenerateOptionsInput;
+    const fractions: Record<string, number> = {};
+    for (const base of [{ method: 'prefix', blockLength: 8 }, { method: 'dual', blockLength: 8 }, { method: 'dllm-cache', genInterval: 4 }] as const) {
+      const events: StepEvent[] = [];
+      const r = run(p, PROMPTS, g, base, events);
+      fractions[base.method] = r.stats.salientFraction;
+      assert.ok(r.stats.salientFraction < 1 && r.stats.salientFraction > 0, `${base.method}: ${r.stats.salientFraction}`);
+      // Every position is committed by the end. (The tiny random Dream model sometimes commits the mask id
+      // itself as a token under stale caches, as DyLLM does at a loose τ, so Dream checks commits, not ids.)
+      const seen = PROMPTS.map(() => new Set<number>());
+      for (const e of events) e.sequences.forEach((q, b) => q.committed.forEach((i) => seen[b].add(i)));
+      assert.ok(seen.every((s) => s.size === g.genLength), `${base.method}: a position was never committed`);
+      if (p.config.arch === 'llada') for (const t of r.tokens) assert.ok(!t.includes(p.ids.mask), `${base.method} left a mask`);
+      assert.ok(events.every((e) => e.accel !== null && e.accel.salientPerLayer.length === p.config.numLayers));
+      assert.ok(events.some((e) => e.accel!.ffnFraction < 1));
+    }
+    // DualCache computes at most what PrefixCache computes.
+    assert.ok(fractions.dual <= fractions.prefix, JSON.stringify(fractions));
+  });
+}
+
+test('resolveMethod rejects unknown methods and bad knobs', () => {
+  const options = resolveOptions('llada', { genLength: 16, steps: 16, blockLength: 8 });
+  assert.throws(() => resolveMethod('llada', { method: 'fast' }, options), /accel: expected one of prefix, dual, dllm-cache/);
+  assert.throws(() => resolveMethod('llada', { method: 'dual', blockLength: 3 }, options), /cacheBlock/);
+  assert.throws(() => resolveMethod('llada', { method: 'dllm-cache', transferRatio: 2 }, options), /transferRatio/);
+  assert.throws(() => resolveMethod('llada', { method: 'dllm-cache', genInterval: 0 }, options), /genInterval/);
+  const d = resolveMethod('llada', { method: 'dllm-cache' }, options);
+  assert.deepEqual([d.promptInterval, d.genInterval, d.transferRatio, d.blockLength], [100, 7, 0.25, 8]);
+});
