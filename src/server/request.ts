@@ -31,6 +31,8 @@ const DYLLM_GEN: Readonly<Record<string, keyof GenerateOptionsInput>> = {
 };
 const DYLLM_ACCEL: Readonly<Record<string, keyof AccelOptionsInput>> = {
   accel: 'method', threshold: 'threshold', full_steps: 'fullSteps', prompt_period: 'promptPeriod',
+  attn_update: 'attnUpdate', cache_block: 'cacheBlock', refresh_prompt: 'promptInterval', refresh_gen: 'genInterval',
+  transfer_ratio: 'transferRatio',
 };
 /** OpenAI fields accepted and ignored (they have no meaning for a diffusion sampler, or are informational). */
 const IGNORED = new Set(['model', 'user', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'metadata', 'store', 'service_tier', 'parallel_tool_calls']);

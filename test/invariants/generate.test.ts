@@ -125,3 +125,28 @@ test('requests stepped together through one merged forward get the tokens they g
     });
   }
 });
+
+test('stop-at-eos ends a sequence at its first end token with everything before it committed', async () => {
+  const p = await loadPipeline(fixturePath('llada-tiny'));
+  // The fixture boosts EOS/EoT logits, so a long canvas decodes an end token early.
+  const full = run(p, [PROMPTS[1]], { genLength: 32, steps: 32, blockLength: 4 });
+  const stop = run(p, [PROMPTS[1]], { genLength: 32, steps: 32, blockLength: 4, stopAtEos: true });
+  const endAt = [...stop.tokens[0]].findIndex((t) => t === p.ids.eos || t === p.ids.eot);
+  assert.ok(endAt >= 0, 'an end token was decoded');
+  assert.ok(stop.stats.steps < full.stats.steps, `stopped after ${stop.stats.steps} of ${full.stats.steps} steps`);
+  assert.equal(stop.stats.generatedTokens, endAt + 1);
+  assert.ok([...stop.tokens[0].subarray(0, endAt)].every((t) => t !== p.ids.mask));
+  assert.ok([...stop.tokens[0].subarray(endAt + 1)].every((t) => t === p.ids.eos));
+});
+
+test('logits for a subset of rows equal the same rows of the full forward (LM head restriction is free)', async () => {
+  for (const name of ['llada-tiny-f32-sharded', 'dream-tiny-f32-sharded']) {
+    const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
+    const tokens = Int32Array.from(PROMPTS[2]);
+    const V = p.config.vocabSize;
+    const all = p.model.forward(paddedBatch(tokens, 1, tokens.length));
+    const rows = Int32Array.from([6, 1, 3]);
+    const some = p.model.forward(paddedBatch(tokens, 1, tokens.length, null, rows));
+    rows.forEach((r, j) => assert.deepEqual([...some.subarray(j * V, (j + 1) * V)], [...all.subarray(r * V, (r + 1) * V)]));
+  }
+});

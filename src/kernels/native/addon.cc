@@ -246,6 +246,9 @@ int64_t KC_UNITS = 2048;
 // bf16 weights × activations split as hi + lo bf16 parts (two dot products): about fp32-accurate activations
 // for twice the arithmetic. Off: activations rounded to bf16 once, like the released checkpoints' bf16 path.
 bool g_bf16_compensated = true;
+// Blocked attention (4 query rows x 64 keys against transposed keys). DYLLM_ATTN_BLOCKED=0 keeps the per-row
+// kernels (for before/after measurements).
+bool g_attn_blocked = true;
 constexpr int64_t NC_PANELS = 8;    // panels per thread chunk (256 columns)
 
 template <bool BF16>
@@ -421,6 +424,20 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
 // ---------------------------------------------------------------------------------------------------------------
 // attention(q, Mq, k, v, Mk, H, Hkv, Dh, keyMask?, out, lse?)
 
+// Keys transposed per KV head for the blocked score kernels: KT[kvh][d][j], ldk = Mk rounded up to 64, zero padded.
+std::vector<float> transpose_keys(const float* k, int64_t Mk, int64_t Hkv, int64_t Dh, int64_t ldk, bool par) {
+  std::vector<float> KT(size_t(Hkv * Dh * ldk), 0.f);
+  const int64_t kvs = Hkv * Dh;
+  parallel_for(Hkv, par, [&](int64_t kvh) {
+    float* dst = KT.data() + kvh * Dh * ldk;
+    for (int64_t j = 0; j < Mk; j++) {
+      const float* kr = k + j * kvs + kvh * Dh;
+      for (int64_t d = 0; d < Dh; d++) dst[d * ldk + j] = kr[d];
+    }
+  });
+  return KT;
+}
+
 napi_value Attention(napi_env env, napi_callback_info info) {
   Args a(env, info, "attention");
   if (!a.ok) return nullptr;
@@ -462,17 +479,10 @@ napi_value Attention(napi_env env, napi_callback_info info) {
   const int64_t items = Mq * H, group = H / Hkv;
   const float scale = float(1.0 / std::sqrt(double(Dh)));
   const bool par = double(items) * double(Mk) * double(Dh) >= 1e5;
-  if (t.attn_block4 && Dh % 16 == 0 && Mq >= 2) {
+  if (g_attn_blocked && t.attn_block4 && Dh % 16 == 0 && Mq >= 2) {
     // K transposed once per KV head ([Hkv][Dh][ldk], zero padded), then blocks of 4 query rows per head.
     const int64_t ldk = (Mk + 63) / 64 * 64, kvs = Hkv * Dh;
-    std::vector<float> KT(size_t(Hkv * Dh * ldk), 0.f);
-    parallel_for(Hkv, par, [&](int64_t kvh) {
-      float* dst = KT.data() + kvh * Dh * ldk;
-      for (int64_t j = 0; j < Mk; j++) {
-        const float* kr = k + j * kvs + kvh * Dh;
-        for (int64_t d = 0; d < Dh; d++) dst[d * ldk + j] = kr[d];
-      }
-    });
+    const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
     const int64_t rblocks = (Mq + 3) / 4, work = H * rblocks;
     parallel_for(work, par, [&](int64_t w) {
       thread_local std::vector<float> sbuf;
@@ -552,6 +562,34 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   const int64_t items = Mq * H, group = H / Hkv, kvs = Hkv * Dh;
   const float scale = float(1.0 / std::sqrt(double(Dh)));
   const bool par = double(items) * double(Mk + nc) * double(Dh) >= 1e5;
+  if (g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
+    // Scores of 4 query rows at a time against transposed keys; only the listed columns feed the update.
+    const int64_t ldk = (Mk + 63) / 64 * 64;
+    const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
+    parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
+      thread_local std::vector<float> sbuf;
+      if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
+      const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
+      const int nq = int(std::min<int64_t>(4, Mq - r0));
+      float m[4], z[4];
+      t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh),
+                     mask, scale, sbuf.data(), m, z);
+      for (int r = 0; r < nq; r++) {
+        if (m[r] == -INFINITY || z[r] <= 0.f) continue;
+        float* o = ctx + ((r0 + r) * H + h) * Dh;
+        const float invz = 1.f / z[r];
+        const float* sr = sbuf.data() + r * ldk;
+        for (int64_t c = 0; c < nc; c++) {
+          const float sj = sr[cols[c]];
+          if (sj == -INFINITY) continue;
+          const float p = std::exp(sj - m[r]) * invz;
+          const float* dvr = dv + c * kvs + kvh * Dh;
+          for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
+        }
+      }
+    });
+    return undefined(env);
+  }
   const int64_t per = std::max<int64_t>(1, items / (8 * int64_t(g_threads)));
   parallel_for((items + per - 1) / per, par, [&](int64_t ch) {
     thread_local std::vector<float> sbuf;
@@ -617,6 +655,48 @@ napi_value AttentionRescale(napi_env env, napi_callback_info info) {
   const int64_t items = Mq * H, group = H / Hkv;
   const float scale = float(1.0 / std::sqrt(double(Dh)));
   const bool par = double(items) * double((incremental ? 0 : Mk) + 2 * nc) * double(Dh) >= 1e5;
+  if (!incremental && g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
+    const int64_t ldk = (Mk + 63) / 64 * 64;
+    const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
+    parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
+      thread_local std::vector<float> sbuf;
+      if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
+      const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
+      const int nq = int(std::min<int64_t>(4, Mq - r0));
+      float m[4], z[4];
+      t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh),
+                     mask, scale, sbuf.data(), m, z);
+      for (int r = 0; r < nq; r++) {
+        const int64_t it = (r0 + r) * H + h;
+        if (lse[it] == -INFINITY || m[r] == -INFINITY || z[r] <= 0.f) continue;
+        const float* qi = q + it * Dh;
+        const float* sr = sbuf.data() + r * ldk;
+        // Z_old under the current query: Z_new minus the changed columns' new terms plus their old ones.
+        double zold = z[r];
+        for (int64_t c = 0; c < nc; c++) {
+          const float ln = sr[cols[c]];
+          if (ln == -INFINITY) continue;
+          const float lo = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
+          zold += std::exp(double(lo) - m[r]) - std::exp(double(ln) - m[r]);
+        }
+        const double lse_new = double(m[r]) + std::log(double(z[r]));
+        const float ratio = float(zold / double(z[r]));
+        float* o = ctx + it * Dh;
+        for (int64_t d = 0; d < Dh; d++) o[d] *= ratio;
+        for (int64_t c = 0; c < nc; c++) {
+          const float ln = sr[cols[c]];
+          if (ln == -INFINITY) continue;
+          const float lo = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
+          const float pn = float(std::exp(double(ln) - lse_new)), po = float(std::exp(double(lo) - lse_new));
+          const float* vn = vNew + c * kvs + kvh * Dh;
+          const float* vo = vOld + c * kvs + kvh * Dh;
+          for (int64_t d = 0; d < Dh; d++) o[d] += pn * vn[d] - po * vo[d];
+        }
+        lse[it] = float(lse_new);
+      }
+    });
+    return undefined(env);
+  }
   const int64_t per = std::max<int64_t>(1, items / (8 * int64_t(g_threads)));
   parallel_for((items + per - 1) / per, par, [&](int64_t ch) {
     thread_local std::vector<float> sbuf, lnew, lold;
@@ -955,6 +1035,7 @@ napi_value Init(napi_env env, napi_value exports) {
     int v = std::atoi(e);
     if (v > 0) nt = v;
   }
+  if (const char* e = std::getenv("DYLLM_ATTN_BLOCKED")) g_attn_blocked = std::string(e) != "0";
   if (const char* e = std::getenv("DYLLM_BF16_ACTIVATIONS")) {
     g_bf16_compensated = std::string(e) != "round";
   }

@@ -62,6 +62,11 @@ struct TierOps {
   // uses attn_row.
   void (*attn_block4)(const float* q, long qs, int nq, const float* KT, long ldk, const float* v, long kvs, long Mk,
                       int Dh, const uint8_t* mask, float scale, float* out, long os, float* lse, long ls, float* s);
+
+  // Scores of up to 4 query rows of one head (same layout as attn_block4): s[r*ldk + j] = q_r·k_j·scale (−inf where
+  // masked), m[r] = max_j, z[r] = Σ_j exp(s − m). nullptr: the glue uses score_row.
+  void (*score_block4)(const float* q, long qs, int nq, const float* KT, long ldk, long Mk, int Dh, const uint8_t* mask,
+                       float scale, float* s, float* m, float* z);
 };
 
 constexpr int ATTN_BLOCK = 64;

@@ -325,7 +325,7 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
 }  // namespace
 
 const TierOps tier_avx2 = {
-    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr,
+    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr, nullptr,
 };
 
 }  // namespace dyllm

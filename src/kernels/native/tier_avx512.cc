@@ -464,11 +464,66 @@ void attn_block4(const float* q, long qs, int nq, const float* KT, long ldk, con
   if (lse)
     for (int r = 0; r < nq; r++) lse[r * ls] = z[r] > 0.f ? m[r] + std::log(z[r]) : -INFINITY;
 }
+
+void score_block4(const float* q, long qs, int nq, const float* KT, long ldk, long Mk, int Dh, const uint8_t* mask,
+                  float scale, float* s, float* m, float* z) {
+  const float* qr[4];
+  for (int r = 0; r < 4; r++) qr[r] = q + (r < nq ? r : 0) * qs;
+  for (long j = 0; j < Mk; j += 64) {
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    const float* kt = KT + j;
+    for (int d = 0; d < Dh; d++) {
+      const float* row = kt + long(d) * ldk;
+      const __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32),
+                   k3 = _mm512_loadu_ps(row + 48);
+      for (int r = 0; r < 4; r++) {
+        const __m512 qb = _mm512_set1_ps(qr[r][d]);
+        acc[r][0] = _mm512_fmadd_ps(qb, k0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(qb, k1, acc[r][1]);
+        acc[r][2] = _mm512_fmadd_ps(qb, k2, acc[r][2]);
+        acc[r][3] = _mm512_fmadd_ps(qb, k3, acc[r][3]);
+      }
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 4; c++) _mm512_storeu_ps(s + r * ldk + j + 16 * c, _mm512_mul_ps(acc[r][c], sc));
+  }
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int r = 0; r < nq; r++) {
+    float* sr = s + r * ldk;
+    __m512 mv = ninf;
+    for (long j = 0; j < Mk; j += 16) {
+      __mmask16 tm = tail_mask(Mk - j);
+      if (mask) {
+        __mmask16 live = 0;
+        for (int e = 0; e < 16 && j + e < Mk; e++) live |= __mmask16(mask[j + e] ? 1u << e : 0u);
+        const __m512 sv = _mm512_mask_loadu_ps(ninf, tm & live, sr + j);
+        _mm512_mask_storeu_ps(sr + j, tm, sv);
+        mv = _mm512_max_ps(mv, sv);
+      } else {
+        mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(ninf, tm, sr + j));
+      }
+    }
+    m[r] = _mm512_reduce_max_ps(mv);
+    __m512 zs = _mm512_setzero_ps();
+    if (m[r] != -INFINITY) {
+      const __m512 mb = _mm512_set1_ps(m[r]);
+      for (long j = 0; j < Mk; j += 16) {
+        const __m512 sv = _mm512_mask_loadu_ps(ninf, tail_mask(Mk - j), sr + j);
+        const __mmask16 live = _mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ);
+        zs = _mm512_add_ps(zs, _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, mb))));
+      }
+    }
+    z[r] = _mm512_reduce_add_ps(zs);
+  }
+}
 }  // namespace
 
 const TierOps tier_avx512 = {
     "avx512bf16", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add,
-    peak_bf16,    peak_fma, stream_read, gemm_bf16_comp, score_row, attn_block4,
+    peak_bf16,    peak_fma, stream_read, gemm_bf16_comp, score_row, attn_block4, score_block4,
 };
 
 }  // namespace dyllm

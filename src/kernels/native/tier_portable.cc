@@ -161,7 +161,7 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
 }  // namespace
 
 const TierOps tier_portable = {
-    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr,
+    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr, nullptr,
 };
 
 }  // namespace dyllm
