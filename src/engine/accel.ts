@@ -12,6 +12,7 @@ import { isBaselineMethod, type BaselineMethod } from './baselines.js';
 import { ConfigError } from '../load/errors.js';
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
 import type { AccelTelemetry, CanvasLayout, StepForward } from './generate.js';
+import { accelTelemetry } from './telemetry.js';
 
 /** none = dense; dyllm = this project's subject; prefix/dual = Fast-dLLM; dllm-cache = dLLM-Cache (V-verify). */
 export type AccelMethod = 'none' | 'dyllm' | BaselineMethod;
@@ -111,17 +112,7 @@ export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, op
       const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate };
       const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
       const logits = model.forwardPlanned(batch, plan, counts);
-      const denseTotal = denseRows * cfg.numLayers;
-      last = {
-        method: dense ? 'dyllm-dense' : 'dyllm',
-        salientPerLayer: counts.salientPerLayer,
-        ffnFraction: counts.ffnRows / denseTotal,
-        kvFraction: counts.kvRows / denseTotal,
-        ffnRows: counts.ffnRows,
-        kvRows: counts.kvRows,
-        denseFfnRows: denseTotal,
-        recomputed: counts.recomputed.map((r, ai) => Int32Array.from([...r].filter((x) => x >= layout.genStart[active[ai]]).map((x) => x - layout.genStart[active[ai]]))),
-      };
+      last = accelTelemetry(dense ? 'dyllm-dense' : 'dyllm', counts, denseRows, cfg.numLayers, active, layout);
       return logits;
     },
     telemetry: () => last,

@@ -26,6 +26,7 @@ import { ConfigError } from '../load/errors.js';
 import { DllmSequenceCache, dllmCacheForward, type DllmCounts, type DllmSequencePlan } from '../models/dllm-cache-forward.js';
 import { Transformer } from '../models/layers.js';
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
+import { accelTelemetry } from './telemetry.js';
 import type { AccelTelemetry, CanvasLayout, StepForward } from './generate.js';
 import type { GenerateOptions } from './options.js';
 
@@ -143,17 +144,7 @@ function fastDllmStepForward(model: DiffusionModel, layout: CanvasLayout, opts: 
       const plan: RecomputePlan = { sequences: seqs, policy: recomputeAll };
       const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
       const logits = model.forwardPlanned(batch, plan, counts);
-      const denseTotal = denseRows * cfg.numLayers;
-      last = {
-        method: refreshed === active.length ? `${opts.method}-refresh` : opts.method,
-        salientPerLayer: counts.salientPerLayer,
-        ffnFraction: counts.ffnRows / denseTotal,
-        kvFraction: counts.kvRows / denseTotal,
-        ffnRows: counts.ffnRows,
-        kvRows: counts.kvRows,
-        denseFfnRows: denseTotal,
-        recomputed: genOffsets(counts.recomputed, active, layout),
-      };
+      last = accelTelemetry(refreshed === active.length ? `${opts.method}-refresh` : opts.method, counts, denseRows, cfg.numLayers, active, layout);
       return logits;
     },
     telemetry: () => last,
@@ -179,17 +170,7 @@ function dllmCacheStepForward(model: DiffusionModel, layout: CanvasLayout, opts:
       const logits = dllmCacheForward(tf, batch, { sequences: seqs, transferRatio: opts.transferRatio }, counts);
       let denseRows = 0;
       for (let ai = 0; ai < active.length; ai++) denseRows += batch.seqStart[ai + 1] - batch.seqStart[ai];
-      const denseTotal = denseRows * cfg.numLayers;
-      last = {
-        method: refreshPrompt && refreshGen ? 'dllm-cache-refresh' : 'dllm-cache',
-        salientPerLayer: counts.freshPerLayer,
-        ffnFraction: counts.ffnRows / denseTotal,
-        kvFraction: counts.kvRows / denseTotal,
-        ffnRows: counts.ffnRows,
-        kvRows: counts.kvRows,
-        denseFfnRows: denseTotal,
-        recomputed: genOffsets(counts.recomputed, active, layout),
-      };
+      last = accelTelemetry(refreshPrompt && refreshGen ? 'dllm-cache-refresh' : 'dllm-cache', { ...counts, salientPerLayer: counts.freshPerLayer }, denseRows, cfg.numLayers, active, layout);
       return logits;
     },
     telemetry: () => last,
@@ -206,12 +187,6 @@ function maskIdOf(model: DiffusionModel): number {
   return model.config.maskTokenId;
 }
 
-function genOffsets(rec: readonly Int32Array[], active: readonly number[], layout: CanvasLayout): Int32Array[] {
-  return rec.map((r, ai) => {
-    const g0 = layout.genStart[active[ai]];
-    return Int32Array.from([...r].filter((x) => x >= g0).map((x) => x - g0));
-  });
-}
 
 function iota(from: number, to: number): Int32Array {
   const a = new Int32Array(to - from);

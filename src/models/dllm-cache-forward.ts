@@ -72,7 +72,7 @@ export interface DllmCounts {
 export function dllmCacheForward(tf: Transformer, batch: ForwardBatch, plan: DllmStepPlan, counts: DllmCounts): Float32Array {
   const cfg = tf.config;
   const be = tf.backend;
-  const { seqStart, attentionMask: mask } = batch;
+  const { seqStart } = batch;
   const B = seqStart.length - 1;
   const T = batch.tokens.length;
   const D = cfg.hiddenSize;
@@ -86,19 +86,11 @@ export function dllmCacheForward(tf: Transformer, batch: ForwardBatch, plan: Dll
   const verify = rho > 0 && rho <= 1;
   if (plan.sequences.length !== B) throw new RangeError(`dllmCacheForward: plan has ${plan.sequences.length} sequences, batch ${B}`);
 
-  const positions = new Int32Array(T);
-  const keyMasks: (Uint8Array | null)[] = [];
   for (let b = 0; b < B; b++) {
-    const s = seqStart[b];
-    const N = seqStart[b + 1] - s;
+    const N = seqStart[b + 1] - seqStart[b];
     if (plan.sequences[b].cache.length !== N) throw new RangeError(`dllmCacheForward: cache of sequence ${b} holds ${plan.sequences[b].cache.length} positions, batch ${N}`);
-    const m = mask ? mask.subarray(s, s + N) : null;
-    tf.padding.positions(m, N, positions.subarray(s, s + N));
-    keyMasks.push(tf.padding.keyMask(m));
   }
-  let maxPos = 0;
-  for (let i = 0; i < T; i++) if (positions[i] > maxPos) maxPos = positions[i];
-  tf.rope.ensure(maxPos + 1);
+  const { positions, keyMasks } = tf.geometry(batch);
 
   // Rows fixed for the whole step (refreshed parts) and the response rows tested by V-verify.
   const fixedRows: number[][] = [];

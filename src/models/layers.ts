@@ -141,6 +141,12 @@ export function embedTokens(embed: HostWeight, tokens: Int32Array, out: Float32A
   }
 }
 
+/** Per-row RoPE positions and per-sequence key masks of a batch, by the architecture's padding rules. */
+export interface BatchGeometry {
+  readonly positions: Int32Array; // [T]
+  readonly keyMasks: readonly (Uint8Array | null)[]; // [B]
+}
+
 /** Dense bidirectional transformer shared by both architectures. */
 export class Transformer implements DiffusionModel {
   readonly rope: RopeTable;
@@ -158,26 +164,13 @@ export class Transformer implements DiffusionModel {
     this.weightBytes = n;
   }
 
-  forwardPlanned(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
-    return forwardPlanned(this, batch, plan, counts);
-  }
-
-  forward(batch: ForwardBatch, trace?: Trace): Float32Array {
-    const cfg = this.config;
-    const be = this.backend;
+  /** Positions and key masks of every sequence of `batch`; makes sure RoPE covers them. */
+  geometry(batch: ForwardBatch): BatchGeometry {
     const { seqStart, attentionMask: mask } = batch;
     const B = seqStart.length - 1;
     const T = batch.tokens.length;
-    const D = cfg.hiddenSize;
-    const H = cfg.numHeads;
-    const Hkv = cfg.numKvHeads;
-    const Dh = cfg.headDim;
-    const qDim = H * Dh;
-    const kvDim = Hkv * Dh;
-    const F = cfg.intermediateSize;
     if (seqStart[0] !== 0 || seqStart[B] !== T) throw new RangeError(`forward: seqStart must run from 0 to ${T}`);
     if (mask && mask.length !== T) throw new RangeError(`forward: attention mask has ${mask.length} entries for ${T} rows`);
-
     const positions = new Int32Array(T);
     const keyMasks: (Uint8Array | null)[] = [];
     for (let b = 0; b < B; b++) {
@@ -190,6 +183,27 @@ export class Transformer implements DiffusionModel {
     let maxPos = 0;
     for (let i = 0; i < T; i++) if (positions[i] > maxPos) maxPos = positions[i];
     this.rope.ensure(maxPos + 1);
+    return { positions, keyMasks };
+  }
+
+  forwardPlanned(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
+    return forwardPlanned(this, batch, plan, counts);
+  }
+
+  forward(batch: ForwardBatch, trace?: Trace): Float32Array {
+    const cfg = this.config;
+    const be = this.backend;
+    const { seqStart } = batch;
+    const B = seqStart.length - 1;
+    const T = batch.tokens.length;
+    const D = cfg.hiddenSize;
+    const H = cfg.numHeads;
+    const Hkv = cfg.numKvHeads;
+    const Dh = cfg.headDim;
+    const qDim = H * Dh;
+    const kvDim = Hkv * Dh;
+    const F = cfg.intermediateSize;
+    const { positions, keyMasks } = this.geometry(batch);
 
     const x = new Float32Array(T * D); // [T, D] residual stream
     const h = new Float32Array(T * D); // [T, D] normed

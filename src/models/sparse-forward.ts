@@ -15,7 +15,7 @@ import type { ForwardBatch } from './types.js';
 export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
   const cfg = tf.config;
   const be = tf.backend;
-  const { seqStart, attentionMask: mask } = batch;
+  const { seqStart } = batch;
   const B = seqStart.length - 1;
   const D = cfg.hiddenSize;
   const H = cfg.numHeads;
@@ -33,25 +33,17 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const R = rowOff[B];
   const rowPos = new Int32Array(R); // RoPE position of each query row
   const rowTok = new Int32Array(R);
-  const keyMasks: (Uint8Array | null)[] = [];
-  let maxPos = 0;
+  const { positions, keyMasks } = tf.geometry(batch);
   for (let b = 0; b < B; b++) {
     const s = seqStart[b];
     const N = seqStart[b + 1] - s;
     const sp = plan.sequences[b];
     if (sp.cache.length !== N) throw new RangeError(`forwardPlanned: cache of sequence ${b} holds ${sp.cache.length} positions, batch ${N}`);
-    const m = mask ? mask.subarray(s, s + N) : null;
-    const pos = new Int32Array(N);
-    tf.padding.positions(m, N, pos);
-    keyMasks.push(tf.padding.keyMask(m));
     for (let i = 0; i < sp.rows.length; i++) {
-      const p = sp.rows[i];
-      rowPos[rowOff[b] + i] = pos[p];
-      rowTok[rowOff[b] + i] = batch.tokens[s + p];
-      if (pos[p] > maxPos) maxPos = pos[p];
+      rowPos[rowOff[b] + i] = positions[s + sp.rows[i]];
+      rowTok[rowOff[b] + i] = batch.tokens[s + sp.rows[i]];
     }
   }
-  tf.rope.ensure(maxPos + 1);
 
   // A_in(0) as indices into the query rows.
   let salient = toRowIndices(plan, rowOff, (b) => plan.sequences[b].salientIn);

@@ -438,6 +438,25 @@ std::vector<float> transpose_keys(const float* k, int64_t Mk, int64_t Hkv, int64
   return KT;
 }
 
+// Runs `fn(r, item, kvh, scores_of_row, m, z)` for every (query row, head) with scores from score_block4 over
+// transposed keys (4 query rows per call); item = row * H + head, as the per-row kernels index q and ctx.
+template <typename Fn>
+void for_each_scored_row(const TierOps& t, const float* q, int64_t Mq, const float* k, int64_t Mk, int64_t H, int64_t Hkv,
+                         int64_t Dh, const uint8_t* mask, float scale, bool par, Fn fn) {
+  const int64_t ldk = (Mk + 63) / 64 * 64, group = H / Hkv;
+  const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
+  parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
+    thread_local std::vector<float> sbuf;
+    if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
+    const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
+    const int nq = int(std::min<int64_t>(4, Mq - r0));
+    float m[4], z[4];
+    t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh), mask,
+                   scale, sbuf.data(), m, z);
+    for (int r = 0; r < nq; r++) fn(r0 + r, (r0 + r) * H + h, kvh, sbuf.data() + r * ldk, m[r], z[r]);
+  });
+}
+
 napi_value Attention(napi_env env, napi_callback_info info) {
   Args a(env, info, "attention");
   if (!a.ok) return nullptr;
@@ -564,28 +583,16 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   const bool par = double(items) * double(Mk + nc) * double(Dh) >= 1e5;
   if (g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
     // Scores of 4 query rows at a time against transposed keys; only the listed columns feed the update.
-    const int64_t ldk = (Mk + 63) / 64 * 64;
-    const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
-    parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
-      thread_local std::vector<float> sbuf;
-      if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
-      const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
-      const int nq = int(std::min<int64_t>(4, Mq - r0));
-      float m[4], z[4];
-      t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh),
-                     mask, scale, sbuf.data(), m, z);
-      for (int r = 0; r < nq; r++) {
-        if (m[r] == -INFINITY || z[r] <= 0.f) continue;
-        float* o = ctx + ((r0 + r) * H + h) * Dh;
-        const float invz = 1.f / z[r];
-        const float* sr = sbuf.data() + r * ldk;
-        for (int64_t c = 0; c < nc; c++) {
-          const float sj = sr[cols[c]];
-          if (sj == -INFINITY) continue;
-          const float p = std::exp(sj - m[r]) * invz;
-          const float* dvr = dv + c * kvs + kvh * Dh;
-          for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
-        }
+    for_each_scored_row(t, q, Mq, k, Mk, H, Hkv, Dh, mask, scale, par, [&](int64_t, int64_t it, int64_t kvh, const float* sr, float m, float z) {
+      if (m == -INFINITY || z <= 0.f) return;
+      float* o = ctx + it * Dh;
+      const float invz = 1.f / z;
+      for (int64_t c = 0; c < nc; c++) {
+        const float sj = sr[cols[c]];
+        if (sj == -INFINITY) continue;
+        const float p = std::exp(sj - m) * invz;
+        const float* dvr = dv + c * kvs + kvh * Dh;
+        for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
       }
     });
     return undefined(env);
@@ -656,44 +663,31 @@ napi_value AttentionRescale(napi_env env, napi_callback_info info) {
   const float scale = float(1.0 / std::sqrt(double(Dh)));
   const bool par = double(items) * double((incremental ? 0 : Mk) + 2 * nc) * double(Dh) >= 1e5;
   if (!incremental && g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
-    const int64_t ldk = (Mk + 63) / 64 * 64;
-    const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
-    parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
-      thread_local std::vector<float> sbuf;
-      if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
-      const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
-      const int nq = int(std::min<int64_t>(4, Mq - r0));
-      float m[4], z[4];
-      t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh),
-                     mask, scale, sbuf.data(), m, z);
-      for (int r = 0; r < nq; r++) {
-        const int64_t it = (r0 + r) * H + h;
-        if (lse[it] == -INFINITY || m[r] == -INFINITY || z[r] <= 0.f) continue;
-        const float* qi = q + it * Dh;
-        const float* sr = sbuf.data() + r * ldk;
-        // Z_old under the current query: Z_new minus the changed columns' new terms plus their old ones.
-        double zold = z[r];
-        for (int64_t c = 0; c < nc; c++) {
-          const float ln = sr[cols[c]];
-          if (ln == -INFINITY) continue;
-          const float lo = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
-          zold += std::exp(double(lo) - m[r]) - std::exp(double(ln) - m[r]);
-        }
-        const double lse_new = double(m[r]) + std::log(double(z[r]));
-        const float ratio = float(zold / double(z[r]));
-        float* o = ctx + it * Dh;
-        for (int64_t d = 0; d < Dh; d++) o[d] *= ratio;
-        for (int64_t c = 0; c < nc; c++) {
-          const float ln = sr[cols[c]];
-          if (ln == -INFINITY) continue;
-          const float lo = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
-          const float pn = float(std::exp(double(ln) - lse_new)), po = float(std::exp(double(lo) - lse_new));
-          const float* vn = vNew + c * kvs + kvh * Dh;
-          const float* vo = vOld + c * kvs + kvh * Dh;
-          for (int64_t d = 0; d < Dh; d++) o[d] += pn * vn[d] - po * vo[d];
-        }
-        lse[it] = float(lse_new);
+    const int64_t kvs = Hkv * Dh;
+    for_each_scored_row(t, q, Mq, k, Mk, H, Hkv, Dh, mask, scale, par, [&](int64_t, int64_t it, int64_t kvh, const float* sr, float m, float z) {
+      if (lse[it] == -INFINITY || m == -INFINITY || z <= 0.f) return;
+      const float* qi = q + it * Dh;
+      // Z_old under the current query: Z_new minus the changed columns' new terms plus their old ones.
+      double zold = z;
+      for (int64_t c = 0; c < nc; c++) {
+        const float ln = sr[cols[c]];
+        if (ln == -INFINITY) continue;
+        zold += std::exp(double(dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale) - m) - std::exp(double(ln) - m);
       }
+      const double lse_new = double(m) + std::log(double(z));
+      const float ratio = float(zold / double(z));
+      float* o = ctx + it * Dh;
+      for (int64_t d = 0; d < Dh; d++) o[d] *= ratio;
+      for (int64_t c = 0; c < nc; c++) {
+        const float ln = sr[cols[c]];
+        if (ln == -INFINITY) continue;
+        const float lo = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
+        const float pn = float(std::exp(double(ln) - lse_new)), po = float(std::exp(double(lo) - lse_new));
+        const float* vn = vNew + c * kvs + kvh * Dh;
+        const float* vo = vOld + c * kvs + kvh * Dh;
+        for (int64_t d = 0; d < Dh; d++) o[d] += pn * vn[d] - po * vo[d];
+      }
+      lse[it] = float(lse_new);
     });
     return undefined(env);
   }

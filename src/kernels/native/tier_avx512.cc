@@ -383,88 +383,6 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
 }
 
 
-void attn_block4(const float* q, long qs, int nq, const float* KT, long ldk, const float* v, long kvs, long Mk, int Dh,
-                 const uint8_t* mask, float scale, float* out, long os, float* lse, long ls, float* s) {
-  const float* qr[4];
-  for (int r = 0; r < 4; r++) qr[r] = q + (r < nq ? r : 0) * qs;
-  // Scores: 4 rows x 64 keys per tile, broadcast q[d] against 16-key vectors of K^T (no horizontal sums).
-  for (long j = 0; j < Mk; j += 64) {
-    __m512 acc[4][4];
-    for (int r = 0; r < 4; r++)
-      for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
-    const float* kt = KT + j;
-    for (int d = 0; d < Dh; d++) {
-      const float* row = kt + long(d) * ldk;
-      const __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32),
-                   k3 = _mm512_loadu_ps(row + 48);
-      for (int r = 0; r < 4; r++) {
-        const __m512 qb = _mm512_set1_ps(qr[r][d]);
-        acc[r][0] = _mm512_fmadd_ps(qb, k0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(qb, k1, acc[r][1]);
-        acc[r][2] = _mm512_fmadd_ps(qb, k2, acc[r][2]);
-        acc[r][3] = _mm512_fmadd_ps(qb, k3, acc[r][3]);
-      }
-    }
-    const __m512 sc = _mm512_set1_ps(scale);
-    for (int r = 0; r < 4; r++)
-      for (int c = 0; c < 4; c++) _mm512_storeu_ps(s + r * ldk + j + 16 * c, _mm512_mul_ps(acc[r][c], sc));
-  }
-  // Softmax per row (masked keys -> probability 0), in place in s.
-  float z[4], m[4];
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  for (int r = 0; r < nq; r++) {
-    float* sr = s + r * ldk;
-    __m512 mv = ninf;
-    for (long j = 0; j < Mk; j += 16) {
-      __mmask16 tm = tail_mask(Mk - j);
-      if (mask) {
-        __mmask16 live = 0;
-        for (int e = 0; e < 16 && j + e < Mk; e++) live |= __mmask16(mask[j + e] ? 1u << e : 0u);
-        tm &= live;
-      }
-      const __m512 sv = _mm512_mask_loadu_ps(ninf, tm, sr + j);
-      _mm512_storeu_ps(sr + j, sv);
-      mv = _mm512_max_ps(mv, sv);
-    }
-    m[r] = _mm512_reduce_max_ps(mv);
-    __m512 zs = _mm512_setzero_ps();
-    const __m512 mb = _mm512_set1_ps(m[r]);
-    for (long j = 0; j < Mk; j += 16) {
-      const __mmask16 tm = tail_mask(Mk - j);
-      const __m512 sv = _mm512_mask_loadu_ps(ninf, tm, sr + j);
-      const __mmask16 live = _mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ);
-      const __m512 p = m[r] == -INFINITY ? _mm512_setzero_ps() : _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, mb)));
-      zs = _mm512_add_ps(zs, p);
-      _mm512_mask_storeu_ps(sr + j, tm, p);
-    }
-    z[r] = _mm512_reduce_add_ps(zs);
-  }
-  // PV in 64-wide slices of the head dimension: 4 rows x 4 vectors of accumulators.
-  for (int d0 = 0; d0 < Dh; d0 += 64) {
-    const int nv = (Dh - d0) >= 64 ? 4 : (Dh - d0) / 16;
-    __m512 acc[4][4];
-    for (int r = 0; r < 4; r++)
-      for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
-    for (long j = 0; j < Mk; j++) {
-      const float* vj = v + j * kvs + d0;
-      __m512 vv[4];
-      for (int c = 0; c < nv; c++) vv[c] = _mm512_loadu_ps(vj + 16 * c);
-      for (int r = 0; r < nq; r++) {
-        const float p = s[r * ldk + j];
-        if (p == 0.f) continue;
-        const __m512 pb = _mm512_set1_ps(p);
-        for (int c = 0; c < nv; c++) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
-      }
-    }
-    for (int r = 0; r < nq; r++) {
-      const __m512 inv = _mm512_set1_ps(z[r] > 0.f ? 1.f / z[r] : 0.f);
-      for (int c = 0; c < nv; c++) _mm512_storeu_ps(out + r * os + d0 + 16 * c, _mm512_mul_ps(acc[r][c], inv));
-    }
-  }
-  if (lse)
-    for (int r = 0; r < nq; r++) lse[r * ls] = z[r] > 0.f ? m[r] + std::log(z[r]) : -INFINITY;
-}
-
 void score_block4(const float* q, long qs, int nq, const float* KT, long ldk, long Mk, int Dh, const uint8_t* mask,
                   float scale, float* s, float* m, float* z) {
   const float* qr[4];
@@ -519,6 +437,50 @@ void score_block4(const float* q, long qs, int nq, const float* KT, long ldk, lo
     z[r] = _mm512_reduce_add_ps(zs);
   }
 }
+
+void attn_block4(const float* q, long qs, int nq, const float* KT, long ldk, const float* v, long kvs, long Mk, int Dh,
+                 const uint8_t* mask, float scale, float* out, long os, float* lse, long ls, float* s) {
+  float m[4], z[4];
+  score_block4(q, qs, nq, KT, ldk, Mk, Dh, mask, scale, s, m, z);
+  // Probabilities in place (masked keys -> 0).
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int r = 0; r < nq; r++) {
+    float* sr = s + r * ldk;
+    const __m512 mb = _mm512_set1_ps(m[r]);
+    for (long j = 0; j < Mk; j += 16) {
+      const __mmask16 tm = tail_mask(Mk - j);
+      const __m512 sv = _mm512_mask_loadu_ps(ninf, tm, sr + j);
+      const __mmask16 live = _mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ);
+      const __m512 p = m[r] == -INFINITY ? _mm512_setzero_ps() : _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, mb)));
+      _mm512_mask_storeu_ps(sr + j, tm, p);
+    }
+  }
+  // PV in 64-wide slices of the head dimension: 4 rows x 4 vectors of accumulators.
+  for (int d0 = 0; d0 < Dh; d0 += 64) {
+    const int nv = (Dh - d0) >= 64 ? 4 : (Dh - d0) / 16;
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (long j = 0; j < Mk; j++) {
+      const float* vj = v + j * kvs + d0;
+      __m512 vv[4];
+      for (int c = 0; c < nv; c++) vv[c] = _mm512_loadu_ps(vj + 16 * c);
+      for (int r = 0; r < nq; r++) {
+        const float p = s[r * ldk + j];
+        if (p == 0.f) continue;
+        const __m512 pb = _mm512_set1_ps(p);
+        for (int c = 0; c < nv; c++) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < nq; r++) {
+      const __m512 inv = _mm512_set1_ps(z[r] > 0.f ? 1.f / z[r] : 0.f);
+      for (int c = 0; c < nv; c++) _mm512_storeu_ps(out + r * os + d0 + 16 * c, _mm512_mul_ps(acc[r][c], inv));
+    }
+  }
+  if (lse)
+    for (int r = 0; r < nq; r++) lse[r * ls] = z[r] > 0.f ? m[r] + std::log(z[r]) : -INFINITY;
+}
+
 }  // namespace
 
 const TierOps tier_avx512 = {
