@@ -12,6 +12,7 @@ import type { WeightStore } from '../load/weights.js';
 import type { RecomputePlan, StepCounts } from '../cache/plan.js';
 import { forwardPlanned } from './sparse-forward.js';
 import type { DiffusionModel, ForwardBatch, Trace } from './types.js';
+import { Scratch } from '../tensor/scratch.js';
 
 export interface LayerWeights {
   readonly attnNorm: Float32Array; // [D]
@@ -151,6 +152,8 @@ export interface BatchGeometry {
 export class Transformer implements DiffusionModel {
   readonly rope: RopeTable;
   readonly weightBytes: number;
+  /** Work buffers reused across steps (forward and forwardPlanned are synchronous, so one set suffices). */
+  readonly scratch = new Scratch();
 
   constructor(
     readonly config: ModelConfig,
@@ -205,15 +208,16 @@ export class Transformer implements DiffusionModel {
     const F = cfg.intermediateSize;
     const { positions, keyMasks } = this.geometry(batch);
 
-    const x = new Float32Array(T * D); // [T, D] residual stream
-    const h = new Float32Array(T * D); // [T, D] normed
-    const q = new Float32Array(T * qDim); // [T, H·Dh]
-    const k = new Float32Array(T * kvDim); // [T, Hkv·Dh]
-    const v = new Float32Array(T * kvDim); // [T, Hkv·Dh]
-    const ctx = new Float32Array(T * qDim); // [T, H·Dh]
-    const o = new Float32Array(T * D); // [T, D]
-    const g = new Float32Array(T * F); // [T, F]
-    const u = new Float32Array(T * F); // [T, F]
+    const sc = this.scratch;
+    const x = sc.f32('x', T * D); // [T, D] residual stream
+    const h = sc.f32('h', T * D); // [T, D] normed
+    const q = sc.f32('q', T * qDim); // [T, H·Dh]
+    const k = sc.f32('k', T * kvDim); // [T, Hkv·Dh]
+    const v = sc.f32('v', T * kvDim); // [T, Hkv·Dh]
+    const ctx = sc.f32('ctx', T * qDim); // [T, H·Dh]
+    const o = sc.f32('o', T * D); // [T, D]
+    const g = sc.f32('g', T * F); // [T, F]
+    const u = sc.f32('u', T * F); // [T, F]
 
     embedTokens(this.weights.embed, batch.tokens, x);
     trace?.('embed', -1, x, T, D);

@@ -31,8 +31,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const rowOff = new Int32Array(B + 1);
   for (let b = 0; b < B; b++) rowOff[b + 1] = rowOff[b] + plan.sequences[b].rows.length;
   const R = rowOff[B];
-  const rowPos = new Int32Array(R); // RoPE position of each query row
-  const rowTok = new Int32Array(R);
+  const sc = tf.scratch;
+  const rowPos = sc.i32('rowPos', R); // RoPE position of each query row
+  const rowTok = sc.i32('rowTok', R);
   const { positions, keyMasks } = tf.geometry(batch);
   for (let b = 0; b < B; b++) {
     const s = seqStart[b];
@@ -49,17 +50,17 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   let salient = toRowIndices(plan, rowOff, (b) => plan.sequences[b].salientIn);
   if (policy.forceAll) salient = iota(R);
 
-  const res = new Float32Array(R * D); // [R, D] residual stream, recomputed every step
-  const x = new Float32Array(R * D); // [R, D] layer input (F_{l-1}[R])
-  const h = new Float32Array(R * D); // [R, D]
-  const q = new Float32Array(R * qDim); // [R, H·Dh]
-  const ctx = new Float32Array(R * qDim); // [R, H·Dh]
-  const cos = new Float32Array(R);
-  const old = new Float32Array(R * qDim); // C_old of one sequence's rows (cosine partner)
-  const lse = new Float32Array(R * H); // [R, H] log-sum-exp of each query row's scores
+  const res = sc.f32('res', R * D); // [R, D] residual stream, recomputed every step
+  const x = sc.f32('x', R * D); // [R, D] layer input (F_{l-1}[R])
+  const h = sc.f32('h', R * D); // [R, D]
+  const q = sc.f32('q', R * qDim); // [R, H·Dh]
+  const ctx = sc.f32('ctx', R * qDim); // [R, H·Dh]
+  const cos = sc.f32('cos', R);
+  const old = sc.f32('old', R * qDim); // C_old of one sequence's rows (cosine partner)
+  const lse = sc.f32('lse', R * H); // [R, H] log-sum-exp of each query row's scores
   const attnUpdate = plan.attnUpdate ?? 'delta';
   const rescale = attnUpdate !== 'delta';
-  const o = new Float32Array(R * D);
+  const o = sc.f32('o', R * D);
   embedTokens(tf.weights.embed, rowTok, res);
 
   for (let li = 0; li < tf.weights.layers.length; li++) {
@@ -71,12 +72,12 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
 
     // K/V for A_in rows; ΔV against the old cached values, then overwrite the caches.
     const nIn = salient.length;
-    const kNew = new Float32Array(nIn * kvDim);
-    const vNew = new Float32Array(nIn * kvDim);
+    const kNew = sc.f32('kNew', nIn * kvDim);
+    const vNew = sc.f32('vNew', nIn * kvDim);
     if (nIn > 0) {
       be.matmul(h, nIn, w.wk, kNew, w.bk, salient);
       be.matmul(h, nIn, w.wv, vNew, w.bv, salient);
-      const inPos = new Int32Array(nIn);
+      const inPos = sc.i32('inPos', nIn);
       for (let j = 0; j < nIn; j++) inPos[j] = rowPos[salient[j]];
       be.rope(kNew, nIn, Hkv, Dh, inPos, tf.rope.cos, tf.rope.sin);
     }
@@ -93,9 +94,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
       let j1 = j0;
       while (j1 < nIn && salient[j1] < rowOff[b + 1]) j1++;
       const nb = j1 - j0;
-      const cols = new Int32Array(nb); // key positions of this sequence's A_in
-      const dv = new Float32Array(nb * kvDim); // delta: V_new − V_old; rescale: V_old
-      const kOld = rescale ? new Float32Array(nb * kvDim) : null;
+      const cols = sc.i32('cols', nb); // key positions of this sequence's A_in
+      const dv = sc.f32('dv', nb * kvDim); // delta: V_new − V_old; rescale: V_old
+      const kOld = rescale ? sc.f32('kOld', nb * kvDim) : null;
       for (let j = 0; j < nb; j++) {
         const p = rows[salient[j0 + j] - r0];
         cols[j] = p;
@@ -127,9 +128,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
           } else {
             be.attentionDelta(qb, nR, store.k, N, H, Hkv, Dh, km, cols, dv, cb);
           }
-          const qe = new Float32Array(nb * qDim);
-          const ce = new Float32Array(nb * qDim);
-          const le = new Float32Array(nb * H);
+          const qe = sc.f32('qe', nb * qDim);
+          const ce = sc.f32('ce', nb * qDim);
+          const le = sc.f32('le', nb * H);
           for (let j = 0; j < nb; j++) qe.set(q.subarray(salient[j0 + j] * qDim, (salient[j0 + j] + 1) * qDim), j * qDim);
           be.attention(qe, nb, store.k, store.v, N, H, Hkv, Dh, km, ce, le);
           for (let j = 0; j < nb; j++) {
@@ -157,9 +158,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
     be.rmsnorm(res, R, D, w.ffnNorm, cfg.rmsNormEps, h);
     const nOut = out.length;
     if (nOut > 0) {
-      const g = new Float32Array(nOut * F);
-      const u = new Float32Array(nOut * F);
-      const f = new Float32Array(nOut * D);
+      const g = sc.f32('g', nOut * F);
+      const u = sc.f32('u', nOut * F);
+      const f = sc.f32('f', nOut * D);
       be.matmul(h, nOut, w.gate, g, null, out);
       be.matmul(h, nOut, w.up, u, null, out);
       be.siluMul(g, u, nOut * F, g);
@@ -187,7 +188,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   // Final norm and LM head only for the rows whose logits are wanted (they must be query rows).
   const want = batch.logitRows ?? null;
   const nL = want ? want.length : R;
-  const sel = new Int32Array(nL);
+  const sel = sc.i32('sel', nL);
   if (want) {
     for (let j = 0; j < nL; j++) {
       let b = 0;
@@ -200,7 +201,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   } else {
     for (let j = 0; j < nL; j++) sel[j] = j;
   }
-  const hn = new Float32Array(nL * D);
+  const hn = sc.f32('hn', nL * D);
   for (let j = 0; j < nL; j++) hn.set(res.subarray(sel[j] * D, (sel[j] + 1) * D), j * D);
   be.rmsnorm(hn, nL, D, tf.weights.finalNorm, cfg.rmsNormEps, hn);
   const logits = new Float32Array(nL * cfg.vocabSize);
