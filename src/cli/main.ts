@@ -34,7 +34,8 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --model DIR        Hugging Face model folder (LLaDA or Dream; default: the bundled demo model)
   --prompt TEXT      the prompt (or give it as the positional argument)
   --prompt-ids IDS   raw comma-separated token ids (no template), for parity work
-  --chat             wrap the prompt in the model's chat template
+  --chat             wrap the prompt in the model's chat template (the default when the model has one)
+  --raw              send the prompt text as is, without the chat template
   --backend B        auto | native | reference (default auto)
   --json             print exactly one JSON object on stdout
 ${GENERATION_HELP}
@@ -58,6 +59,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     prompt: { type: 'string' },
     'prompt-ids': { type: 'string' },
     chat: { type: 'boolean' },
+    raw: { type: 'boolean' },
     backend: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -72,6 +74,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const given = [positionals.length > 0, values.prompt !== undefined, values['prompt-ids'] !== undefined].filter(Boolean).length;
   if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS');
   if (values['prompt-ids'] !== undefined && values.chat) throw new UsageError('--prompt-ids are raw ids: they cannot be combined with --chat');
+  if (values.chat && values.raw) throw new UsageError('--chat and --raw contradict each other: give one');
   const optInput = generationOptions(values);
   const accelInput = accelOptions(values);
   const backend = backendName(values.backend);
@@ -82,7 +85,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const accel = resolveAccel(p.config.arch, accelInput);
   const prompt = values['prompt-ids'] !== undefined
     ? parseIdList('prompt-ids', values['prompt-ids'] as string)
-    : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true);
+    : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true || (!values.raw && p.chatTemplate !== null));
 
   const live = !values.json && process.stderr.isTTY ? new LiveView(p, process.stderr) : null;
   const it = generate(p.model, p.ids, { prompts: [prompt], options, accel });

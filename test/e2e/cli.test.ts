@@ -36,10 +36,15 @@ test('generate --accel dyllm --json reports the telemetry', () => {
   assert.equal(s.cache_bytes_per_token, 2 * (2 * 2 * 16 + 64 + 64 + 4) * 4);
 });
 
-test('the bundled model answers a question with a worked answer', () => {
-  const r = dyllm('generate', '--chat', 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?');
+test('the bundled model answers a question with a worked answer (chat template by default)', () => {
+  const r = dyllm('generate', 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /12\+7=19\. #### 19/);
+  const chat = dyllm('generate', '--chat', '--json', 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?');
+  const dflt = dyllm('generate', '--json', 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?');
+  const raw = dyllm('generate', '--raw', '--json', 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?');
+  assert.deepEqual(JSON.parse(dflt.stdout).tokens, JSON.parse(chat.stdout).tokens);
+  assert.notDeepEqual(JSON.parse(raw.stdout).tokens, JSON.parse(chat.stdout).tokens);
 });
 
 test('wrong flags and values exit 2 with one line', () => {
@@ -49,6 +54,7 @@ test('wrong flags and values exit 2 with one line', () => {
     ['generate', 'a', 'b'],
     ['generate'],
     ['generate', '--prompt-ids', '1,x'],
+    ['generate', '--chat', '--raw', 'x'],
     ['generate', '--model', fixturePath('llada-tiny'), '--gen-length', '16', '--block-length', '5', 'x'],
     ['frobnicate'],
   ]) {
