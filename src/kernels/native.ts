@@ -66,6 +66,7 @@ let cached: NativeAddon | null = null;
 /** Loads the raw addon (cached). Throws an Error with the reason when it is missing or cannot be loaded. */
 export function loadNativeAddon(): NativeAddon {
   if (cached) return cached;
+  if (process.env.DYLLM_NATIVE === 'off') throw new Error('disabled by DYLLM_NATIVE=off');
   if (!existsSync(nativeAddonPath)) {
     throw new Error(`native addon not built (${nativeAddonPath} is missing; run \`npm rebuild\` or \`npx node-gyp rebuild\`)`);
   }

@@ -15,7 +15,7 @@ export function selectBackend(name: BackendName = 'auto', warn: (line: string) =
   try {
     return loadNativeBackend();
   } catch (e) {
-    if (name === 'native') throw e;
+    if (name === 'native') throw new Error(`native kernels unavailable (${(e as Error).message}); use --backend auto or reference`);
     if (!warned) {
       warned = true;
       warn(`dyllm: warning: native kernels unavailable (${(e as Error).message}); using the slow TypeScript reference backend`);

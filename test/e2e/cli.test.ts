@@ -8,7 +8,11 @@ import { repoRoot } from '../helpers/paths.js';
 
 const bin = join(repoRoot, 'bin', 'dyllm.js');
 function dyllm(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return dyllmEnv({}, ...args);
+}
+
+function dyllmEnv(env: Record<string, string>, ...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -73,4 +77,16 @@ test('an unusable model folder exits 1 naming the reason', () => {
   const r2 = dyllm('generate', '--model', join(repoRoot, 'test'), 'hi');
   assert.equal(r2.code, 1);
   assert.match(r2.stderr, /config\.json/);
+});
+
+test('without the native addon the engine falls back to the reference backend with one warning line', () => {
+  const r = dyllmEnv({ DYLLM_NATIVE: 'off' }, 'generate', '--model', fixturePath('llada-tiny'), '--prompt-ids', '5,6,7', '--gen-length', '4', '--steps', '4', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^dyllm: warning: native kernels unavailable \(disabled by DYLLM_NATIVE=off\); using the slow TypeScript reference backend$/);
+  assert.equal(JSON.parse(r.stdout).stats.backend, 'reference');
+  const forced = dyllmEnv({ DYLLM_NATIVE: 'off' }, 'generate', '--model', fixturePath('llada-tiny'), '--prompt-ids', '5,6,7', '--backend', 'native');
+  assert.equal(forced.code, 1);
+  assert.match(forced.stderr, /^dyllm: error: native kernels unavailable \(disabled by DYLLM_NATIVE=off\)/);
 });
