@@ -100,7 +100,7 @@ function syntheticLlada(layers: number): string {
 }
 
 // ---- a timing backend: every op timed and attributed to a phase ----
-type Phase = 'projections' | 'attention' | 'ffn' | 'lm_head' | 'norms+elementwise';
+type Phase = 'projections' | 'attention' | 'ffn' | 'lm_head' | 'norms+elementwise' | 'logit stats';
 const phaseOf = new Map<PreparedWeight, Phase>();
 const acc = { ms: new Map<Phase, number>(), flops: new Map<Phase, number>(), bytes: new Map<Phase, number>() };
 function add(ph: Phase, ms: number, flops: number, bytes: number) {
@@ -125,6 +125,7 @@ function timed(inner: KernelBackend): KernelBackend {
     attention: t('attention', inner.attention.bind(inner), (_q, Mq, _k, _v, Mk, H, _Hkv, Dh) => 4 * Mq * Mk * H * Dh, (_q, Mq, _k, _v, Mk, H, Hkv, Dh) => 4 * (2 * Mk * Hkv * Dh + 2 * Mq * H * Dh)),
     attentionDelta: t('attention', inner.attentionDelta.bind(inner), (_q, Mq, _k, Mk, H, _Hkv, Dh, _m, cols) => 2 * Mq * H * Dh * (Mk + cols.length), (_q, Mq, _k, Mk, H, Hkv, Dh) => 4 * (Mk * Hkv * Dh + 2 * Mq * H * Dh)),
     attentionRescale: t('attention', inner.attentionRescale.bind(inner), (_q, Mq, _k, Mk, H, _Hkv, Dh, _m, cols) => 2 * Mq * H * Dh * (Mk + 3 * cols.length), (_q, Mq, _k, Mk, H, Hkv, Dh) => 4 * (Mk * Hkv * Dh + 2 * Mq * H * Dh)),
+    logitStats: t('logit stats', inner.logitStats.bind(inner), (_l, M, V, _a, _p1, _p2, ne) => M * V * (ne ? 6 : 3), (_l, M, V) => 4 * M * V),
     cosineRows: t('norms+elementwise', inner.cosineRows.bind(inner), (_a, _b, M, D) => 6 * M * D, (_a, _b, M, D) => 8 * M * D),
     rmsnorm: t('norms+elementwise', inner.rmsnorm.bind(inner), (_x, M, D) => 4 * M * D, (_x, M, D) => 8 * M * D),
     rope: t('norms+elementwise', inner.rope.bind(inner), (_x, M, n, Dh) => 3 * M * n * Dh, (_x, M, n, Dh) => 8 * M * n * Dh),
@@ -184,7 +185,7 @@ function average(xs: StepTiming[]): StepTiming {
   return r;
 }
 
-const phases: Phase[] = ['projections', 'attention', 'ffn', 'lm_head', 'norms+elementwise'];
+const phases: Phase[] = ['projections', 'attention', 'ffn', 'lm_head', 'norms+elementwise', 'logit stats'];
 function table(name: string, t: StepTiming) {
   console.log(`\n${name}: ${t.total.toFixed(1)} ms per step`);
   console.log('| phase | ms | GFLOP | weight+act MB | bound ms | measured ÷ bound |');
@@ -195,15 +196,16 @@ function table(name: string, t: StepTiming) {
     const ms = t.ms.get(p) ?? 0;
     const fl = t.flops.get(p) ?? 0;
     const by = t.bytes.get(p) ?? 0;
-    const peak = p === 'attention' || p === 'norms+elementwise' ? peakBf16 / 2 : peakMatmul;
+    const peak = p === 'attention' || p === 'norms+elementwise' || p === 'logit stats' ? peakBf16 / 2 : peakMatmul;
     const bound = Math.max(fl / peak, by / bw) * 1000;
     kernel += ms;
     boundSum += bound;
     console.log(`| ${p} | ${ms.toFixed(2)} | ${(fl / 1e9).toFixed(3)} | ${(by / 1e6).toFixed(1)} | ${bound.toFixed(2)} | ${bound > 0 ? (ms / bound).toFixed(2) : '-'} |`);
   }
   const other = t.total - kernel;
-  console.log(`| sampler | ${t.sample.toFixed(2)} | | | | |`);
-  console.log(`| JS overhead (rest) | ${(other - t.sample).toFixed(2)} | | | | |`);
+  const sampler = t.sample - (t.ms.get('logit stats') ?? 0); // the sampler's time includes the stats kernel
+  console.log(`| sampler (JS) | ${sampler.toFixed(2)} | | | | |`);
+  console.log(`| JS overhead (rest) | ${(other - sampler).toFixed(2)} | | | | |`);
   console.log(`| **step** | ${t.total.toFixed(2)} | | | ${boundSum.toFixed(2)} | ${(t.total / boundSum).toFixed(2)} |`);
   return t.total;
 }

@@ -14,6 +14,7 @@ import { Rng } from '../sampler/rng.js';
 import { dreamTimesteps, lladaTransferCounts } from '../sampler/schedule.js';
 import type { Selection } from '../sampler/pick.js';
 import type { LladaOptions } from '../sampler/llada.js';
+import type { RowStats } from '../sampler/confidence.js';
 import type { DreamOptions } from '../sampler/dream.js';
 import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
@@ -230,6 +231,20 @@ export class DenoiseRun {
     s.blockStep = 0;
   }
 
+  /**
+   * Row statistics from the kernels when the sampler can use them (greedy, no top-p/top-k, no logit edits), so the
+   * vocabulary-wide softmax runs natively instead of in JS; null otherwise.
+   */
+  private rowStats(logits: Float32Array, V: number): RowStats | null {
+    const o = this.o;
+    if (o.temperature !== 0) return null;
+    if (this.dream ? o.alg === 'origin' || (o.topP !== null && o.topP < 1) || o.topK !== null : o.remasking !== 'low_confidence' || o.logitsEosInf || o.confidenceEosEotInf) return null;
+    const M = logits.length / V;
+    const stats = { argmax: new Int32Array(M), p1: new Float64Array(M), p2: new Float64Array(M), negEntropy: this.dream && o.alg === 'entropy' ? new Float64Array(M) : null };
+    this.model.backend.logitStats(logits, M, V, stats.argmax, stats.p1, stats.p2, stats.negEntropy);
+    return stats;
+  }
+
   /** Stop at the next step boundary (the result is then partial). */
   cancel(): void {
     this.cancelled = true;
@@ -289,15 +304,16 @@ export class DenoiseRun {
     }
     const ts = performance.now();
     const logits = o.cfgScale > 0 ? guide(rawLogits, o.cfgScale) : rawLogits;
+    const V = cfg.vocabSize;
+    const stats = this.rowStats(logits, V);
 
     // Sample.
-    const V = cfg.vocabSize;
     let selections: Selection[];
     if (this.dream) {
       const dseqs: DreamSequence[] = [];
       let off = 0;
       for (const c of cand) {
-        dseqs.push({ logits: logits.subarray(off * V, (off + c.length) * V), masked: new Uint8Array(c.length).fill(1) });
+        dseqs.push({ logits: logits.subarray(off * V, (off + c.length) * V), masked: new Uint8Array(c.length).fill(1), stats: stats && sliceStats(stats, off, off + c.length) });
         off += c.length;
       }
       // Dream shares k across the batch (mean masked count): kept for the official padded layout; packed
@@ -312,7 +328,10 @@ export class DenoiseRun {
         const s = this.seqs[b];
         const c = cand[ai];
         const ones = new Uint8Array(c.length).fill(1);
-        selections.push(lladaSelect({ logits: logits.subarray(off * V, (off + c.length) * V), masked: ones, candidate: ones, k: s.schedule[s.blockStep], options: this.lladaOpts, rng: this.rngs[b] }));
+        selections.push(lladaSelect({
+          logits: logits.subarray(off * V, (off + c.length) * V), masked: ones, candidate: ones, k: s.schedule[s.blockStep],
+          options: this.lladaOpts, rng: this.rngs[b], stats: stats && sliceStats(stats, off, off + c.length),
+        }));
         off += c.length;
       });
     }
@@ -480,6 +499,10 @@ function buildBatch(seqs: Seq[], active: number[], cand: Int32Array[], dream: bo
   }
   seqStart[active.length * copies] = row;
   return { tokens, seqStart, attentionMask: mask, logitRows };
+}
+
+function sliceStats(s: RowStats, from: number, to: number): RowStats {
+  return { argmax: s.argmax.subarray(from, to), p1: s.p1.subarray(from, to), p2: s.p2.subarray(from, to), negEntropy: s.negEntropy ? s.negEntropy.subarray(from, to) : null };
 }
 
 /** Classifier-free guidance on [conditional; unconditional] logits: u + (s + 1)·(c − u). */

@@ -87,6 +87,13 @@ export interface KernelBackend {
   /** out[m] = cos(a[m], b[m]) over D, fp32-or-wider statistics: dot·rsqrt(max(|a|²,1e-8))·rsqrt(max(|b|²,1e-8)). */
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void;
 
+  /**
+   * Per-row statistics of logits[M, V] that the samplers need, so no JS loop runs over the vocabulary: the argmax
+   * (lowest index on ties), p1 = softmax probability of the argmax, p2 = the second largest probability, and
+   * (when negEntropy is given) Σ_v p_v·log(p_v + 1e-10) — Dream's entropy confidence. float64 statistics.
+   */
+  logitStats(logits: Float32Array, M: number, V: number, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy: Float64Array | null): void;
+
   /** out[n] = silu(gate[n]) · up[n]. out may alias gate or up. */
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
 

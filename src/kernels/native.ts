@@ -28,6 +28,7 @@ export interface NativeTier {
   attentionRescale(q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null | undefined, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
     lse: Float32Array, ctx: Float32Array, incremental: boolean): void;
+  logitStats(logits: Float32Array, M: number, V: number, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy: Float64Array | null | undefined): void;
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void;
   rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void;
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
@@ -143,6 +144,10 @@ class NativeBackend implements KernelBackend {
     lse: Float32Array, ctx: Float32Array, incremental: boolean,
   ): void {
     this.tier.attentionRescale(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, kOld, vOld, vNew, lse, ctx, incremental);
+  }
+
+  logitStats(logits: Float32Array, M: number, V: number, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy: Float64Array | null): void {
+    this.tier.logitStats(logits, M, V, argmax, p1, p2, negEntropy);
   }
 
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {

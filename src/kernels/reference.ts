@@ -228,6 +228,30 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
+  logitStats(logits: Float32Array, M: number, V: number, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy: Float64Array | null): void {
+    for (let m = 0; m < M; m++) {
+      const o = m * V;
+      let best = 0;
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) if (logits[o + v] > max) { max = logits[o + v]; best = v; }
+      let second = -Infinity;
+      for (let v = 0; v < V; v++) if (v !== best && logits[o + v] > second) second = logits[o + v];
+      let z = 0;
+      for (let v = 0; v < V; v++) z += Math.exp(logits[o + v] - max);
+      argmax[m] = best;
+      p1[m] = 1 / z;
+      p2[m] = second === -Infinity ? 0 : Math.exp(second - max) / z;
+      if (negEntropy) {
+        let h = 0;
+        for (let v = 0; v < V; v++) {
+          const p = Math.exp(logits[o + v] - max) / z;
+          h += p * Math.log(p + 1e-10);
+        }
+        negEntropy[m] = h;
+      }
+    }
+  }
+
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
     for (let i = 0; i < n; i++) {
       const g = gate[i];

@@ -227,3 +227,17 @@ export function scoreRow(probs: FloatRow, offset: number, V: number, x0: number,
       return assertNever(kind, 'confidence');
   }
 }
+
+/**
+ * Per-row statistics of a logits block, computed outside the sampler (by the kernels, so no JS loop runs over the
+ * vocabulary) and indexed like the block's rows: argmax (lowest index on ties), p1 = softmax probability of the
+ * argmax, p2 = the second largest probability, negEntropy = Σ p·log(p + 1e-10) (null when not computed). The
+ * samplers use them only where they equal what the full softmax would give (temperature 0, no top-p/top-k, no
+ * logit edits).
+ */
+export interface RowStats {
+  readonly argmax: Int32Array;
+  readonly p1: Float64Array;
+  readonly p2: Float64Array;
+  readonly negEntropy: Float64Array | null;
+}

@@ -28,6 +28,7 @@ import {
   softmaxRow,
   type DreamAlg,
 } from './confidence.js';
+import type { RowStats } from './confidence.js';
 import { packSelection, rankDescending, type Selection } from './pick.js';
 import type { Rng } from './rng.js';
 import { dreamTransferCount } from './schedule.js';
@@ -54,6 +55,8 @@ export interface DreamOptions extends DreamSamplingOptions {
 export interface DreamSequence {
   readonly logits: Float32Array; // [R, V], already shifted
   readonly masked: Uint8Array; // [R] 1 = still the mask token
+  /** Optional precomputed row statistics (used at temperature 0 without top-p/top-k). */
+  readonly stats?: RowStats | null;
 }
 
 export interface DreamSelectArgs {
@@ -124,6 +127,7 @@ export function dreamSampleTokens(
   rows: Int32Array,
   opts: DreamSamplingOptions,
   rng: Rng,
+  stats: RowStats | null = null,
 ): { conf: Float32Array; x0: Int32Array } {
   validateDreamSamplingOptions(opts);
   const V = vocabSize;
@@ -131,6 +135,18 @@ export function dreamSampleTokens(
   const R = logits.length / V;
   const T = opts.temperature;
   const kind = dreamAlgConfidence(opts.alg);
+  const plain = T === 0 && (opts.topP === null || opts.topP >= 1) && opts.topK === null;
+  if (stats && plain && (kind !== 'entropy' || stats.negEntropy) && kind !== 'random') {
+    // max/argmax and the confidence straight from the precomputed statistics of the untouched softmax.
+    const conf = new Float32Array(rows.length);
+    const x0 = new Int32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      x0[i] = stats.argmax[r];
+      conf[i] = kind === 'probability' ? stats.p1[r] : kind === 'margin' ? stats.p1[r] - stats.p2[r] : stats.negEntropy![r];
+    }
+    return { conf, x0 };
+  }
   const work = new Float64Array(V);
   const probs = new Float64Array(V);
   const conf = new Float32Array(rows.length);
@@ -194,13 +210,13 @@ export function dreamSelect(a: DreamSelectArgs): Selection[] {
     return sequences.map((q, b) => {
       const rows = chosen[b];
       if (rows.length === 0) return packSelection([], []);
-      const { x0 } = dreamSampleTokens(q.logits, vocabOf(q), rows, o, rng);
+      const { x0 } = dreamSampleTokens(q.logits, vocabOf(q), rows, o, rng, q.stats ?? null);
       return packSelection(Array.from(rows), Array.from(x0));
     });
   }
 
   const scored = sequences.map((q, b) =>
-    rowsOf[b].length === 0 ? { conf: new Float32Array(0), x0: new Int32Array(0) } : dreamSampleTokens(q.logits, vocabOf(q), rowsOf[b], o, rng),
+    rowsOf[b].length === 0 ? { conf: new Float32Array(0), x0: new Int32Array(0) } : dreamSampleTokens(q.logits, vocabOf(q), rowsOf[b], o, rng, q.stats ?? null),
   );
   let total = 0;
   for (const rows of rowsOf) total += rows.length;

@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert';
 import { ConfigError } from '../load/errors.js';
-import { argmaxRow, lladaRemaskingConfidence, parseLladaRemasking, scoreRow, softmaxRow, type LladaRemasking } from './confidence.js';
+import { argmaxRow, lladaRemaskingConfidence, parseLladaRemasking, scoreRow, softmaxRow, type LladaRemasking, type RowStats } from './confidence.js';
 import { commitCount, EMPTY_SELECTION, packSelection, rankDescending, type Selection } from './pick.js';
 import type { Rng } from './rng.js';
 
@@ -43,6 +43,8 @@ export interface LladaSelectArgs {
   readonly k: number;
   readonly options: LladaOptions;
   readonly rng: Rng;
+  /** Optional precomputed row statistics (used for greedy low-confidence without the EOS flags). */
+  readonly stats?: RowStats | null;
 }
 
 /** ConfigError for options no step could use. `vocabSize` (when known) bounds the EOS / EOT ids. */
@@ -114,7 +116,14 @@ export function lladaSelect(a: LladaSelectArgs): Selection {
   const n = cand.length;
   const x0 = new Int32Array(n);
   const conf = new Float32Array(n);
+  // Greedy low-confidence without logit edits: x0 = argmax, conf = p(argmax), both in the precomputed statistics.
+  const fast = a.stats && T === 0 && kind === 'probability' && !o.logitsEosInf && !o.confidenceEosEotInf ? a.stats : null;
   for (let i = 0; i < n; i++) {
+    if (fast) {
+      x0[i] = fast.argmax[cand[i]];
+      conf[i] = fast.p1[cand[i]];
+      continue;
+    }
     x0[i] = chooseX0(cand[i]);
     if (kind === 'probability') {
       if (o.confidenceEosEotInf) {

@@ -737,6 +737,52 @@ napi_value AttentionRescale(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// logitStats(logits, M, V, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy?: Float64Array)
+// One row per task, in parallel; exp/log in double so the statistics match the float64 reference.
+napi_value LogitStats(napi_env env, napi_callback_info info) {
+  Args a(env, info, "logitStats");
+  if (!a.ok) return nullptr;
+  float* x;
+  int32_t* am;
+  double *p1, *p2, *ne;
+  size_t xl, aml, p1l, p2l, nel;
+  int64_t M, V;
+  if (!a.f32(0, "logits", &x, &xl) || !a.int_arg(1, "M", &M) || !a.int_arg(2, "V", &V) ||
+      !a.ta_arg(3, "argmax", napi_int32_array, "Int32Array", &am, &aml) ||
+      !a.ta_arg(4, "p1", napi_float64_array, "Float64Array", &p1, &p1l) ||
+      !a.ta_arg(5, "p2", napi_float64_array, "Float64Array", &p2, &p2l) ||
+      !a.ta_arg(6, "negEntropy", napi_float64_array, "Float64Array", &ne, &nel, true))
+    return nullptr;
+  if (V <= 0 || int64_t(xl) < M * V || int64_t(aml) < M || int64_t(p1l) < M || int64_t(p2l) < M || (ne && int64_t(nel) < M)) {
+    throw_fmt(env, "logitStats: arrays too short for M=%lld V=%lld", (long long)M, (long long)V);
+    return nullptr;
+  }
+  parallel_for(M, double(M) * double(V) >= 2e5, [&](int64_t m) {
+    const float* r = x + m * V;
+    int64_t best = 0;
+    float mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++)
+      if (r[v] > mx) mx = r[v], best = v;
+    float second = -INFINITY;
+    for (int64_t v = 0; v < V; v++)
+      if (v != best && r[v] > second) second = r[v];
+    double z = 0;
+    for (int64_t v = 0; v < V; v++) z += std::exp(double(r[v]) - double(mx));
+    am[m] = int32_t(best);
+    p1[m] = 1.0 / z;
+    p2[m] = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
+    if (ne) {
+      double h = 0;
+      for (int64_t v = 0; v < V; v++) {
+        const double p = std::exp(double(r[v]) - double(mx)) / z;
+        h += p * std::log(p + 1e-10);
+      }
+      ne[m] = h;
+    }
+  });
+  return undefined(env);
+}
+
 napi_value CosineRows(napi_env env, napi_callback_info info) {
   Args a(env, info, "cosineRows");
   if (!a.ok) return nullptr;
@@ -1007,6 +1053,7 @@ napi_value Bind(napi_env env, napi_callback_info info) {
       {"attentionDelta", nullptr, AttentionDelta, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"cosineRows", nullptr, CosineRows, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"attentionRescale", nullptr, AttentionRescale, nullptr, nullptr, nullptr, napi_enumerable, d},
+      {"logitStats", nullptr, LogitStats, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, d},
