@@ -544,6 +544,21 @@ inline float dotf(const float* a, const float* b, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+// DyLLM's update of one (row, head) context: o += Σ_c softmax(s)[cols[c]] · dv_c, with the row's scores s, their
+// max m and Σexp z over all keys; dv points at the head's slice of column 0, columns kvs floats apart.
+inline void add_delta_columns(float* o, const float* s, float m, float z, const int32_t* cols, int64_t nc, const float* dv,
+                              int64_t kvs, int64_t Dh) {
+  if (m == -INFINITY || z <= 0.f) return;
+  const float invz = 1.f / z;
+  for (int64_t c = 0; c < nc; c++) {
+    const float sj = s[cols[c]];
+    if (sj == -INFINITY) continue;
+    const float p = std::exp(sj - m) * invz;
+    const float* dvr = dv + c * kvs;
+    for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
+  }
+}
+
 napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   Args a(env, info, "attentionDelta");
   if (!a.ok) return nullptr;
@@ -584,16 +599,7 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   if (g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
     // Scores of 4 query rows at a time against transposed keys; only the listed columns feed the update.
     for_each_scored_row(t, q, Mq, k, Mk, H, Hkv, Dh, mask, scale, par, [&](int64_t, int64_t it, int64_t kvh, const float* sr, float m, float z) {
-      if (m == -INFINITY || z <= 0.f) return;
-      float* o = ctx + it * Dh;
-      const float invz = 1.f / z;
-      for (int64_t c = 0; c < nc; c++) {
-        const float sj = sr[cols[c]];
-        if (sj == -INFINITY) continue;
-        const float p = std::exp(sj - m) * invz;
-        const float* dvr = dv + c * kvs + kvh * Dh;
-        for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
-      }
+      add_delta_columns(ctx + it * Dh, sr, m, z, cols, nc, dv + kvh * Dh, kvs, Dh);
     });
     return undefined(env);
   }
@@ -606,16 +612,7 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
       const int64_t kvh = (it % H) / group;
       float m, z;
       t.score_row(q + it * Dh, k + kvh * Dh, long(kvs), long(Mk), int(Dh), mask, scale, sc, &m, &z);
-      if (m == -INFINITY || z <= 0.f) continue;
-      float* o = ctx + it * Dh;
-      const float invz = 1.f / z;
-      for (int64_t c = 0; c < nc; c++) {
-        const float sj = sc[cols[c]];
-        if (sj == -INFINITY) continue;
-        const float p = std::exp(sj - m) * invz;
-        const float* dvr = dv + c * kvs + kvh * Dh;
-        for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
-      }
+      add_delta_columns(ctx + it * Dh, sc, m, z, cols, nc, dv + kvh * Dh, kvs, Dh);
     }
   });
   return undefined(env);
@@ -667,12 +664,15 @@ napi_value AttentionRescale(napi_env env, napi_callback_info info) {
     for_each_scored_row(t, q, Mq, k, Mk, H, Hkv, Dh, mask, scale, par, [&](int64_t, int64_t it, int64_t kvh, const float* sr, float m, float z) {
       if (lse[it] == -INFINITY || m == -INFINITY || z <= 0.f) return;
       const float* qi = q + it * Dh;
+      thread_local std::vector<float> lold;
+      if (int64_t(lold.size()) < nc) lold.resize(size_t(nc));
       // Z_old under the current query: Z_new minus the changed columns' new terms plus their old ones.
       double zold = z;
       for (int64_t c = 0; c < nc; c++) {
         const float ln = sr[cols[c]];
         if (ln == -INFINITY) continue;
-        zold += std::exp(double(dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale) - m) - std::exp(double(ln) - m);
+        lold[c] = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
+        zold += std::exp(double(lold[c]) - m) - std::exp(double(ln) - m);
       }
       const double lse_new = double(m) + std::log(double(z));
       const float ratio = float(zold / double(z));
@@ -681,7 +681,7 @@ napi_value AttentionRescale(napi_env env, napi_callback_info info) {
       for (int64_t c = 0; c < nc; c++) {
         const float ln = sr[cols[c]];
         if (ln == -INFINITY) continue;
-        const float lo = dotf(qi, kOld + c * kvs + kvh * Dh, Dh) * scale;
+        const float lo = lold[c];
         const float pn = float(std::exp(double(ln) - lse_new)), po = float(std::exp(double(lo) - lse_new));
         const float* vn = vNew + c * kvs + kvh * Dh;
         const float* vo = vOld + c * kvs + kvh * Dh;
