@@ -122,6 +122,12 @@ function timed(inner: KernelBackend): KernelBackend {
       inner.matmul(x, M, w, out, bias, xRows);
       add(phaseOf.get(w) ?? 'projections', performance.now() - t0, 2 * M * w.inFeatures * w.outFeatures, w.nbytes);
     },
+    matmulCols: (x, M, w, k0, kLen, out) => {
+      const t0 = performance.now();
+      inner.matmulCols(x, M, w, k0, kLen, out);
+      add(phaseOf.get(w) ?? 'projections', performance.now() - t0, 2 * M * kLen * w.outFeatures, (w.nbytes * kLen) / w.inFeatures);
+    },
+    gemm: t('projections', inner.gemm.bind(inner), (_a, M, K, _b, N) => 2 * M * K * N, (_a, M, K, _b, N) => 4 * (M * K + K * N + M * N)),
     attention: t('attention', inner.attention.bind(inner), (_q, Mq, _k, _v, Mk, H, _Hkv, Dh) => 4 * Mq * Mk * H * Dh, (_q, Mq, _k, _v, Mk, H, Hkv, Dh) => 4 * (2 * Mk * Hkv * Dh + 2 * Mq * H * Dh)),
     attentionDelta: t('attention', inner.attentionDelta.bind(inner), (_q, Mq, _k, Mk, H, _Hkv, Dh, _m, cols) => 2 * Mq * H * Dh * (Mk + cols.length), (_q, Mq, _k, Mk, H, Hkv, Dh) => 4 * (Mk * Hkv * Dh + 2 * Mq * H * Dh)),
     attentionRescale: t('attention', inner.attentionRescale.bind(inner), (_q, Mq, _k, Mk, H, _Hkv, Dh, _m, cols) => 2 * Mq * H * Dh * (Mk + 3 * cols.length), (_q, Mq, _k, Mk, H, Hkv, Dh) => 4 * (Mk * Hkv * Dh + 2 * Mq * H * Dh)),

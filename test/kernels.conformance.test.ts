@@ -146,7 +146,7 @@ function checkMatmul(be: KernelBackend, c: MatmulCase): void {
 
 interface AttnCase {
   Mq: number; Mk: number; H: number; Hkv: number; Dh: number;
-  mask: 'none' | 'some' | 'block' | 'first-block' | 'all'; lse: boolean; seed: number; qScale?: number;
+  mask: 'none' | 'some' | 'block' | 'first-block' | 'all'; lse: boolean; seed: number; qScale?: number; probs?: boolean;
 }
 
 function checkAttention(be: KernelBackend, c: AttnCase): void {
@@ -201,10 +201,55 @@ function checkAttentionDelta(be: KernelBackend, c: AttnCase & { nc: number }): v
   const dv = randView(c.nc * c.Hkv * c.Dh, rnd, 1);
   const ctx = randView(c.Mq * c.H * c.Dh, rnd, 0.1);
   const want = new Float32Array(ctx);
-  ref.attentionDelta(q, c.Mq, k, c.Mk, c.H, c.Hkv, c.Dh, keyMask, cols, dv, want);
-  be.attentionDelta(q, c.Mq, k, c.Mk, c.H, c.Hkv, c.Dh, keyMask, cols, dv, ctx);
+  const np = c.Mq * c.H * c.nc;
+  const wantProbs = new Float32Array(np);
+  ref.attentionDelta(q, c.Mq, k, c.Mk, c.H, c.Hkv, c.Dh, keyMask, cols, dv, want, wantProbs);
+  const probs = c.probs ? view(np, () => 7) : null; // stale values must be overwritten (hidden keys: 0)
+  be.attentionDelta(q, c.Mq, k, c.Mk, c.H, c.Hkv, c.Dh, keyMask, cols, dv, ctx, probs);
+  const what = `attentionDelta Mq=${c.Mq} Mk=${c.Mk} H=${c.H} Hkv=${c.Hkv} Dh=${c.Dh} nc=${c.nc} mask=${c.mask}`;
   assertGuards(ctx, 'attentionDelta ctx');
-  assertClose(ctx, want, TOL_F32, `attentionDelta Mq=${c.Mq} Mk=${c.Mk} H=${c.H} Hkv=${c.Hkv} Dh=${c.Dh} nc=${c.nc} mask=${c.mask}`);
+  assertClose(ctx, want, TOL_F32, what);
+  if (probs) {
+    assertGuards(probs, 'attentionDelta probs');
+    assertClose(probs, wantProbs, TOL_F32, `${what} probs`);
+    if (c.mask === 'all') for (let i = 0; i < np; i++) assert.equal(probs[i], 0, `${what}: hidden keys have probability 0`);
+  }
+}
+
+interface ColsCase { M: number; K: number; N: number; k0: number; kLen: number; dtype: 'bf16' | 'f32'; bf16Input?: boolean; seed: number }
+
+function checkMatmulCols(be: KernelBackend, c: ColsCase): void {
+  const rnd = mulberry32(c.seed);
+  const hw = makeWeight(c.dtype, c.N, c.K, rnd);
+  const wRef = ref.prepareWeight(hw);
+  const wBe = be.prepareWeight({ ...hw, data: hw.dtype === 'bf16' ? new Uint16Array(hw.data as Uint16Array) : new Float32Array(hw.data as Float32Array) });
+  const x = randView(c.M * c.kLen, rnd, 2);
+  if (c.bf16Input) roundToBf16(x);
+  const want = new Float32Array(c.M * c.N);
+  ref.matmulCols(x, c.M, wRef, c.k0, c.kLen, want);
+  // The oracle itself: the same product through matmul with x widened to all K features (zeros outside the slice).
+  const wide = new Float32Array(c.M * c.K);
+  for (let m = 0; m < c.M; m++) wide.set(x.subarray(m * c.kLen, (m + 1) * c.kLen), m * c.K + c.k0);
+  const viaMatmul = new Float32Array(c.M * c.N);
+  ref.matmul(wide, c.M, wRef, viaMatmul);
+  assertClose(want, viaMatmul, 1e-12, 'reference matmulCols vs matmul');
+  const out = view(c.M * c.N);
+  be.matmulCols(x, c.M, wBe, c.k0, c.kLen, out);
+  assertGuards(out, 'matmulCols out');
+  const tol = c.dtype === 'f32' || c.bf16Input ? TOL_F32 : TOL_BF16;
+  assertClose(out, want, tol, `matmulCols ${c.dtype} M=${c.M} K=${c.K} N=${c.N} cols [${c.k0}, ${c.k0 + c.kLen})`);
+}
+
+function checkGemm(be: KernelBackend, M: number, K: number, N: number, seed: number): void {
+  const rnd = mulberry32(seed);
+  const a = randView(M * K, rnd, 1);
+  const b = randView(K * N, rnd, 1);
+  const want = new Float32Array(M * N);
+  ref.gemm(a, M, K, b, N, want);
+  const out = view(M * N);
+  be.gemm(a, M, K, b, N, out);
+  assertGuards(out, 'gemm out');
+  assertClose(out, want, TOL_F32, `gemm M=${M} K=${K} N=${N}`);
 }
 
 function checkCosineRows(be: KernelBackend, M: number, D: number, seed: number): void {
@@ -357,10 +402,21 @@ export function runKernelSuite(label: string, makeBackend: () => KernelBackend):
       let seed = 250;
       for (const [Mq, Mk, H, Hkv, Dh, nc] of [[1, 1, 4, 4, 16, 1], [3, 40, 6, 2, 64, 5], [13, 150, 4, 4, 128, 17], [2, 70, 6, 2, 16, 0]]) {
         for (const mask of ['none', 'some', 'all'] as const) {
-          checkAttentionDelta(be, { Mq, Mk, H, Hkv, Dh, nc, mask, lse: false, seed: seed++, qScale: seed % 2 ? 3 : 1 });
+          checkAttentionDelta(be, { Mq, Mk, H, Hkv, Dh, nc, mask, lse: false, seed: seed++, qScale: seed % 2 ? 3 : 1, probs: seed % 3 !== 0 });
         }
       }
       for (const [M, D] of [[1, 1], [3, 7], [13, 4096], [40, 2050]]) checkCosineRows(be, M, D, seed++);
+    });
+
+    test('matmulCols (a slice of the input features, read in place) and gemm (two run-time operands)', () => {
+      let seed = 270;
+      for (const dtype of ['f32', 'bf16'] as const) {
+        for (const [M, K, N, k0, kLen] of [[1, 64, 33, 0, 16], [3, 64, 70, 16, 16], [13, 256, 96, 128, 128], [20, 320, 320, 256, 64], [5, 37, 9, 30, 7], [2, 8, 5, 2, 0]]) {
+          checkMatmulCols(be, { M, K, N, k0, kLen, dtype, seed: seed++ });
+          if (dtype === 'bf16') checkMatmulCols(be, { M, K, N, k0, kLen, dtype, bf16Input: true, seed: seed++ });
+        }
+      }
+      for (const [M, K, N] of [[1, 1, 1], [3, 7, 33], [13, 96, 70], [67, 160, 257], [257, 640, 64]]) checkGemm(be, M, K, N, seed++);
     });
 
     test('rmsnorm (also in place)', () => {
@@ -402,6 +458,10 @@ export function runKernelSuite(label: string, makeBackend: () => KernelBackend):
       assert.throws(() => be.add(new Float32Array(8), new Float32Array(7), 8), /add/);
       assert.throws(() => be.attentionDelta(new Float32Array(16), 1, new Float32Array(16), 1, 4, 4, 4, null, new Int32Array([1]), new Float32Array(16), new Float32Array(16)), /cols/);
       assert.throws(() => be.cosineRows(new Float32Array(8), new Float32Array(8), 2, 4, new Float32Array(1)), /cosineRows/);
+      assert.throws(() => be.matmulCols(new Float32Array(8), 2, w, 1, 2, new Float32Array(8)), /must be even/);
+      assert.throws(() => be.matmulCols(new Float32Array(8), 2, w, 4, 4, new Float32Array(8)), /outside the weight's 6 input features/);
+      assert.throws(() => be.gemm(new Float32Array(6), 2, 3, new Float32Array(5), 2, new Float32Array(4)), /gemm/);
+      assert.throws(() => be.attentionDelta(new Float32Array(16), 1, new Float32Array(16), 1, 4, 4, 4, null, new Int32Array([0]), new Float32Array(16), new Float32Array(16), new Float32Array(3)), /probs/);
     });
   });
 }
@@ -463,6 +523,15 @@ function runSabotageTests(label: string, makeBackend: () => KernelBackend): void
       assert.throws(() => checkAttentionDelta(sabotaged(be, {
         attentionDelta: (q, Mq, k, Mk, H, Hkv, Dh, _m, cols, dv, ctx) => be.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, null, cols, dv, ctx),
       }), c));
+      const cp = { ...c, probs: true };
+      checkAttentionDelta(be, cp);
+      assert.throws(() => checkAttentionDelta(sabotaged(be, {
+        attentionDelta: (q, Mq, k, Mk, H, Hkv, Dh, m, cols, dv, ctx, probs) => { be.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, m, cols, dv, ctx, probs); if (probs) probs[probs.length - 1] *= 1.001; },
+      }), cp));
+      const cc: ColsCase = { M: 5, K: 64, N: 40, k0: 16, kLen: 16, dtype: 'bf16', bf16Input: true, seed: 14 };
+      checkMatmulCols(be, cc);
+      assert.throws(() => checkMatmulCols(sabotaged(be, { matmulCols: (x, M, w, k0, kLen, out) => be.matmulCols(x, M, w, k0 + 2, kLen, out) }), cc));
+      assert.throws(() => checkGemm(sabotaged(be, { gemm: (a, M, K, b, N, out) => be.gemm(a, M, K - 1, b, N, out) }), 5, 9, 40, 15));
       assert.throws(() => checkCosineRows(sabotaged(be, {
         cosineRows: (a, b, M, D, out) => { be.cosineRows(a, b, M, D, out); out[M - 1] *= 1.0001; },
       }), 13, 64, 13));

@@ -37,6 +37,16 @@ export interface KernelBackend {
    */
   matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void;
 
+  /**
+   * out[M, N] = x[M, kLen] · W[:, k0 : k0+kLen]ᵀ: the product with one slice of a prepared weight's input features
+   * (e.g. one attention head's block of o_proj), read in place. For bf16 weights k0 and kLen must be even (input
+   * features are packed in pairs) unless the slice ends at the last feature.
+   */
+  matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void;
+
+  /** out[M, N] = a[M, K] · b[K, N], fp32, both row-major: a product of two run-time operands (no prepared weight). */
+  gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void;
+
   /** out[M, D] = x / sqrt(mean(x²) + eps) · weight (statistics in fp32 or wider). out may alias x. */
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void;
 
@@ -61,10 +71,12 @@ export interface KernelBackend {
    * DyLLM's approximate context update for every query row: ctx[i] += Σ_c softmax(q_i·Kᵀ·scale)[cols[c]] · dv[c],
    * the softmax normalised over ALL Mk keys (current K, keyMask applied) but only the listed columns contributing.
    * q[Mq, H·Dh], k[Mk, Hkv·Dh], cols[nc] key indices, dv[nc, Hkv·Dh], ctx[Mq, H·Dh] updated in place.
+   * probs (optional) [Mq, H, nc]: receives those softmax probabilities, 0 for hidden keys (the coefficients of the
+   * update, so a caller can apply it to a projection of dv instead).
    */
   attentionDelta(
     q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
-    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
+    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array, probs?: Float32Array | null,
   ): void;
 
   /**

@@ -20,10 +20,13 @@ export interface NativeTier {
   readonly isa: string;
   matmul(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', out: Float32Array,
     bias: Float32Array | null | undefined, xRows: Int32Array | null | undefined): void;
+  matmulCols(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', k0: number, kLen: number,
+    out: Float32Array): void;
+  gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void;
   attention(q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null | undefined, out: Float32Array, lse: Float32Array | null | undefined): void;
   attentionDelta(q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
-    keyMask: Uint8Array | null | undefined, cols: Int32Array, dv: Float32Array, ctx: Float32Array): void;
+    keyMask: Uint8Array | null | undefined, cols: Int32Array, dv: Float32Array, ctx: Float32Array, probs: Float32Array | null | undefined): void;
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void;
   attentionRescale(q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null | undefined, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
@@ -112,6 +115,16 @@ class NativeBackend implements KernelBackend {
     this.tier.matmul(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, out, bias, xRows);
   }
 
+  matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void {
+    const packed = (w as NativePreparedWeight).packed;
+    if (!(packed instanceof ArrayBuffer)) throw new Error('matmulCols: weight was not prepared by the native backend');
+    this.tier.matmulCols(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, k0, kLen, out);
+  }
+
+  gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void {
+    this.tier.gemm(a, M, K, b, N, out);
+  }
+
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void {
     this.tier.rmsnorm(x, M, D, weight, eps, out);
   }
@@ -129,9 +142,9 @@ class NativeBackend implements KernelBackend {
 
   attentionDelta(
     q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
-    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
+    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array, probs?: Float32Array | null,
   ): void {
-    this.tier.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, dv, ctx);
+    this.tier.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, dv, ctx, probs);
   }
 
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {

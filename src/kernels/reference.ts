@@ -45,6 +45,33 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
+  matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void {
+    const W = (w as RefWeight).f32;
+    const K = w.inFeatures;
+    const N = w.outFeatures;
+    if (k0 < 0 || kLen < 0 || k0 + kLen > K) throw new RangeError(`matmulCols: columns [${k0}, ${k0 + kLen}) are outside the weight's ${K} input features`);
+    if (w.dtype === 'bf16' && (k0 % 2 !== 0 || (kLen % 2 !== 0 && k0 + kLen !== K))) {
+      throw new RangeError(`matmulCols: bf16 weights are packed in input pairs; k0 (${k0}) and kLen (${kLen}) must be even`);
+    }
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < kLen; k++) s += x[m * kLen + k] * W[n * K + k0 + k];
+        out[m * N + n] = s;
+      }
+    }
+  }
+
+  gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void {
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a[m * K + k] * b[k * N + n];
+        out[m * N + n] = s;
+      }
+    }
+  }
+
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void {
     for (let m = 0; m < M; m++) {
       const o = m * D;
@@ -115,11 +142,12 @@ export class ReferenceBackend implements KernelBackend {
 
   attentionDelta(
     q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
-    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array,
+    keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array, probs?: Float32Array | null,
   ): void {
     const group = H / Hkv;
     const scale = 1 / Math.sqrt(Dh);
     const nc = cols.length;
+    if (probs) probs.fill(0, 0, Mq * H * nc);
     const scores = new Float64Array(Mk);
     for (let i = 0; i < Mq; i++) {
       for (let h = 0; h < H; h++) {
@@ -142,6 +170,7 @@ export class ReferenceBackend implements KernelBackend {
           const sc = scores[cols[c]];
           if (sc === -Infinity) continue;
           const p = Math.exp(sc - max) / z;
+          if (probs) probs[(i * H + h) * nc + c] = p;
           const vo = (c * Hkv + kvh) * Dh;
           for (let d = 0; d < Dh; d++) ctx[oo + d] += p * dv[vo + d];
         }

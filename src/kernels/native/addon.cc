@@ -251,15 +251,18 @@ bool g_bf16_compensated = true;
 bool g_attn_blocked = true;
 constexpr int64_t NC_PANELS = 8;    // panels per thread chunk (256 columns)
 
+// x[M, K] · W[:, kOff : kOff + K]ᵀ where W is packed with Kfull input features (kOff even for bf16: pairs).
 template <bool BF16>
 void gemm_driver(const TierOps& t, const float* x, int64_t M, const int32_t* xRows, int64_t K, const void* W,
-                 int64_t N, float* out, const float* bias) {
+                 int64_t N, float* out, const float* bias, int64_t Kfull = -1, int64_t kOff = 0) {
+  if (Kfull < 0) Kfull = K;
   const int mr = t.mr;
   const int64_t kdim = BF16 ? (K + 1) / 2 : K;
+  const int64_t koff_units = BF16 ? kOff / 2 : kOff;
   const int64_t ntiles = (M + mr - 1) / mr;
   const int64_t mre = (M + ntiles - 1) / ntiles;  // balanced rows per tile (M = 13 -> 7 + 6, not 12 + 1)
   const int64_t panels = (N + NR - 1) / NR;
-  const int64_t panel_units = kdim * NR * (BF16 ? 2 : 1);  // elements of B per panel
+  const int64_t panel_units = (BF16 ? (Kfull + 1) / 2 : Kfull) * NR * (BF16 ? 2 : 1);  // elements of B per panel
   using AT = typename std::conditional<BF16, uint32_t, float>::type;
   using BT = typename std::conditional<BF16, uint16_t, float>::type;
   const bool comp = BF16 && g_bf16_compensated;
@@ -323,7 +326,7 @@ void gemm_driver(const TierOps& t, const float* x, int64_t M, const int32_t* xRo
         const bool last = k0 + klen == kdim;
         for (int64_t p = pc; p < pce; p++) {
           const int ncols = int(std::min<int64_t>(NR, N - p * NR));
-          const BT* Bp = B + p * panel_units + k0 * NR * (BF16 ? 2 : 1);
+          const BT* Bp = B + p * panel_units + (koff_units + k0) * NR * (BF16 ? 2 : 1);
           const float* bp = last && bias ? bias + p * NR : nullptr;
           for (int64_t ti = ib; ti < ie; ti++) {
             const int rows = int(std::min<int64_t>(mre, M - ti * mre));
@@ -418,6 +421,107 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   const void* W = align_up(abdata);
   if (bf16) gemm_driver<true>(t, x, M, xRows, K, W, N, out, bias);
   else gemm_driver<false>(t, x, M, xRows, K, W, N, out, bias);
+  return undefined(env);
+}
+
+// matmulCols(x, M, packed, N, K, dtype, k0, kLen, out): out[M, N] = x[M, kLen] · W[:, k0 : k0 + kLen]ᵀ — one slice of
+// a prepared weight's input features (DyLLM's per-head output projection of ΔV), streamed straight from the panels.
+napi_value MatmulCols(napi_env env, napi_callback_info info) {
+  Args a(env, info, "matmulCols");
+  if (!a.ok) return nullptr;
+  const TierOps& t = *tier_of(a);
+  float *x, *out;
+  size_t xl, ol;
+  int64_t M, N, K, k0, kLen;
+  if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !a.int_arg(3, "N", &N) || !a.int_arg(4, "K", &K) ||
+      !a.int_arg(6, "k0", &k0) || !a.int_arg(7, "kLen", &kLen) || !a.f32(8, "out", &out, &ol))
+    return nullptr;
+  void* abdata = nullptr;
+  size_t ablen = 0;
+  bool isab = false;
+  napi_is_arraybuffer(env, a.argv[2], &isab);
+  if (!isab || napi_get_arraybuffer_info(env, a.argv[2], &abdata, &ablen) != napi_ok) {
+    throw_err(env, "matmulCols: weight is not a weight prepared by this backend");
+    return nullptr;
+  }
+  char dt[8] = {0};
+  size_t dl;
+  if (napi_get_value_string_utf8(env, a.argv[5], dt, sizeof dt, &dl) != napi_ok ||
+      (std::strcmp(dt, "bf16") != 0 && std::strcmp(dt, "f32") != 0)) {
+    throw_err(env, "matmulCols: dtype must be 'bf16' or 'f32'");
+    return nullptr;
+  }
+  const bool bf16 = std::strcmp(dt, "bf16") == 0;
+  if (ablen < packed_bytes(bf16, N, K) + ALIGN) {
+    throw_fmt(env, "matmulCols: prepared weight holds %zu bytes, %zu needed for %lldx%lld %s", ablen,
+              packed_bytes(bf16, N, K) + ALIGN, (long long)N, (long long)K, dt);
+    return nullptr;
+  }
+  if (k0 < 0 || kLen < 0 || k0 + kLen > K) {
+    throw_fmt(env, "matmulCols: columns [%lld, %lld) are outside the weight's %lld input features", (long long)k0,
+              (long long)(k0 + kLen), (long long)K);
+    return nullptr;
+  }
+  if (bf16 && (k0 % 2 != 0 || (kLen % 2 != 0 && k0 + kLen != K))) {
+    throw_fmt(env, "matmulCols: bf16 weights are packed in input pairs; k0 (%lld) and kLen (%lld) must be even",
+              (long long)k0, (long long)kLen);
+    return nullptr;
+  }
+  if (int64_t(xl) < M * kLen || int64_t(ol) < M * N) {
+    throw_fmt(env, "matmulCols: x/out have %zu/%zu elements, need %lld/%lld", xl, ol, (long long)(M * kLen),
+              (long long)(M * N));
+    return nullptr;
+  }
+  if (M == 0 || N == 0) return undefined(env);
+  if (kLen == 0) {
+    std::fill(out, out + M * N, 0.f);
+    return undefined(env);
+  }
+  const void* W = align_up(abdata);
+  if (bf16) gemm_driver<true>(t, x, M, nullptr, kLen, W, N, out, nullptr, K, k0);
+  else gemm_driver<false>(t, x, M, nullptr, kLen, W, N, out, nullptr, K, k0);
+  return undefined(env);
+}
+
+// gemm(a, M, K, b, N, out): out[M, N] = a[M, K] · b[K, N], fp32, both operands row-major and computed at run time
+// (b is packed into 32-column panels here, then the f32 GEMM kernel runs as for a prepared weight).
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  Args a(env, info, "gemm");
+  if (!a.ok) return nullptr;
+  const TierOps& t = *tier_of(a);
+  float *x, *b, *out;
+  size_t xl, bl, ol;
+  int64_t M, K, N;
+  if (!a.f32(0, "a", &x, &xl) || !a.int_arg(1, "M", &M) || !a.int_arg(2, "K", &K) || !a.f32(3, "b", &b, &bl) ||
+      !a.int_arg(4, "N", &N) || !a.f32(5, "out", &out, &ol))
+    return nullptr;
+  if (int64_t(xl) < M * K || int64_t(bl) < K * N || int64_t(ol) < M * N) {
+    throw_fmt(env, "gemm: a/b/out have %zu/%zu/%zu elements, need %lld/%lld/%lld", xl, bl, ol, (long long)(M * K),
+              (long long)(K * N), (long long)(M * N));
+    return nullptr;
+  }
+  if (M == 0 || N == 0) return undefined(env);
+  if (K == 0) {
+    std::fill(out, out + M * N, 0.f);
+    return undefined(env);
+  }
+  const int64_t panels = (N + NR - 1) / NR;
+  thread_local std::vector<float> packed;
+  const size_t need = size_t(panels * K * NR) + ALIGN / sizeof(float);
+  if (packed.size() < need) packed.resize(need);
+  float* B = static_cast<float*>(align_up(packed.data()));
+  parallel_for(panels, K * N > (1 << 16), [&](int64_t p) {
+    float* dp = B + p * K * NR;
+    const int64_t n0 = p * NR, nc = std::min<int64_t>(NR, N - n0);
+    for (int64_t k = 0; k < K; k++) {
+      const float* src = b + k * N + n0;
+      float* dst = dp + k * NR;
+      int64_t c = 0;
+      for (; c < nc; c++) dst[c] = src[c];
+      for (; c < NR; c++) dst[c] = 0.f;
+    }
+  });
+  gemm_driver<false>(t, x, M, nullptr, K, B, N, out, nullptr);
   return undefined(env);
 }
 
@@ -546,14 +650,17 @@ inline float dotf(const float* a, const float* b, int64_t n) {
 
 // DyLLM's update of one (row, head) context: o += Σ_c softmax(s)[cols[c]] · dv_c, with the row's scores s, their
 // max m and Σexp z over all keys; dv points at the head's slice of column 0, columns kvs floats apart.
+// When pr != nullptr it receives each listed column's probability (0 for hidden keys).
 inline void add_delta_columns(float* o, const float* s, float m, float z, const int32_t* cols, int64_t nc, const float* dv,
-                              int64_t kvs, int64_t Dh) {
+                              int64_t kvs, int64_t Dh, float* pr) {
+  if (pr) std::fill(pr, pr + nc, 0.f);
   if (m == -INFINITY || z <= 0.f) return;
   const float invz = 1.f / z;
   for (int64_t c = 0; c < nc; c++) {
     const float sj = s[cols[c]];
     if (sj == -INFINITY) continue;
     const float p = std::exp(sj - m) * invz;
+    if (pr) pr[c] = p;
     const float* dvr = dv + c * kvs;
     for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
   }
@@ -562,16 +669,16 @@ inline void add_delta_columns(float* o, const float* s, float m, float z, const 
 napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   Args a(env, info, "attentionDelta");
   if (!a.ok) return nullptr;
-  float *q, *k, *dv, *ctx;
+  float *q, *k, *dv, *ctx, *probs;
   uint8_t* mask;
   int32_t* cols;
-  size_t ql, kl, ml, cl, dl, xl;
+  size_t ql, kl, ml, cl, dl, xl, pl;
   int64_t Mq, Mk, H, Hkv, Dh;
   if (!a.f32(0, "q", &q, &ql) || !a.int_arg(1, "Mq", &Mq) || !a.f32(2, "k", &k, &kl) || !a.int_arg(3, "Mk", &Mk) ||
       !a.int_arg(4, "H", &H) || !a.int_arg(5, "Hkv", &Hkv) || !a.int_arg(6, "Dh", &Dh) ||
       !a.ta_arg(7, "keyMask", napi_uint8_array, "Uint8Array", &mask, &ml, true) ||
       !a.ta_arg(8, "cols", napi_int32_array, "Int32Array", &cols, &cl) || !a.f32(9, "dv", &dv, &dl) ||
-      !a.f32(10, "ctx", &ctx, &xl))
+      !a.f32(10, "ctx", &ctx, &xl) || !a.f32(11, "probs", &probs, &pl, true))
     return nullptr;
   if (H == 0 || Hkv == 0 || H % Hkv != 0) {
     throw_fmt(env, "attentionDelta: H (%lld) must be a positive multiple of Hkv (%lld)", (long long)H, (long long)Hkv);
@@ -587,6 +694,10 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
     throw_fmt(env, "attentionDelta: keyMask has %zu elements, need Mk = %lld", ml, (long long)Mk);
     return nullptr;
   }
+  if (probs && int64_t(pl) < Mq * H * nc) {
+    throw_fmt(env, "attentionDelta: probs has %zu elements, need Mq*H*cols = %lld", pl, (long long)(Mq * H * nc));
+    return nullptr;
+  }
   for (int64_t c = 0; c < nc; c++)
     if (cols[c] < 0 || cols[c] >= Mk) {
       throw_fmt(env, "attentionDelta: cols[%lld] = %d is outside [0, %lld)", (long long)c, cols[c], (long long)Mk);
@@ -599,7 +710,7 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   if (g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
     // Scores of 4 query rows at a time against transposed keys; only the listed columns feed the update.
     for_each_scored_row(t, q, Mq, k, Mk, H, Hkv, Dh, mask, scale, par, [&](int64_t, int64_t it, int64_t kvh, const float* sr, float m, float z) {
-      add_delta_columns(ctx + it * Dh, sr, m, z, cols, nc, dv + kvh * Dh, kvs, Dh);
+      add_delta_columns(ctx + it * Dh, sr, m, z, cols, nc, dv + kvh * Dh, kvs, Dh, probs ? probs + it * nc : nullptr);
     });
     return undefined(env);
   }
@@ -612,7 +723,7 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
       const int64_t kvh = (it % H) / group;
       float m, z;
       t.score_row(q + it * Dh, k + kvh * Dh, long(kvs), long(Mk), int(Dh), mask, scale, sc, &m, &z);
-      add_delta_columns(ctx + it * Dh, sc, m, z, cols, nc, dv + kvh * Dh, kvs, Dh);
+      add_delta_columns(ctx + it * Dh, sc, m, z, cols, nc, dv + kvh * Dh, kvs, Dh, probs ? probs + it * nc : nullptr);
     }
   });
   return undefined(env);
@@ -1054,6 +1165,8 @@ napi_value Bind(napi_env env, napi_callback_info info) {
       {"cosineRows", nullptr, CosineRows, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"attentionRescale", nullptr, AttentionRescale, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"logitStats", nullptr, LogitStats, nullptr, nullptr, nullptr, napi_enumerable, d},
+      {"matmulCols", nullptr, MatmulCols, nullptr, nullptr, nullptr, napi_enumerable, d},
+      {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, d},
