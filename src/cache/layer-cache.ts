@@ -12,6 +12,13 @@ export interface LayerStore {
   readonly c: Float32Array; // [N, H·Dh] attention context before o_proj
   readonly f: Float32Array; // [N, D] FFN (down-projection) output
   readonly lse: Float32Array; // [N, H] log-sum-exp of each row's attention scores (for the rescale update)
+  /** [N, D] o_proj output C·Woᵀ, kept only when the cache is built with `outputs` (empty otherwise). */
+  readonly o: Float32Array;
+}
+
+export interface SequenceCacheOptions {
+  /** Also keep each row's o_proj output, so a step can update it by the projection of ΔV (plan `reuseOutput`). */
+  readonly outputs?: boolean;
 }
 
 export class SequenceCache {
@@ -21,7 +28,11 @@ export class SequenceCache {
   /** Whether the caches hold a full dense pass yet. */
   filled = false;
 
-  constructor(readonly cfg: ModelConfig, readonly length: number) {
+  readonly keepsOutputs: boolean;
+
+  constructor(readonly cfg: ModelConfig, readonly length: number, opts: SequenceCacheOptions = {}) {
+    this.keepsOutputs = opts.outputs ?? false;
+    const oLen = this.keepsOutputs ? length * cfg.hiddenSize : 0;
     const kv = cfg.numKvHeads * cfg.headDim;
     const q = cfg.numHeads * cfg.headDim;
     this.layers = Array.from({ length: cfg.numLayers }, () => ({
@@ -30,21 +41,22 @@ export class SequenceCache {
       c: new Float32Array(length * q),
       f: new Float32Array(length * cfg.hiddenSize),
       lse: new Float32Array(length * cfg.numHeads),
+      o: new Float32Array(oLen),
     }));
     this.lastTokens = new Int32Array(length).fill(-1);
   }
 
   nbytes(): number {
-    return this.length * cacheBytesPerToken(this.cfg);
+    return this.length * cacheBytesPerToken(this.cfg, this.keepsOutputs);
   }
 }
 
 /**
  * Cache bytes per token over all layers: L · (2·Hkv·Dh + H·Dh + D + H) fp32 values — the spec's per-layer
  * `2d/g + 2d` elements (d = H·Dh = D, g = H/Hkv) at 4 bytes each, plus one log-sum-exp per head (H) that the
- * rescale update needs.
+ * rescale update needs, plus D for the o_proj outputs when they are kept.
  */
-export function cacheBytesPerToken(cfg: ModelConfig): number {
-  const perLayer = 2 * cfg.numKvHeads * cfg.headDim + cfg.numHeads * cfg.headDim + cfg.hiddenSize + cfg.numHeads;
+export function cacheBytesPerToken(cfg: ModelConfig, outputs = false): number {
+  const perLayer = 2 * cfg.numKvHeads * cfg.headDim + cfg.numHeads * cfg.headDim + cfg.hiddenSize + cfg.numHeads + (outputs ? cfg.hiddenSize : 0);
   return cfg.numLayers * perLayer * 4;
 }

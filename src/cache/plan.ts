@@ -38,6 +38,13 @@ export interface RecomputePlan {
   readonly sequences: readonly SequencePlan[];
   readonly policy: SaliencyPolicy;
   readonly attnUpdate?: AttnUpdate;
+  /**
+   * With the 'delta' update, o_proj is linear: C_new·Woᵀ = C_old·Woᵀ + Σ_c p_c·(ΔV_c·Wo_hᵀ). When set, a sequence
+   * whose salient set is small enough ('always': every sequence, a testing hook) updates its cached o_proj outputs by
+   * the projected ΔV columns instead of projecting every query row's context (same result up to fp32 rounding;
+   * needs caches built with `outputs`).
+   */
+  readonly reuseOutput?: 'when-cheaper' | 'always';
 }
 
 /** What a cached step actually recomputed (summed over the batch). */
@@ -50,6 +57,8 @@ export interface StepCounts {
   ffnRows: number;
   /** Σ_l |R|: query rows. */
   queryRows: number;
+  /** (sequence, layer) pairs whose o_proj outputs were updated through the projected ΔV columns (reuseOutput). */
+  oProjReused: number;
   /** Per sequence, positions salient in the last layer. */
   recomputed: Int32Array[];
 }

@@ -103,6 +103,7 @@ export const accelFlagConfig: NonNullable<ParseArgsConfig['options']> = {
   'full-steps': { type: 'string' },
   'prompt-period': { type: 'string' },
   'attn-update': { type: 'string' },
+  'o-proj': { type: 'string' },
   'cache-block': { type: 'string' },
   'refresh-prompt': { type: 'string' },
   'refresh-gen': { type: 'string' },
@@ -117,6 +118,7 @@ export function accelOptions(values: Record<string, unknown>): AccelOptionsInput
   if (typeof values['full-steps'] === 'string') out.fullSteps = toNumber('full-steps', values['full-steps'], 'int');
   if (typeof values['prompt-period'] === 'string') out.promptPeriod = toNumber('prompt-period', values['prompt-period'], 'int');
   if (typeof values['attn-update'] === 'string') out.attnUpdate = values['attn-update'];
+  if (typeof values['o-proj'] === 'string') out.oProj = values['o-proj'];
   if (typeof values['cache-block'] === 'string') out.cacheBlock = toNumber('cache-block', values['cache-block'], 'int');
   if (typeof values['refresh-prompt'] === 'string') out.promptInterval = toNumber('refresh-prompt', values['refresh-prompt'], 'int');
   if (typeof values['refresh-gen'] === 'string') out.genInterval = toNumber('refresh-gen', values['refresh-gen'], 'int');
@@ -131,5 +133,7 @@ export const ACCEL_HELP = `Acceleration:
   --prompt-period N         DyLLM: query the prompt rows every N-th step (default 4)
   --attn-update U           DyLLM non-salient context update: delta (paper, default) | rescale |
                             rescale-incremental (see BENCHMARKS.md)
+  --o-proj P                DyLLM o_proj: reuse (default; cached outputs + projected ΔV when cheaper, same
+                            result to fp32 rounding) | recompute (every query row, as the official code)
   --cache-block N           Fast-dLLM prefix/dual cache block (default: the block length, Dream min(32, G))
   --refresh-prompt N  --refresh-gen N  --transfer-ratio R   dLLM-Cache K_p, K_r, ρ (default 100, 7, 0.25)`;

@@ -120,7 +120,7 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
         kv_fraction: s.kvFraction,
         salient_rows_per_layer: s.salientRowsPerLayer,
         accel: accel.method,
-        ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config) } : {}),
+        ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config, accel) } : {}),
         backend: p.model.backend.name,
       },
     };

@@ -27,6 +27,12 @@ export interface AccelOptions {
   readonly promptPeriod: number;
   /** How non-salient rows' contexts follow the changed K/V columns (cache/plan.ts AttnUpdate). */
   readonly attnUpdate: AttnUpdate;
+  /**
+   * 'reuse' (default): with the delta update, update each non-salient row's cached o_proj output by the projected
+   * ΔV columns when that is cheaper than projecting every row (exact up to fp32 rounding); 'recompute': o_proj of
+   * every query row every step, as the official code does; 'reuse-always': reuse whatever it costs (testing hook).
+   */
+  readonly oProj: 'reuse' | 'recompute' | 'reuse-always';
   /** Testing hook: every position is a query row and salient in every layer (≡ dense). */
   readonly allSalient: boolean;
   /** Baselines (engine/baselines.ts): Fast-dLLM cache block; dLLM-Cache K_p, K_r and ρ. */
@@ -58,21 +64,31 @@ export function resolveAccel(arch: Architecture, input: AccelOptionsInput): Acce
   if (!['delta', 'rescale', 'rescale-incremental'].includes(attnUpdate)) {
     throw new ConfigError(`attnUpdate: expected delta, rescale or rescale-incremental, found ${JSON.stringify(attnUpdate)}`);
   }
+  const oProj = input.oProj ?? 'reuse';
+  if (oProj !== 'reuse' && oProj !== 'recompute' && oProj !== 'reuse-always') {
+    throw new ConfigError(`oProj: expected reuse or recompute, found ${JSON.stringify(oProj)}`);
+  }
   return Object.freeze({
-    method, threshold, fullSteps, promptPeriod, attnUpdate, allSalient: input.allSalient ?? false,
+    method, threshold, fullSteps, promptPeriod, attnUpdate, oProj, allSalient: input.allSalient ?? false,
     cacheBlock: input.cacheBlock, promptInterval: input.promptInterval, genInterval: input.genInterval, transferRatio: input.transferRatio,
   });
 }
 
+/** Whether DyLLM under these options keeps o_proj outputs in its caches. */
+function keepsOutputs(opts: Pick<AccelOptions, 'oProj' | 'attnUpdate'>): boolean {
+  return opts.oProj !== 'recompute' && opts.attnUpdate === 'delta';
+}
+
 /** Cache bytes per token of a model under DyLLM (all layers). */
-export function dyllmCacheBytesPerToken(cfg: ModelConfig): number {
-  return cacheBytesPerToken(cfg);
+export function dyllmCacheBytesPerToken(cfg: ModelConfig, opts: Pick<AccelOptions, 'oProj' | 'attnUpdate'> = { oProj: 'reuse', attnUpdate: 'delta' }): number {
+  return cacheBytesPerToken(cfg, keepsOutputs(opts));
 }
 
 /** The DyLLM StepForward for one request. */
 export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, opts: AccelOptions): StepForward {
   const cfg = model.config;
-  const caches = layout.lengths.map((n) => new SequenceCache(cfg, n));
+  const reuseOutput = !keepsOutputs(opts) ? undefined : opts.oProj === 'reuse-always' ? 'always' as const : 'when-cheaper' as const;
+  const caches = layout.lengths.map((n) => new SequenceCache(cfg, n, { outputs: reuseOutput !== undefined }));
   const policy: SaliencyPolicy = cosineThreshold(opts.threshold);
   let last: AccelTelemetry | null = null;
   let p = 0; // 1-based count of forwards (the official processed_steps)
@@ -109,8 +125,8 @@ export function dyllmStepForward(model: DiffusionModel, layout: CanvasLayout, op
         cache.lastTokens.set(tokens);
         seqs.push({ cache, rows, salientIn: Int32Array.from(changed) });
       });
-      const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate };
-      const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
+      const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate, reuseOutput };
+      const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [] };
       const logits = model.forwardPlanned(batch, plan, counts);
       last = accelTelemetry(dense ? 'dyllm-dense' : 'dyllm', counts, denseRows, cfg.numLayers, active, layout);
       return logits;

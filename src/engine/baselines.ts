@@ -142,7 +142,7 @@ function fastDllmStepForward(model: DiffusionModel, layout: CanvasLayout, opts: 
         seqs.push({ cache: caches[b], rows, salientIn: new Int32Array(0) });
       });
       const plan: RecomputePlan = { sequences: seqs, policy: recomputeAll };
-      const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
+      const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [] };
       const logits = model.forwardPlanned(batch, plan, counts);
       last = accelTelemetry(refreshed === active.length ? `${opts.method}-refresh` : opts.method, counts, denseRows, cfg.numLayers, active, layout);
       return logits;

@@ -46,6 +46,8 @@ export interface AccelTelemetry {
   readonly kvRows: number;
   /** Rows a dense step computes in all layers (Σ sequence lengths × layers). */
   readonly denseFfnRows: number;
+  /** (sequence, layer) pairs whose o_proj outputs were updated through the projected ΔV instead of recomputed. */
+  readonly oProjReused?: number;
 }
 
 export interface SequenceStep {

@@ -5,6 +5,7 @@ export interface RecomputeCounts {
   readonly salientPerLayer: readonly number[];
   readonly ffnRows: number;
   readonly kvRows: number;
+  readonly oProjReused?: number;
   /** Per active sequence, absolute positions recomputed in the last layer. */
   readonly recomputed: readonly Int32Array[];
 }
@@ -22,6 +23,7 @@ export function accelTelemetry(
     ffnRows: counts.ffnRows,
     kvRows: counts.kvRows,
     denseFfnRows: denseTotal,
+    ...(counts.oProjReused ? { oProjReused: counts.oProjReused } : {}),
     // Offsets inside each sequence's generated region, for display.
     recomputed: counts.recomputed.map((r, ai) => {
       const g0 = layout.genStart[active[ai]];

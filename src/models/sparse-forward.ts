@@ -6,6 +6,11 @@
  * plan's policy, o_proj for all rows, and the FFN only for A_out (others reuse F). The one-layer lag is
  * A_in(l+1) = A_out(l). With the recompute-all policy and R = every position this is exactly the dense forward.
  *
+ * Output-projection reuse (plan.reuseOutput, delta update only): o_proj is linear, so a non-salient row's new
+ * output is its cached one plus Σ_h Σ_c p[i,h,c]·P[h,c] with P[h,c] = ΔV_c(kv head of h)·Wo[:, head h]ᵀ — nc·D·D
+ * multiply-adds for P plus R·H·nc·D for the probabilities times P, instead of R·D·D; the salient rows (exact
+ * contexts) are projected directly. Chosen per sequence when it is cheaper (see `reuseIsCheaper`).
+ *
  * Legend: R = Σ|R_b| query rows of the step, N_b = sequence length, D, H, Hkv, Dh, F, V as in layers.ts.
  */
 import type { RecomputePlan, StepCounts } from '../cache/plan.js';
@@ -60,6 +65,13 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const lse = sc.f32('lse', R * H); // [R, H] log-sum-exp of each query row's scores
   const attnUpdate = plan.attnUpdate ?? 'delta';
   const rescale = attnUpdate !== 'delta';
+  const reuseOutput = plan.reuseOutput !== undefined && !rescale;
+  if (reuseOutput) {
+    plan.sequences.forEach((sp, b) => {
+      if (!sp.cache.keepsOutputs) throw new RangeError(`forwardPlanned: plan reuses o_proj outputs but the cache of sequence ${b} does not keep them`);
+    });
+  }
+  const group = H / Hkv;
   const o = sc.f32('o', R * D);
   embedTokens(tf.weights.embed, rowTok, res);
 
@@ -85,6 +97,9 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
     counts.queryRows += R;
 
     let j0 = 0; // cursor into `salient` (ascending, grouped by sequence)
+    let projectedAll = true; // every sequence's o_proj output came from the reuse path
+    let projectedAny = false;
+    const projected = sc.i32('projected', B);
     for (let b = 0; b < B; b++) {
       const store = plan.sequences[b].cache.layers[li];
       const rows = plan.sequences[b].rows;
@@ -114,6 +129,14 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
       const cb = ctx.subarray(r0 * qDim, (r0 + nR) * qDim);
       const km = keyMasks[b];
       const lb = lse.subarray(r0 * H, (r0 + nR) * H);
+      const ob = o.subarray(r0 * D, (r0 + nR) * D);
+      // Output reuse for this sequence: no changed column leaves every context (and so its output) as cached.
+      const reuse = reuseOutput && !policy.forceAll && (nb === 0 || plan.reuseOutput === 'always' || reuseIsCheaper(nb, nR, qDim, D, H));
+      if (reuse) counts.oProjReused++;
+      const probs = reuse && nb > 0 ? sc.f32('probs', nR * H * nb) : null;
+      projected[b] = reuse ? 1 : 0;
+      if (reuse) projectedAny = true;
+      else projectedAll = false;
       if (policy.forceAll) {
         be.attention(qb, nR, store.k, store.v, N, H, Hkv, Dh, km, cb, lb);
       } else {
@@ -126,7 +149,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
             const vNewB = vNew.subarray(j0 * kvDim, j1 * kvDim);
             be.attentionRescale(qb, nR, store.k, N, H, Hkv, Dh, km, cols, kOld!, dv, vNewB, lb, cb, attnUpdate === 'rescale-incremental');
           } else {
-            be.attentionDelta(qb, nR, store.k, N, H, Hkv, Dh, km, cols, dv, cb);
+            be.attentionDelta(qb, nR, store.k, N, H, Hkv, Dh, km, cols, dv, cb, probs);
           }
           const qe = sc.f32('qe', nb * qDim);
           const ce = sc.f32('ce', nb * qDim);
@@ -143,6 +166,31 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
       if (tf.padding.zeroPadQueries && km) {
         for (let i = 0; i < nR; i++) if (!km[rows[i]]) cb.fill(0, i * qDim, (i + 1) * qDim);
       }
+      if (reuse) {
+        // o = O_old + probs · P (P[h·nb + c] = ΔV_c of h's KV head · Wo[:, h·Dh .. (h+1)·Dh)ᵀ), then the salient rows
+        // (exact contexts) projected directly.
+        if (nb > 0) {
+          const P = sc.f32('projDv', H * nb * D);
+          const dvh = sc.f32('dvHead', nb * Dh);
+          for (let hq = 0; hq < H; hq++) {
+            const kvh = Math.floor(hq / group);
+            if (hq % group === 0) for (let c = 0; c < nb; c++) dvh.set(dv.subarray(c * kvDim + kvh * Dh, c * kvDim + (kvh + 1) * Dh), c * Dh);
+            be.matmulCols(dvh, nb, w.wo, hq * Dh, Dh, P.subarray(hq * nb * D, (hq + 1) * nb * D));
+          }
+          be.gemm(probs!, nR, H * nb, P, D, ob);
+          const oOld = sc.f32('oOld', nR * D);
+          gatherRows(oOld, store.o, rows, D);
+          be.add(ob, oOld, nR * D);
+          const oe = sc.f32('oExact', nb * D);
+          be.matmul(ctx, nb, w.wo, oe, null, salient.subarray(j0, j1));
+          for (let j = 0; j < nb; j++) ob.set(oe.subarray(j * D, (j + 1) * D), (salient[j0 + j] - r0) * D);
+        } else {
+          gatherRows(ob, store.o, rows, D);
+        }
+        if (tf.padding.zeroPadQueries && km) {
+          for (let i = 0; i < nR; i++) if (!km[rows[i]]) ob.fill(0, i * D, (i + 1) * D);
+        }
+      }
       scatterRows(store.c, cb, rows, qDim);
       scatterRows(store.lse, lb, rows, H);
       j0 = j1;
@@ -153,7 +201,18 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
     counts.salientPerLayer[li] += out.length;
     counts.ffnRows += out.length;
 
-    be.matmul(ctx, R, w.wo, o);
+    if (!projectedAll) {
+      if (projectedAny) {
+        for (let b = 0; b < B; b++) {
+          const r0 = rowOff[b];
+          const nR = rowOff[b + 1] - r0;
+          if (!projected[b]) be.matmul(ctx.subarray(r0 * qDim), nR, w.wo, o.subarray(r0 * D, (r0 + nR) * D));
+        }
+      } else {
+        be.matmul(ctx, R, w.wo, o);
+      }
+    }
+    if (reuseOutput) for (let b = 0; b < B; b++) scatterRows(plan.sequences[b].cache.layers[li].o, o.subarray(rowOff[b] * D), plan.sequences[b].rows, D);
     be.add(res, o, R * D);
     be.rmsnorm(res, R, D, w.ffnNorm, cfg.rmsNormEps, h);
     const nOut = out.length;
@@ -207,6 +266,15 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   const logits = new Float32Array(nL * cfg.vocabSize);
   be.matmul(hn, nL, tf.weights.head, logits);
   return logits;
+}
+
+/**
+ * Whether updating a sequence's o_proj outputs through the projected ΔV columns costs less than projecting its nR
+ * query rows: nb·(2·qDim + nR·H)·D multiply-adds (P, the salient rows, probs·P) against nR·qDim·D, with a factor 2
+ * of margin for the extra passes over Wo and the fp32 product (the bf16 GEMM can be twice as fast).
+ */
+export function reuseIsCheaper(nb: number, nR: number, qDim: number, D: number, H: number): boolean {
+  return 2 * nb * (2 * qDim + nR * H) * D <= nR * qDim * D;
 }
 
 /** dst[i] = src[rows[i]] for rows of `width` values; runs of consecutive rows are copied in one call. */

@@ -31,7 +31,7 @@ const DYLLM_GEN: Readonly<Record<string, keyof GenerateOptionsInput>> = {
 };
 const DYLLM_ACCEL: Readonly<Record<string, keyof AccelOptionsInput>> = {
   accel: 'method', threshold: 'threshold', full_steps: 'fullSteps', prompt_period: 'promptPeriod',
-  attn_update: 'attnUpdate', cache_block: 'cacheBlock', refresh_prompt: 'promptInterval', refresh_gen: 'genInterval',
+  attn_update: 'attnUpdate', o_proj: 'oProj', cache_block: 'cacheBlock', refresh_prompt: 'promptInterval', refresh_gen: 'genInterval',
   transfer_ratio: 'transferRatio',
 };
 /** OpenAI fields accepted and ignored (they have no meaning for a diffusion sampler, or are informational). */

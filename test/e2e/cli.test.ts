@@ -37,7 +37,7 @@ test('generate --accel dyllm --json reports the telemetry', () => {
   assert.equal(s.accel, 'dyllm');
   assert.ok(s.salient_fraction > 0 && s.salient_fraction < 1);
   assert.equal(s.salient_rows_per_layer.length, 2);
-  assert.equal(s.cache_bytes_per_token, 2 * (2 * 2 * 16 + 64 + 64 + 4) * 4);
+  assert.equal(s.cache_bytes_per_token, 2 * (2 * 2 * 16 + 64 + 64 + 4 + 64) * 4); // K, V, C, F, lse and the kept o_proj outputs
 });
 
 test('the bundled model answers a question with a worked answer (chat template by default)', () => {

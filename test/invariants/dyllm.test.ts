@@ -10,7 +10,9 @@ import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/opti
 import { resolveAccel, type AccelOptionsInput } from '../../src/engine/accel.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { SequenceCache, cacheBytesPerToken } from '../../src/cache/layer-cache.js';
-import { recomputeAll } from '../../src/cache/saliency.js';
+import { cosineThreshold, recomputeAll } from '../../src/cache/saliency.js';
+import type { KernelBackend } from '../../src/kernels/backend.js';
+import { loadNativeBackend, nativeIsaTiers } from '../../src/kernels/native.js';
 import { paddedBatch } from '../../src/models/types.js';
 import { fixturePath, relMaxError } from '../helpers/fixtures.js';
 
@@ -44,7 +46,7 @@ for (const name of ['llada-tiny-f32-sharded', 'dream-tiny-f32-sharded']) {
     const dense = p.model.forward(batch);
     const cache = new SequenceCache(p.config, N);
     const rows = Int32Array.from({ length: N }, (_, i) => i);
-    const counts = { salientPerLayer: new Array(p.config.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, recomputed: [] };
+    const counts = { salientPerLayer: new Array(p.config.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [] };
     const planned = p.model.forwardPlanned(batch, { sequences: [{ cache, rows, salientIn: new Int32Array(0) }], policy: recomputeAll }, counts);
     assert.ok(relMaxError(planned, dense) < 1e-6, `${relMaxError(planned, dense)}`);
     assert.equal(counts.ffnRows, N * p.config.numLayers);
@@ -62,6 +64,58 @@ for (const [name, opts] of CASES) {
     assert.equal(all.stats.salientFraction, 1);
   });
 }
+
+const BACKENDS: Array<[string, () => KernelBackend]> = [['reference', () => new ReferenceBackend()]];
+if (nativeIsaTiers().length > 0) BACKENDS.push(['native', () => loadNativeBackend()]);
+
+for (const [bname, makeBackend] of BACKENDS) {
+  for (const [name, opts] of CASES) {
+    test(`${bname} ${name} ${JSON.stringify(opts)}: o_proj reuse (ΔV projected per head) generates the recompute path's tokens`, async () => {
+      const p = await loadPipeline(fixturePath(name), { backend: makeBackend() });
+      const ev: StepEvent[] = [];
+      const recompute = run(p, [...PROMPTS], opts as GenerateOptionsInput, { method: 'dyllm', threshold: 0.9, oProj: 'recompute' });
+      const reuse = run(p, [...PROMPTS], opts as GenerateOptionsInput, { method: 'dyllm', threshold: 0.9, oProj: 'reuse-always' }, ev);
+      assert.deepEqual(reuse.tokens.map((t) => [...t]), recompute.tokens.map((t) => [...t]));
+      assert.equal(reuse.stats.salientFraction, recompute.stats.salientFraction);
+      // The reuse path really ran: every sparse step updated its outputs through ΔV in every layer of every sequence.
+      const sparse = ev.filter((e) => e.accel?.method === 'dyllm');
+      assert.ok(sparse.length > 0 && sparse.every((e) => (e.accel!.oProjReused ?? 0) > 0));
+    });
+  }
+}
+
+test('o_proj reuse: a layer\'s outputs equal the recomputed ones to fp32 rounding over many sparse steps', async () => {
+  // Same plans through two cache sets, one reusing o_proj outputs, one recomputing them; compare every step's logits.
+  for (const name of ['llada-tiny-f32-sharded', 'dream-tiny-f32-sharded']) {
+    const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
+    const tokens = Int32Array.from([...PROMPTS[2], ...new Array(12).fill(p.ids.mask)]);
+    const N = tokens.length;
+    const batch = paddedBatch(tokens, 1, N);
+    const all = Int32Array.from({ length: N }, (_, i) => i);
+    const caches = [new SequenceCache(p.config, N), new SequenceCache(p.config, N, { outputs: true })];
+    const counts = () => ({ salientPerLayer: new Array(p.config.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [] });
+    for (const [i, cache] of caches.entries()) {
+      p.model.forwardPlanned(batch, { sequences: [{ cache, rows: all, salientIn: new Int32Array(0) }], policy: recomputeAll, reuseOutput: i ? 'always' : undefined }, counts());
+    }
+    let worst = 0;
+    for (let step = 0; step < 6; step++) {
+      tokens[8 + step * 2] = 100 + step; // commit a token: layer 0's salient set
+      const rows = Int32Array.from({ length: N - 8 }, (_, i) => 8 + i); // response-only query rows
+      const salientIn = Int32Array.from([8 + step * 2]);
+      const out = caches.map((cache, i) => {
+        const c = counts();
+        const l = p.model.forwardPlanned(batch, { sequences: [{ cache, rows, salientIn }], policy: cosineThreshold(0.9), reuseOutput: i ? 'always' : undefined }, c);
+        if (i) assert.equal(c.oProjReused, p.config.numLayers);
+        return l;
+      });
+      worst = Math.max(worst, relMaxError(out[1], out[0]));
+    }
+    assert.ok(worst < 1e-5, `${name}: logits differ by ${worst}`);
+    assert.equal(caches[1].nbytes(), N * cacheBytesPerToken(p.config, true));
+    assert.throws(() => p.model.forwardPlanned(batch, { sequences: [{ cache: caches[0], rows: all, salientIn: all }], policy: recomputeAll, reuseOutput: 'always' }, counts()),
+      /does not keep them/);
+  }
+});
 
 test('DyLLM with a real threshold recomputes fewer FFN rows and reports per-layer telemetry', async () => {
   for (const name of ['llada-tiny', 'dream-tiny']) {
