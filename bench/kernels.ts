@@ -6,7 +6,9 @@
  * 256 × 4096×12288 (K = 4096), with % of the compute peak and, for the GEMV shapes (M = 1, 8), % of the stream
  * bandwidth. Method: 1 warm-up, then ≥ 5 timed calls and ≥ 0.5 s (≤ 50 calls); median. Weight copies are rotated so
  * that the weights streamed per call exceed the 32 MiB L3 (the GEMV numbers are DRAM numbers, not cache-hot).
- * Each result is spot-checked against float64 dot products. Env: DYLLM_ISA, DYLLM_THREADS.
+ * Each result is spot-checked against float64 dot products. bf16 weights run in both activation modes: `round`
+ * (the default: activations rounded to bf16 once) and `split` (hi + lo bf16 parts, fp32-accurate, two dot
+ * products per product). Env: DYLLM_ISA, DYLLM_THREADS.
  */
 import { loadNativeAddon, loadNativeBackend, loadNativeTier } from '../src/kernels/native.js';
 import type { PreparedWeight } from '../src/kernels/backend.js';
@@ -18,7 +20,8 @@ const median = (a: number[]): number => {
 };
 
 const addon = loadNativeAddon();
-const be = loadNativeBackend();
+const be = loadNativeBackend({ bf16Activations: 'round' });
+const beSplit = loadNativeBackend({ bf16Activations: 'split' });
 const tier = loadNativeTier(be.name.replace(/^native-/, ''));
 const threads = addon.threads();
 
@@ -84,14 +87,15 @@ function valueAt(dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array, i: num
   return new Float32Array(new Uint32Array([data[i] << 16]).buffer)[0];
 }
 
-interface Row { dtype: string; M: number; K: number; N: number; ms: number; gflops: number; gbs: number; pctPeak: number; pctStream: number; err: number }
+interface Row { dtype: string; mode: string; M: number; K: number; N: number; ms: number; gflops: number; gbs: number; pctPeak: number; pctStream: number; err: number }
 const rows: Row[] = [];
 const shapes: Array<[number, number, number]> = [[1, 4096, 4096], [8, 4096, 4096], [64, 4096, 4096], [256, 4096, 4096], [256, 4096, 12288]];
 
-for (const dtype of ['bf16', 'f32'] as const) {
-  const cache = new Map<string, { ws: PreparedWeight[]; host: Uint16Array | Float32Array }>();
+const cache = new Map<string, { ws: PreparedWeight[]; host: Uint16Array | Float32Array }>();
+for (const [dtype, mode] of [['bf16', 'round'], ['bf16', 'split'], ['f32', '']] as const) {
+  const bk = mode === 'split' ? beSplit : be;
   for (const [M, K, N] of shapes) {
-    const key = `${N}x${K}`;
+    const key = `${dtype}:${N}x${K}`;
     const bytes = N * K * (dtype === 'bf16' ? 2 : 4);
     const copies = Math.max(1, Math.min(8, Math.ceil((256 << 20) / bytes))); // >= 256 MiB rotated: 8x the L3
     let entry = cache.get(key);
@@ -107,13 +111,13 @@ for (const dtype of ['bf16', 'f32'] as const) {
     for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37) ;
     const out = new Float32Array(M * N);
     let c = 0;
-    be.matmul(x, M, ws[c++ % ws.length], out); // warm-up
+    bk.matmul(x, M, ws[c++ % ws.length], out); // warm-up
     const times: number[] = [];
     const t0 = performance.now();
     while (times.length < 50 && (times.length < 5 || performance.now() - t0 < 500)) {
       const w = ws[c++ % ws.length];
       const t = performance.now();
-      be.matmul(x, M, w, out);
+      bk.matmul(x, M, w, out);
       times.push(performance.now() - t);
     }
     const ms = median(times);
@@ -131,7 +135,7 @@ for (const dtype of ['bf16', 'f32'] as const) {
     const gflops = (2 * M * N * K) / (ms * 1e6);
     const gbs = bytes / (ms * 1e6);
     const pk = dtype === 'bf16' && Number.isFinite(bf16Peak) ? bf16Peak : fmaPeak;
-    rows.push({ dtype, M, K, N, ms, gflops, gbs, pctPeak: (100 * gflops) / pk, pctStream: (100 * gbs) / streamBw, err: maxd / maxr });
+    rows.push({ dtype, mode, M, K, N, ms, gflops, gbs, pctPeak: (100 * gflops) / pk, pctStream: (100 * gbs) / streamBw, err: maxd / maxr });
   }
 }
 
@@ -142,7 +146,7 @@ for (const r of rows) {
   const gemv = r.M <= 8;
   const pk = r.dtype === 'bf16' && Number.isFinite(bf16Peak) ? 'bf16' : 'fp32';
   console.log(
-    `| ${r.dtype} | ${r.M} × ${r.K} × ${r.N} | ${r.ms.toFixed(2)} | ${r.gflops.toFixed(1)} | ${r.gbs.toFixed(1)} | ` +
+    `| ${r.dtype}${r.mode ? ` (${r.mode})` : ''} | ${r.M} × ${r.K} × ${r.N} | ${r.ms.toFixed(2)} | ${r.gflops.toFixed(1)} | ${r.gbs.toFixed(1)} | ` +
       `${gemv ? `(${r.pctPeak.toFixed(0)} %)` : `**${r.pctPeak.toFixed(0)} %** of ${pk}`} | ${gemv ? `**${r.pctStream.toFixed(0)} %**` : `(${r.pctStream.toFixed(0)} %)`} | ${r.err.toExponential(1)} |`,
   );
 }

@@ -18,10 +18,11 @@ import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
 /** The addon's functions bound to one ISA tier. */
 export interface NativeTier {
   readonly isa: string;
+  /** split: bf16 weights × activations split into hi + lo bf16 parts (fp32-accurate, half the speed). */
   matmul(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', out: Float32Array,
-    bias: Float32Array | null | undefined, xRows: Int32Array | null | undefined): void;
+    bias: Float32Array | null | undefined, xRows: Int32Array | null | undefined, split?: boolean): void;
   matmulCols(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', k0: number, kLen: number,
-    out: Float32Array): void;
+    out: Float32Array, split?: boolean): void;
   gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void;
   attention(q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null | undefined, out: Float32Array, lse: Float32Array | null | undefined): void;
@@ -54,9 +55,25 @@ export interface NativePreparedWeight extends PreparedWeight {
   readonly packed: ArrayBuffer;
 }
 
+/**
+ * How fp32 activations meet bf16 weights: 'round' rounds them to bf16 once (as PyTorch runs the released bf16
+ * checkpoints; products exact, fp32 accumulation; full vdpbf16ps rate); 'split' carries the rounding residual as a
+ * second bf16 part (fp32-level accuracy for twice the dot products).
+ */
+export type Bf16Activations = 'round' | 'split';
+
 export interface NativeBackendOptions {
   /** Force an ISA tier ('avx512bf16' | 'avx2' | 'portable'); default: env DYLLM_ISA, else the best this CPU runs. */
   isa?: string;
+  /** Default: env DYLLM_BF16_ACTIVATIONS, else 'round'. */
+  bf16Activations?: Bf16Activations;
+}
+
+/** The activation mode from the options or DYLLM_BF16_ACTIVATIONS; throws on an unknown value. */
+export function bf16ActivationMode(opt?: string): Bf16Activations {
+  const v = opt ?? (process.env.DYLLM_BF16_ACTIVATIONS || 'round');
+  if (v !== 'round' && v !== 'split') throw new Error(`DYLLM_BF16_ACTIVATIONS must be 'round' or 'split', found '${v}'`);
+  return v;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -95,8 +112,10 @@ export function nativeIsaTiers(): string[] {
 
 class NativeBackend implements KernelBackend {
   readonly name: string;
-  constructor(private readonly addon: NativeAddon, readonly tier: NativeTier) {
+  private readonly split: boolean;
+  constructor(private readonly addon: NativeAddon, readonly tier: NativeTier, readonly bf16Activations: Bf16Activations) {
     this.name = `native-${tier.isa}`;
+    this.split = bf16Activations === 'split';
   }
 
   prepareWeight(w: HostWeight): PreparedWeight {
@@ -112,13 +131,13 @@ class NativeBackend implements KernelBackend {
   matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void {
     const packed = (w as NativePreparedWeight).packed;
     if (!(packed instanceof ArrayBuffer)) throw new Error('matmul: weight was not prepared by the native backend');
-    this.tier.matmul(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, out, bias, xRows);
+    this.tier.matmul(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, out, bias, xRows, this.split);
   }
 
   matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void {
     const packed = (w as NativePreparedWeight).packed;
     if (!(packed instanceof ArrayBuffer)) throw new Error('matmulCols: weight was not prepared by the native backend');
-    this.tier.matmulCols(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, k0, kLen, out);
+    this.tier.matmulCols(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, k0, kLen, out, this.split);
   }
 
   gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void {
@@ -184,7 +203,7 @@ export function loadNativeBackend(opts: NativeBackendOptions = {}): KernelBacken
   if (!tiers.includes(isa)) {
     throw new Error(`native ISA tier '${isa}' is not available on this CPU (available: ${tiers.join(', ')})`);
   }
-  return new NativeBackend(addon, addon.bind(isa));
+  return new NativeBackend(addon, addon.bind(isa), bf16ActivationMode(opts.bf16Activations));
 }
 
 /** The raw tier bindings (benchmarks use `peak` and `streamRead`). */

@@ -1,7 +1,9 @@
 /**
  * Logit parity with the fp32 PyTorch reference (tools/reference.py) on the tiny fixtures, through every
- * available backend. Tolerances (max|Δ|/max|ref|): 1e-4 wherever the arithmetic is fp32 or wider; 2e-2 for
- * bf16 weights on the native backend, whose bf16 kernels round activations to bf16 before each product.
+ * available backend. Tolerances (max|Δ|/max|ref|): 1e-4 wherever the arithmetic is fp32 or wider; 1e-3 for bf16
+ * weights on the native backend with split activations (hi + lo bf16 parts: fp32-level products); 1e-1 with
+ * activations rounded to bf16 once (the default, as PyTorch runs bf16 checkpoints): on these deliberately peaky
+ * fixtures an official-style PyTorch bf16 run itself is 3–7.6e-2 away from the fp32 logits.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +17,8 @@ import { MODEL_FIXTURES, fixturePath, readJsonFixture, relMaxError, type Forward
 const backends: [string, () => KernelBackend][] = [['reference', () => new ReferenceBackend()]];
 try {
   loadNativeBackend();
-  backends.push(['native', () => loadNativeBackend()]);
+  backends.push(['native-round', () => loadNativeBackend({ bf16Activations: 'round' })]);
+  backends.push(['native-split', () => loadNativeBackend({ bf16Activations: 'split' })]);
 } catch {
   // The kernel conformance suite reports a missing addon; parity runs on what is there.
 }
@@ -27,7 +30,7 @@ for (const name of MODEL_FIXTURES) {
       const { model, config, unusedTensors } = loadModel(fixturePath(name), { backend: make() });
       assert.deepEqual(unusedTensors, []);
       const bf16 = !name.includes('f32');
-      const tol = bf16 && bname !== 'reference' ? 2e-2 : 1e-4;
+      const tol = !bf16 || bname === 'reference' ? 1e-4 : bname === 'native-split' ? 1e-3 : 1e-1;
       for (const c of fx.cases) {
         const B = c.input_ids.length;
         const L = c.input_ids[0].length;

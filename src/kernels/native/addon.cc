@@ -237,24 +237,24 @@ napi_value Prepare(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// matmul(x, M, packed: ArrayBuffer, N, K, dtype: 'bf16'|'f32', out, bias?, xRows?)
+// matmul(x, M, packed: ArrayBuffer, N, K, dtype: 'bf16'|'f32', out, bias?, xRows?, split?)
 
 // k-units per cache block (bf16: 4096 k, f32: 2048 k). Measured on Zen 5 (1 MiB L2): the whole K of a
 // 4096-deep panel (256 KiB of B, 96 KiB of A per row tile) beats 16-64 KiB blocks by 10-60 % (the B panel then
 // streams contiguously); deeper K is blocked. Env DYLLM_KC overrides (tuning).
 int64_t KC_UNITS = 2048;
-// bf16 weights × activations split as hi + lo bf16 parts (two dot products): about fp32-accurate activations
-// for twice the arithmetic. Off: activations rounded to bf16 once, like the released checkpoints' bf16 path.
-bool g_bf16_compensated = true;
 // Blocked attention (4 query rows x 64 keys against transposed keys). DYLLM_ATTN_BLOCKED=0 keeps the per-row
 // kernels (for before/after measurements).
 bool g_attn_blocked = true;
 constexpr int64_t NC_PANELS = 8;    // panels per thread chunk (256 columns)
 
 // x[M, K] · W[:, kOff : kOff + K]ᵀ where W is packed with Kfull input features (kOff even for bf16: pairs).
+// split (bf16 weights only): activations split as hi + lo bf16 parts (two dot products sharing each weight load):
+// about fp32-accurate activations for twice the arithmetic. Otherwise activations are rounded to bf16 once, as the
+// released checkpoints' bf16 path does (the products are exact and accumulate in fp32).
 template <bool BF16>
 void gemm_driver(const TierOps& t, const float* x, int64_t M, const int32_t* xRows, int64_t K, const void* W,
-                 int64_t N, float* out, const float* bias, int64_t Kfull = -1, int64_t kOff = 0) {
+                 int64_t N, float* out, const float* bias, bool split = false, int64_t Kfull = -1, int64_t kOff = 0) {
   if (Kfull < 0) Kfull = K;
   const int mr = t.mr;
   const int64_t kdim = BF16 ? (K + 1) / 2 : K;
@@ -265,7 +265,7 @@ void gemm_driver(const TierOps& t, const float* x, int64_t M, const int32_t* xRo
   const int64_t panel_units = (BF16 ? (Kfull + 1) / 2 : Kfull) * NR * (BF16 ? 2 : 1);  // elements of B per panel
   using AT = typename std::conditional<BF16, uint32_t, float>::type;
   using BT = typename std::conditional<BF16, uint16_t, float>::type;
-  const bool comp = BF16 && g_bf16_compensated;
+  const bool comp = BF16 && split;
   const size_t a_elems = size_t(ntiles * kdim * mr);
   AT* A = static_cast<AT*>(tl_scratch.get(a_elems * sizeof(AT) * (comp ? 2 : 1)));
   AT* Alo = comp ? A + a_elems : nullptr;  // residual x − bf16(x), rounded to bf16
@@ -384,6 +384,11 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   if (!a.f32(6, "out", &out, &ol) || !a.f32(7, "bias", &bias, &bl, true) ||
       !a.ta_arg(8, "xRows", napi_int32_array, "Int32Array", &xRows, &rl, true))
     return nullptr;
+  bool split = false;
+  if (!a.is_nullish(9) && napi_get_value_bool(env, a.argv[9], &split) != napi_ok) {
+    throw_err(env, "matmul: argument 9 (split activations) must be a boolean");
+    return nullptr;
+  }
   if (ablen < packed_bytes(bf16, N, K) + ALIGN) {
     throw_fmt(env, "matmul: prepared weight holds %zu bytes, %zu needed for %lldx%lld %s", ablen,
               packed_bytes(bf16, N, K) + ALIGN, (long long)N, (long long)K, dt);
@@ -419,12 +424,12 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
     return undefined(env);
   }
   const void* W = align_up(abdata);
-  if (bf16) gemm_driver<true>(t, x, M, xRows, K, W, N, out, bias);
+  if (bf16) gemm_driver<true>(t, x, M, xRows, K, W, N, out, bias, split);
   else gemm_driver<false>(t, x, M, xRows, K, W, N, out, bias);
   return undefined(env);
 }
 
-// matmulCols(x, M, packed, N, K, dtype, k0, kLen, out): out[M, N] = x[M, kLen] · W[:, k0 : k0 + kLen]ᵀ — one slice of
+// matmulCols(x, M, packed, N, K, dtype, k0, kLen, out, split?): out[M, N] = x[M, kLen] · W[:, k0 : k0 + kLen]ᵀ — one slice of
 // a prepared weight's input features (DyLLM's per-head output projection of ΔV), streamed straight from the panels.
 napi_value MatmulCols(napi_env env, napi_callback_info info) {
   Args a(env, info, "matmulCols");
@@ -436,6 +441,11 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
   if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !a.int_arg(3, "N", &N) || !a.int_arg(4, "K", &K) ||
       !a.int_arg(6, "k0", &k0) || !a.int_arg(7, "kLen", &kLen) || !a.f32(8, "out", &out, &ol))
     return nullptr;
+  bool split = false;
+  if (!a.is_nullish(9) && napi_get_value_bool(env, a.argv[9], &split) != napi_ok) {
+    throw_err(env, "matmulCols: argument 9 (split activations) must be a boolean");
+    return nullptr;
+  }
   void* abdata = nullptr;
   size_t ablen = 0;
   bool isab = false;
@@ -478,8 +488,8 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
     return undefined(env);
   }
   const void* W = align_up(abdata);
-  if (bf16) gemm_driver<true>(t, x, M, nullptr, kLen, W, N, out, nullptr, K, k0);
-  else gemm_driver<false>(t, x, M, nullptr, kLen, W, N, out, nullptr, K, k0);
+  if (bf16) gemm_driver<true>(t, x, M, nullptr, kLen, W, N, out, nullptr, split, K, k0);
+  else gemm_driver<false>(t, x, M, nullptr, kLen, W, N, out, nullptr, false, K, k0);
   return undefined(env);
 }
 
@@ -1190,9 +1200,6 @@ napi_value Init(napi_env env, napi_value exports) {
     if (v > 0) nt = v;
   }
   if (const char* e = std::getenv("DYLLM_ATTN_BLOCKED")) g_attn_blocked = std::string(e) != "0";
-  if (const char* e = std::getenv("DYLLM_BF16_ACTIVATIONS")) {
-    g_bf16_compensated = std::string(e) != "round";
-  }
   if (const char* e = std::getenv("DYLLM_KC")) {
     long v = std::atol(e);
     if (v >= 8) KC_UNITS = v;
