@@ -539,17 +539,27 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
 // attention(q, Mq, k, v, Mk, H, Hkv, Dh, keyMask?, out, lse?)
 
 // Keys transposed per KV head for the blocked score kernels: KT[kvh][d][j], ldk = Mk rounded up to 64, zero padded.
-std::vector<float> transpose_keys(const float* k, int64_t Mk, int64_t Hkv, int64_t Dh, int64_t ldk, bool par) {
-  std::vector<float> KT(size_t(Hkv * Dh * ldk), 0.f);
-  const int64_t kvs = Hkv * Dh;
-  parallel_for(Hkv, par, [&](int64_t kvh) {
-    float* dst = KT.data() + kvh * Dh * ldk;
-    for (int64_t j = 0; j < Mk; j++) {
-      const float* kr = k + j * kvs + kvh * Dh;
-      for (int64_t d = 0; d < Dh; d++) dst[d * ldk + j] = kr[d];
+// Returns a buffer owned by the calling thread, valid until its next call. Tiles of 16 keys x 16 dims keep both
+// the strided reads and the strided writes inside a few cache lines.
+const float* transpose_keys(const float* k, int64_t Mk, int64_t Hkv, int64_t Dh, int64_t ldk, bool par) {
+  thread_local std::vector<float> KT;
+  const size_t need = size_t(Hkv * Dh * ldk);
+  if (KT.size() < need) KT.resize(need);
+  float* base = KT.data();
+  const int64_t kvs = Hkv * Dh, dblocks = (Dh + 15) / 16;
+  parallel_for(Hkv * dblocks, par, [&](int64_t w) {
+    const int64_t kvh = w / dblocks, d0 = (w % dblocks) * 16, d1 = std::min<int64_t>(Dh, d0 + 16);
+    float* dst = base + kvh * Dh * ldk;
+    for (int64_t j0 = 0; j0 < Mk; j0 += 16) {
+      const int64_t j1 = std::min<int64_t>(Mk, j0 + 16);
+      for (int64_t j = j0; j < j1; j++) {
+        const float* kr = k + j * kvs + kvh * Dh;
+        for (int64_t d = d0; d < d1; d++) dst[d * ldk + j] = kr[d];
+      }
     }
+    for (int64_t d = d0; d < d1; d++) std::fill(dst + d * ldk + Mk, dst + (d + 1) * ldk, 0.f);
   });
-  return KT;
+  return base;
 }
 
 // Runs `fn(r, item, kvh, scores_of_row, m, z)` for every (query row, head) with scores from score_block4 over
@@ -558,14 +568,16 @@ template <typename Fn>
 void for_each_scored_row(const TierOps& t, const float* q, int64_t Mq, const float* k, int64_t Mk, int64_t H, int64_t Hkv,
                          int64_t Dh, const uint8_t* mask, float scale, bool par, Fn fn) {
   const int64_t ldk = (Mk + 63) / 64 * 64, group = H / Hkv;
-  const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
-  parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
+  const float* KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
+  // Head-major work order: consecutive items share one head's transposed keys (L2-resident).
+  const int64_t rblocks = (Mq + 3) / 4;
+  parallel_for(H * rblocks, par, [&](int64_t w) {
     thread_local std::vector<float> sbuf;
     if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
-    const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
+    const int64_t h = w / rblocks, r0 = (w % rblocks) * 4, kvh = h / group;
     const int nq = int(std::min<int64_t>(4, Mq - r0));
     float m[4], z[4];
-    t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh), mask,
+    t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh), mask,
                    scale, sbuf.data(), m, z);
     for (int r = 0; r < nq; r++) fn(r0 + r, (r0 + r) * H + h, kvh, sbuf.data() + r * ldk, m[r], z[r]);
   });
@@ -615,14 +627,14 @@ napi_value Attention(napi_env env, napi_callback_info info) {
   if (g_attn_blocked && t.attn_block4 && Dh % 16 == 0 && Mq >= 2) {
     // K transposed once per KV head ([Hkv][Dh][ldk], zero padded), then blocks of 4 query rows per head.
     const int64_t ldk = (Mk + 63) / 64 * 64, kvs = Hkv * Dh;
-    const std::vector<float> KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
-    const int64_t rblocks = (Mq + 3) / 4, work = H * rblocks;
+    const float* KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
+    const int64_t rblocks = (Mq + 3) / 4, work = H * rblocks;  // head-major: one head's keys stay in L2
     parallel_for(work, par, [&](int64_t w) {
       thread_local std::vector<float> sbuf;
       if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
-      const int64_t h = w % H, rb = w / H, kvh = h / group, r0 = rb * 4;
+      const int64_t h = w / rblocks, rb = w % rblocks, kvh = h / group, r0 = rb * 4;
       const int nq = int(std::min<int64_t>(4, Mq - r0));
-      t.attn_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT.data() + kvh * Dh * ldk, long(ldk), v + kvh * Dh,
+      t.attn_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT + kvh * Dh * ldk, long(ldk), v + kvh * Dh,
                     long(kvs), long(Mk), int(Dh), mask, scale, out + (r0 * H + h) * Dh, long(H * Dh),
                     lse ? lse + r0 * H + h : nullptr, long(H), sbuf.data());
     });
