@@ -8,6 +8,11 @@
  *   - bf16 matmul with activations that are already bf16 values: 1e-5 (products are exact, only summation differs);
  *   - bf16 matmul with arbitrary f32 activations: 1e-2 — the kernel rounds activations to bf16 (RNE, relative error
  *     <= 2^-9 per element) before the dot products, the reference does not.
+ *   - logitStats (float64 statistics, per row): argmax exact; p1 1e-12 relative, p2 1e-12 absolute (as in
+ *     test/invariants/logit-stats.test.ts); negEntropy 1e-9 relative + 1e-12 absolute — the absolute part is the
+ *     entropy's share of the p1 tolerance (a relative change ε of the softmax sum moves Σ p·log p by ≈ ε), which
+ *     matters on near-certain rows where |negEntropy| is tiny and the reference's own sequential sum is the
+ *     larger error.
  * Every output buffer is a subarray view with a nonzero byteOffset and NaN-filled guard elements on both sides: an
  * unwritten element is NaN (fails the metric) and a write past the view changes a guard (fails the guard check).
  * The "suite can fail" tests run the same checks against deliberately broken backends and require them to fail.
@@ -332,6 +337,74 @@ function checkAdd(be: KernelBackend, n: number, seed: number): void {
   assertClose(dst, want, TOL_F32, `add n=${n}`);
 }
 
+/**
+ * Logits rows for logitStats, one kind per row (m % 7): random; a tied maximum (lowest index must win) with the
+ * second copy in another lane; −Infinity in every other entry; a huge dynamic range (±3e38 mixed with O(1) values,
+ * the maximum at the last index); integer values (ties everywhere); a near-certain row (one logit 25 above the
+ * rest); values at the float32 extremes of exp's range differences (−1000 … 0).
+ */
+function logitRows(M: number, V: number, rnd: () => number): Float32Array {
+  const x = view(M * V, () => (rnd() * 2 - 1) * 6);
+  for (let m = 0; m < M; m++) {
+    const o = m * V;
+    const at = (f: number) => Math.min(V - 1, Math.floor(f * V));
+    switch (m % 7) {
+      case 1: if (V > 1) { const i = at(rnd() * 0.5); const j = Math.max(i + 1, at(0.5 + rnd() * 0.5)); x[o + i] = x[o + Math.min(j, V - 1)] = 20; } break;
+      case 2: for (let v = 0; v < V; v += 2) x[o + v] = -Infinity; break;
+      case 3: for (let v = 0; v < V; v++) if (rnd() < 0.5) x[o + v] = (rnd() * 2 - 1) * 3e38; x[o + V - 1] = 3.3e38; break;
+      case 4: for (let v = 0; v < V; v++) x[o + v] = Math.round((rnd() * 2 - 1) * 3); break;
+      case 5: x[o + at(rnd())] = 25; break;
+      case 6: for (let v = 0; v < V; v++) x[o + v] = -1000 * rnd() ** 3; break;
+    }
+  }
+  return x;
+}
+
+interface LogitStatsOut { argmax: Int32Array; p1: Float64Array; p2: Float64Array; negEntropy: Float64Array | null }
+
+function runLogitStats(be: KernelBackend, x: Float32Array, M: number, V: number, entropy: boolean): LogitStatsOut {
+  const o = { argmax: new Int32Array(M).fill(-7), p1: new Float64Array(M).fill(NaN), p2: new Float64Array(M).fill(NaN), negEntropy: entropy ? new Float64Array(M).fill(NaN) : null };
+  be.logitStats(x, M, V, o.argmax, o.p1, o.p2, o.negEntropy);
+  return o;
+}
+
+/** NaN where the reference has NaN, else within tol(want). */
+function closeOrNaN(got: number, want: number, tol: number): boolean {
+  return Number.isNaN(want) ? Number.isNaN(got) : Math.abs(got - want) <= tol;
+}
+
+function assertLogitStats(got: LogitStatsOut, want: LogitStatsOut, M: number, what: string): void {
+  assert.deepEqual([...got.argmax], [...want.argmax], `${what}: argmax`);
+  for (let m = 0; m < M; m++) {
+    assert.ok(closeOrNaN(got.p1[m], want.p1[m], 1e-12 * Math.max(1, want.p1[m])), `${what} row ${m}: p1 ${got.p1[m]} vs ${want.p1[m]}`);
+    assert.ok(closeOrNaN(got.p2[m], want.p2[m], 1e-12), `${what} row ${m}: p2 ${got.p2[m]} vs ${want.p2[m]}`);
+    if (want.negEntropy) {
+      const g = got.negEntropy![m], w = want.negEntropy[m];
+      assert.ok(closeOrNaN(g, w, 1e-9 * Math.abs(w) + 1e-12), `${what} row ${m}: negEntropy ${g} vs ${w}`);
+    }
+  }
+}
+
+function checkLogitStats(be: KernelBackend, M: number, V: number, seed: number): void {
+  const x = logitRows(M, V, mulberry32(seed));
+  const want = runLogitStats(ref, x, M, V, true);
+  assertLogitStats(runLogitStats(be, x, M, V, true), want, M, `logitStats M=${M} V=${V}`);
+  const noEnt = runLogitStats(be, x, M, V, false);
+  assertLogitStats(noEnt, { ...want, negEntropy: null }, M, `logitStats M=${M} V=${V} without entropy`);
+}
+
+/** Rows the reference turns into NaN probabilities (NaN entries, an infinite or absent maximum), and V = 1. */
+function checkLogitStatsSpecial(be: KernelBackend): void {
+  const rows: number[][] = [
+    [5], [-Infinity], [NaN], [-3, NaN, 2, 2], [NaN, NaN, NaN], [-Infinity, -Infinity, -Infinity], [1, Infinity, 2],
+    [Infinity, 0, Infinity], [0, -0, 0], [-Infinity, 7, -Infinity, 7], Array.from({ length: 37 }, (_, i) => (i === 33 ? NaN : i % 5)),
+  ];
+  for (const row of rows) {
+    const x = view(row.length, (i) => row[i]);
+    assertLogitStats(runLogitStats(be, x, 1, row.length, true), runLogitStats(ref, x, 1, row.length, true), 1, `logitStats [${row.join(', ')}]`);
+  }
+}
+
 // ---- the shared suite --------------------------------------------------------------------------------------------
 
 const MATMUL_MS = [1, 2, 3, 7, 13, 64, 67];
@@ -441,6 +514,14 @@ export function runKernelSuite(label: string, makeBackend: () => KernelBackend):
       }
     });
 
+    test('logitStats: ties, −Infinity, huge ranges, V = 1 and odd V, NaN rows', () => {
+      let seed = 600;
+      for (const V of [1, 2, 15, 16, 17, 63, 64, 65, 100, 1031, 4099]) checkLogitStats(be, 7, V, seed++);
+      checkLogitStats(be, 14, 33, seed++);
+      checkLogitStats(be, 7, 151_936, seed++);
+      checkLogitStatsSpecial(be);
+    });
+
     test('argument validation throws instead of reading out of bounds', () => {
       const w = be.prepareWeight({ dtype: 'bf16', data: new Uint16Array(4 * 6), outFeatures: 4, inFeatures: 6 });
       assert.throws(() => be.prepareWeight({ dtype: 'bf16', data: new Uint16Array(5), outFeatures: 2, inFeatures: 3 }), /expected 2x3/);
@@ -535,6 +616,19 @@ function runSabotageTests(label: string, makeBackend: () => KernelBackend): void
       assert.throws(() => checkCosineRows(sabotaged(be, {
         cosineRows: (a, b, M, D, out) => { be.cosineRows(a, b, M, D, out); out[M - 1] *= 1.0001; },
       }), 13, 64, 13));
+    });
+    test('logitStats: a wrong tie-break, a perturbed p1, p2 or entropy fails', () => {
+      const M = 7, V = 65;
+      checkLogitStats(be, M, V, 14);
+      const x = logitRows(M, V, mulberry32(14));
+      const tieLast = x.subarray(V, 2 * V).lastIndexOf(20);
+      const patch = (f: (o: LogitStatsOut) => void): Partial<KernelBackend> => ({
+        logitStats: (l, M2, V2, am, p1, p2, ne) => { be.logitStats(l, M2, V2, am, p1, p2, ne); f({ argmax: am, p1, p2, negEntropy: ne }); },
+      });
+      assert.throws(() => checkLogitStats(sabotaged(be, patch((o) => { o.argmax[1] = tieLast; })), M, V, 14));
+      assert.throws(() => checkLogitStats(sabotaged(be, patch((o) => { o.p1[0] *= 1 + 1e-11; })), M, V, 14));
+      assert.throws(() => checkLogitStats(sabotaged(be, patch((o) => { o.p2[4] += 1e-11; })), M, V, 14));
+      assert.throws(() => checkLogitStats(sabotaged(be, patch((o) => { if (o.negEntropy) o.negEntropy[0] *= 1 + 1e-8; })), M, V, 14));
     });
     test('rmsnorm, rope, siluMul, add: small errors fail', () => {
       assert.throws(() => checkRmsnorm(sabotaged(be, {

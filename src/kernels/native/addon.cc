@@ -871,10 +871,12 @@ napi_value AttentionRescale(napi_env env, napi_callback_info info) {
 }
 
 // logitStats(logits, M, V, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy?: Float64Array)
-// One row per task, in parallel; exp/log in double so the statistics match the float64 reference.
+// One row per task, in parallel; the tier's logit_row_stats evaluates exp/log in double so the statistics match the
+// float64 reference.
 napi_value LogitStats(napi_env env, napi_callback_info info) {
   Args a(env, info, "logitStats");
   if (!a.ok) return nullptr;
+  const TierOps& t = *tier_of(a);
   float* x;
   int32_t* am;
   double *p1, *p2, *ne;
@@ -890,28 +892,12 @@ napi_value LogitStats(napi_env env, napi_callback_info info) {
     throw_fmt(env, "logitStats: arrays too short for M=%lld V=%lld", (long long)M, (long long)V);
     return nullptr;
   }
+  if (V > INT32_MAX) {
+    throw_fmt(env, "logitStats: V=%lld does not fit the Int32Array argmax", (long long)V);
+    return nullptr;
+  }
   parallel_for(M, double(M) * double(V) >= 2e5, [&](int64_t m) {
-    const float* r = x + m * V;
-    int64_t best = 0;
-    float mx = -INFINITY;
-    for (int64_t v = 0; v < V; v++)
-      if (r[v] > mx) mx = r[v], best = v;
-    float second = -INFINITY;
-    for (int64_t v = 0; v < V; v++)
-      if (v != best && r[v] > second) second = r[v];
-    double z = 0;
-    for (int64_t v = 0; v < V; v++) z += std::exp(double(r[v]) - double(mx));
-    am[m] = int32_t(best);
-    p1[m] = 1.0 / z;
-    p2[m] = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
-    if (ne) {
-      double h = 0;
-      for (int64_t v = 0; v < V; v++) {
-        const double p = std::exp(double(r[v]) - double(mx)) / z;
-        h += p * std::log(p + 1e-10);
-      }
-      ne[m] = h;
-    }
+    t.logit_row_stats(x + m * V, long(V), ne != nullptr, am + m, p1 + m, p2 + m, ne ? ne + m : nullptr);
   });
   return undefined(env);
 }

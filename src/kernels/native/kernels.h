@@ -67,6 +67,14 @@ struct TierOps {
   // masked), m[r] = max_j, z[r] = Σ_j exp(s − m). nullptr: the glue uses score_row.
   void (*score_block4)(const float* q, long qs, int nq, const float* KT, long ldk, long Mk, int Dh, const uint8_t* mask,
                        float scale, float* s, float* m, float* z);
+
+  // Statistics of one logits row r[0..V), V >= 1, as the float64 reference computes them: *argmax = the first index
+  // of the maximum (NaN never wins), *p1 = 1 / Σ_v exp(r[v] − max), *p2 = exp(second − max) · p1 where second is the
+  // largest value at another index (an equal one counts; 0 when there is none), and, when want_entropy,
+  // *ne = Σ_v p_v·log(p_v + 1e-10). exp/log are evaluated in double (≈1 ulp), so the results agree with the
+  // reference to ~1e-14 relative; rows with NaN or an infinite maximum give NaN probabilities like the reference.
+  void (*logit_row_stats)(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2,
+                          double* ne);
 };
 
 constexpr int ATTN_BLOCK = 64;

@@ -322,10 +322,147 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
   *z_out = z;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Logit row statistics (the AVX-512 tier's three passes with 8-lane compares and 4-lane doubles; no tables).
+
+// exp(d) in double for d <= 0 (NaN stays NaN; d < −708 gives 0, not a subnormal: far below any sum's ulp).
+// d = k·ln2 + r with |r| <= ln2/2, 2^k written into the exponent field, expm1(r) by its degree-13 Taylor polynomial
+// (truncation < 5e-18). Relative error ≈ 1 ulp.
+inline __m256d exp_le0_pd(__m256d d) {
+  const __m256d under = _mm256_cmp_pd(d, _mm256_set1_pd(-708.0), _CMP_LT_OQ);
+  d = _mm256_max_pd(_mm256_set1_pd(-708.0), d);  // vmaxpd returns its second operand for NaN
+  const __m256d magic = _mm256_set1_pd(0x1.8p52);  // t's low mantissa bits hold k (two's complement)
+  const __m256d t = _mm256_fmadd_pd(d, _mm256_set1_pd(0x1.71547652b82fep+0), magic);
+  const __m256d kf = _mm256_sub_pd(t, magic);
+  __m256d r = _mm256_fnmadd_pd(kf, _mm256_set1_pd(0x1.62e42fefa0000p-1), d);  // ln2, high 38 bits: exact product
+  r = _mm256_fnmadd_pd(kf, _mm256_set1_pd(0x1.cf79abc9e3b3ap-40), r);
+  double c = 1.0;
+  double coef[14];
+  for (int i = 1; i <= 13; i++) coef[i] = (c /= i);  // 1/i!, folded to constants
+  __m256d q = _mm256_set1_pd(coef[13]);
+  for (int i = 12; i >= 1; i--) q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(coef[i]));
+  q = _mm256_mul_pd(q, r);
+  const __m256d scale = _mm256_castsi256_pd(
+      _mm256_add_epi64(_mm256_slli_epi64(_mm256_castpd_si256(t), 52), _mm256_set1_epi64x(1023ll << 52)));
+  return _mm256_andnot_pd(under, _mm256_fmadd_pd(scale, q, scale));
+}
+
+// log(y) in double for normal positive y: y = 2^E·m with m in (√½, √2], f = m − 1 (exact), s = f / (2 + f),
+// log(m) = 2·atanh(s) = 2s·Σ_{i<=10} s^(2i)/(2i+1) (|s| <= 0.172, truncation < 3e-17).
+inline __m256d log_pd(__m256d y) {
+  const __m256i b = _mm256_castpd_si256(y);
+  const __m256d two52 = _mm256_set1_pd(0x1p52);
+  __m256d E = _mm256_sub_pd(_mm256_or_pd(_mm256_castsi256_pd(_mm256_srli_epi64(b, 52)), two52), two52);
+  E = _mm256_sub_pd(E, _mm256_set1_pd(1023.0));
+  __m256d m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi64x(0x000fffffffffffffll)),
+                                                  _mm256_set1_epi64x(0x3ff0000000000000ll)));
+  const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(0x1.6a09e667f3bcdp+0), _CMP_GT_OQ);
+  m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
+  E = _mm256_add_pd(E, _mm256_and_pd(big, _mm256_set1_pd(1.0)));
+  const __m256d f = _mm256_sub_pd(m, _mm256_set1_pd(1.0));
+  const __m256d s = _mm256_div_pd(f, _mm256_add_pd(f, _mm256_set1_pd(2.0)));
+  const __m256d w = _mm256_mul_pd(s, s);
+  __m256d q = _mm256_set1_pd(1.0 / 21);
+  for (int i = 9; i >= 0; i--) q = _mm256_fmadd_pd(q, w, _mm256_set1_pd(1.0 / (2 * i + 1)));
+  const __m256d lm = _mm256_mul_pd(_mm256_add_pd(s, s), q);
+  return _mm256_fmadd_pd(E, _mm256_set1_pd(0x1.62e42fefa0000p-1),
+                         _mm256_fmadd_pd(E, _mm256_set1_pd(0x1.cf79abc9e3b3ap-40), lm));
+}
+
+// 8 floats at r (n < 8: the first n, the rest −inf) as two double vectors minus mx.
+inline void load_sub(const float* r, long n, __m256d mx, __m256d* lo, __m256d* hi) {
+  __m256 x;
+  if (n >= 8) x = _mm256_loadu_ps(r);
+  else {
+    const __m256i k = tail_mask8(n);
+    x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(r, k), _mm256_castsi256_ps(k));
+  }
+  *lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), mx);
+  *hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), mx);
+}
+
+inline double hsum_pd(__m256d v) {
+  const __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
+}
+
+void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2, double* ne) {
+  // Pass 1: per lane the max, the iteration where it was first reached (lowest index on ties) and the second value.
+  constexpr int S = 4;
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  __m256 m1[S], m2[S], it[S];
+  for (int s = 0; s < S; s++) m1[s] = m2[s] = ninf, it[s] = _mm256_setzero_ps();
+  __m256i cnt = _mm256_setzero_si256();
+  auto step = [&](int s, __m256 x) {
+    const __m256 gt = _mm256_cmp_ps(x, m1[s], _CMP_GT_OQ), gt2 = _mm256_cmp_ps(x, m2[s], _CMP_GT_OQ);
+    m2[s] = _mm256_blendv_ps(_mm256_blendv_ps(m2[s], x, gt2), m1[s], gt);
+    m1[s] = _mm256_blendv_ps(m1[s], x, gt);
+    it[s] = _mm256_blendv_ps(it[s], _mm256_castsi256_ps(cnt), gt);
+  };
+  long v = 0;
+  for (; v + 8 * S <= V; v += 8 * S) {
+    for (int s = 0; s < S; s++) step(s, _mm256_loadu_ps(r + v + 8 * s));
+    cnt = _mm256_add_epi32(cnt, _mm256_set1_epi32(1));
+  }
+  for (int s = 0; s < S && v + 8 * s < V; s++) {
+    const long n = V - v - 8 * s;
+    const __m256i k = tail_mask8(n);
+    step(s, _mm256_blendv_ps(ninf, _mm256_maskload_ps(r + v + 8 * s, k), _mm256_castsi256_ps(k)));
+  }
+  alignas(32) float f1[S][8], f2[S][8];
+  alignas(32) int32_t fi[S][8];
+  for (int s = 0; s < S; s++) {
+    _mm256_store_ps(f1[s], m1[s]);
+    _mm256_store_ps(f2[s], m2[s]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(fi[s]), _mm256_castps_si256(it[s]));
+  }
+  float mx = -INFINITY, second = -INFINITY;
+  long best = 0;
+  int bs = -1, bl = -1;
+  for (int s = 0; s < S; s++)
+    for (int l = 0; l < 8; l++) {
+      if (!(f1[s][l] > -INFINITY)) continue;
+      const long idx = long(fi[s][l]) * 8 * S + 8 * s + l;
+      if (f1[s][l] > mx || (f1[s][l] == mx && idx < best)) mx = f1[s][l], best = idx, bs = s, bl = l;
+    }
+  for (int s = 0; s < S; s++)
+    for (int l = 0; l < 8; l++) {
+      if (f2[s][l] > second) second = f2[s][l];
+      if ((s != bs || l != bl) && f1[s][l] > second) second = f1[s][l];
+    }
+
+  // Pass 2: z = Σ exp(x − mx) (NaN when a value is NaN or the maximum is infinite or absent, as in the reference).
+  const __m256d mxd = _mm256_set1_pd(double(mx));
+  __m256d z0 = _mm256_setzero_pd(), z1 = _mm256_setzero_pd();
+  for (v = 0; v < V; v += 8) {
+    __m256d a, b;
+    load_sub(r + v, V - v, mxd, &a, &b);
+    z0 = _mm256_add_pd(z0, exp_le0_pd(a));
+    z1 = _mm256_add_pd(z1, exp_le0_pd(b));
+  }
+  const double z = hsum_pd(_mm256_add_pd(z0, z1));
+  *argmax = int32_t(best);
+  *p1 = 1.0 / z;
+  *p2 = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
+  if (!want_entropy) return;
+
+  // Pass 3: Σ p·log(p + 1e-10).
+  const __m256d rz = _mm256_set1_pd(1.0 / z), tiny = _mm256_set1_pd(1e-10);
+  __m256d h0 = _mm256_setzero_pd(), h1 = _mm256_setzero_pd();
+  for (v = 0; v < V; v += 8) {
+    __m256d a, b;
+    load_sub(r + v, V - v, mxd, &a, &b);
+    const __m256d pa = _mm256_mul_pd(exp_le0_pd(a), rz), pb = _mm256_mul_pd(exp_le0_pd(b), rz);
+    h0 = _mm256_fmadd_pd(pa, log_pd(_mm256_add_pd(pa, tiny)), h0);
+    h1 = _mm256_fmadd_pd(pb, log_pd(_mm256_add_pd(pb, tiny)), h1);
+  }
+  *ne = hsum_pd(_mm256_add_pd(h0, h1));
+}
+
 }  // namespace
 
 const TierOps tier_avx2 = {
-    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr, nullptr,
+    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr, nullptr, logit_row_stats,
 };
 
 }  // namespace dyllm

@@ -481,11 +481,176 @@ void attn_block4(const float* q, long qs, int nq, const float* KT, long ldk, con
     for (int r = 0; r < nq; r++) lse[r * ls] = z[r] > 0.f ? m[r] + std::log(z[r]) : -INFINITY;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Logit row statistics. Pass 1: max, its first index and the second value with fp32 compares (4 x 16 lanes). Pass 2:
+// z = Σ exp(x − max) in double (8 lanes). Pass 3 (entropy only): Σ p·log(p + 1e-10) in double. The row (≤ 600 KB)
+// stays in L2 after pass 1.
+
+// 2^(j/16), j = 0..15 (correctly rounded).
+alignas(64) constexpr double kExp2Frac[16] = {
+    0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
+    0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
+    0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0};
+// log: the mantissa m in [0.75, 1.5) is rounded to k/16, k = 12..24; entry k mod 16 (the 13 used are distinct) holds
+// kLogInv = RN(16/k) and kLogL = −log(kLogInv). k = 16 has 1 and 0 exactly, so y near 1 keeps full relative accuracy.
+alignas(64) constexpr double kLogInv[16] = {
+    0x1.0000000000000p+0, 0x1.e1e1e1e1e1e1ep-1, 0x1.c71c71c71c71cp-1, 0x1.af286bca1af28p-1,
+    0x1.999999999999ap-1, 0x1.8618618618618p-1, 0x1.745d1745d1746p-1, 0x1.642c8590b2164p-1,
+    0x1.5555555555555p-1, 0x1.0000000000000p+0, 0x1.0000000000000p+0, 0x1.0000000000000p+0,
+    0x1.5555555555555p+0, 0x1.3b13b13b13b14p+0, 0x1.2492492492492p+0, 0x1.1111111111111p+0};
+alignas(64) constexpr double kLogL[16] = {
+    0.0,                   0x1.f0a30c01162a8p-5,  0x1.e27076e2af2eap-4,  0x1.5ff3070a793d6p-3,
+    0x1.c8ff7c79a9a20p-3,  0x1.1675cababa60fp-2,  0x1.4618bc21c5ec2p-2,  0x1.739d7f6bbd007p-2,
+    0x1.9f323ecbf984dp-2,  0.0,                   0.0,                   0.0,
+    -0x1.269621134db91p-2, -0x1.a93ed3c8ad9e5p-3, -0x1.1178e8227e47ap-3, -0x1.08598b59e3a06p-4};
+
+struct ExpTab {
+  __m512d t0 = _mm512_load_pd(kExp2Frac), t1 = _mm512_load_pd(kExp2Frac + 8);
+};
+struct LogTab {
+  __m512d i0 = _mm512_load_pd(kLogInv), i1 = _mm512_load_pd(kLogInv + 8);
+  __m512d l0 = _mm512_load_pd(kLogL), l1 = _mm512_load_pd(kLogL + 8);
+};
+
+// exp(d) in double for d <= 0 (NaN stays NaN; d < −1000 gives 0): d = k·ln2/16 + r with |r| <= ln2/32,
+// exp(d) = 2^floor(k/16) · 2^((k mod 16)/16) · (1 + expm1(r)), expm1 by its degree-7 Taylor polynomial
+// (truncation < 2e-18). Relative error ≈ 1 ulp.
+inline __m512d exp_le0_pd(__m512d d, const ExpTab& T) {
+  d = _mm512_max_pd(_mm512_set1_pd(-1000.0), d);  // vmaxpd returns its second operand for NaN
+  const __m512d magic = _mm512_set1_pd(0x1.8p52);   // t's low mantissa bits hold k (two's complement)
+  const __m512d t = _mm512_fmadd_pd(d, _mm512_set1_pd(0x1.71547652b82fep+4), magic);
+  const __m512d kf = _mm512_sub_pd(t, magic);
+  __m512d r = _mm512_fnmadd_pd(kf, _mm512_set1_pd(0x1.62e42fefa0000p-5), d);  // ln2/16, high 38 bits: exact product
+  r = _mm512_fnmadd_pd(kf, _mm512_set1_pd(0x1.cf79abc9e3b3ap-44), r);
+  const __m512d f = _mm512_permutex2var_pd(T.t0, _mm512_castpd_si512(t), T.t1);  // index = k mod 16
+  __m512d q = _mm512_set1_pd(1.0 / 5040);
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 720));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 120));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 24));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 6));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(0.5));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0));
+  q = _mm512_mul_pd(q, r);
+  return _mm512_scalef_pd(_mm512_fmadd_pd(f, q, f), _mm512_mul_pd(kf, _mm512_set1_pd(0.0625)));  // scalef floors
+}
+
+// log(y) in double for normal positive y: y = 2^E·m with m in [0.75, 1.5), k = round(16m), inv = RN(16/k),
+// L = −log(inv): log(y) = E·ln2 + L + log1p(m·inv − 1) with |m·inv − 1| <= 1/24, log1p by its degree-11 Taylor
+// polynomial (relative truncation < 5e-17). Near y = 1 (E = 0, k = 16) this is log1p(y − 1) itself.
+inline __m512d log_pd(__m512d y, const LogTab& T) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d m = _mm512_getmant_pd(y, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_src);
+  __m512d E = _mm512_getexp_pd(y);
+  E = _mm512_mask_add_pd(E, _mm512_cmp_pd_mask(m, one, _CMP_LT_OQ), E, one);  // m was halved: one more
+  const __m512i k = _mm512_castpd_si512(_mm512_fmadd_pd(m, _mm512_set1_pd(16.0), _mm512_set1_pd(0x1.8p52)));
+  const __m512d inv = _mm512_permutex2var_pd(T.i0, k, T.i1);  // bits 3:0 of k select the entry
+  const __m512d L = _mm512_permutex2var_pd(T.l0, k, T.l1);
+  const __m512d r = _mm512_fmsub_pd(m, inv, one);
+  __m512d q = _mm512_set1_pd(1.0 / 11);
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-1.0 / 10));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 9));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-1.0 / 8));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 7));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-1.0 / 6));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 5));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-1.0 / 4));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 3));
+  q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(-0.5));
+  q = _mm512_fmadd_pd(q, r, one);
+  q = _mm512_mul_pd(q, r);
+  const __m512d lo = _mm512_fmadd_pd(E, _mm512_set1_pd(0x1.cf79abc9e3b3ap-40), q);  // ln2 = hi (38 bits) + lo
+  return _mm512_fmadd_pd(E, _mm512_set1_pd(0x1.62e42fefa0000p-1), _mm512_add_pd(L, lo));
+}
+
+// 16 floats at r (n < 16: the first n, the rest −inf) as two double vectors minus mx.
+inline void load_sub(const float* r, long n, __m512d mx, __m512d* lo, __m512d* hi) {
+  const __m512 x = n >= 16 ? _mm512_loadu_ps(r) : _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(n), r);
+  *lo = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), mx);
+  *hi = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)), mx);
+}
+
+void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2, double* ne) {
+  // Pass 1. Each of the S·16 lanes keeps its max, the iteration where it first reached it (strict >, so the lowest
+  // index wins ties) and its second value (the largest at another position, an equal one included).
+  constexpr int S = 4;
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  __m512 m1[S], m2[S];
+  __m512i it[S];
+  for (int s = 0; s < S; s++) m1[s] = m2[s] = ninf, it[s] = _mm512_setzero_si512();
+  __m512i cnt = _mm512_setzero_si512();
+  auto step = [&](int s, __m512 x) {
+    const __mmask16 gt = _mm512_cmp_ps_mask(x, m1[s], _CMP_GT_OQ), gt2 = _mm512_cmp_ps_mask(x, m2[s], _CMP_GT_OQ);
+    m2[s] = _mm512_mask_mov_ps(_mm512_mask_mov_ps(m2[s], gt2, x), gt, m1[s]);
+    m1[s] = _mm512_mask_mov_ps(m1[s], gt, x);
+    it[s] = _mm512_mask_mov_epi32(it[s], gt, cnt);
+  };
+  long v = 0;
+  for (; v + 16 * S <= V; v += 16 * S) {
+#pragma GCC unroll 4
+    for (int s = 0; s < S; s++) step(s, _mm512_loadu_ps(r + v + 16 * s));
+    cnt = _mm512_add_epi32(cnt, _mm512_set1_epi32(1));
+  }
+  for (int s = 0; s < S && v + 16 * s < V; s++)
+    step(s, _mm512_mask_loadu_ps(ninf, tail_mask(V - v - 16 * s), r + v + 16 * s));
+  alignas(64) float f1[S][16], f2[S][16];
+  alignas(64) int32_t fi[S][16];
+  for (int s = 0; s < S; s++) {
+    _mm512_store_ps(f1[s], m1[s]);
+    _mm512_store_ps(f2[s], m2[s]);
+    _mm512_store_si512(fi[s], it[s]);
+  }
+  float mx = -INFINITY, second = -INFINITY;
+  long best = 0;
+  int bs = -1, bl = -1;
+  for (int s = 0; s < S; s++)
+    for (int l = 0; l < 16; l++) {
+      if (!(f1[s][l] > -INFINITY)) continue;  // the lane never held a value
+      const long idx = long(fi[s][l]) * 16 * S + 16 * s + l;
+      if (f1[s][l] > mx || (f1[s][l] == mx && idx < best)) mx = f1[s][l], best = idx, bs = s, bl = l;
+    }
+  for (int s = 0; s < S; s++)
+    for (int l = 0; l < 16; l++) {
+      if (f2[s][l] > second) second = f2[s][l];
+      if ((s != bs || l != bl) && f1[s][l] > second) second = f1[s][l];
+    }
+
+  // Pass 2: z = Σ exp(x − mx), double lanes. An infinite or absent maximum makes every x − mx NaN or −inf, hence z
+  // NaN, exactly as in the reference.
+  const ExpTab ET;
+  const __m512d mxd = _mm512_set1_pd(double(mx));
+  __m512d z0 = _mm512_setzero_pd(), z1 = _mm512_setzero_pd();
+  for (v = 0; v < V; v += 16) {
+    __m512d a, b;
+    load_sub(r + v, V - v, mxd, &a, &b);
+    z0 = _mm512_add_pd(z0, exp_le0_pd(a, ET));
+    z1 = _mm512_add_pd(z1, exp_le0_pd(b, ET));
+  }
+  const double z = _mm512_reduce_add_pd(_mm512_add_pd(z0, z1));
+  *argmax = int32_t(best);
+  *p1 = 1.0 / z;
+  *p2 = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
+  if (!want_entropy) return;
+
+  // Pass 3: Σ p·log(p + 1e-10) with p = exp(x − mx) / z (p = 0 contributes 0, as in the reference).
+  const LogTab LT;
+  const __m512d rz = _mm512_set1_pd(1.0 / z), tiny = _mm512_set1_pd(1e-10);
+  __m512d h0 = _mm512_setzero_pd(), h1 = _mm512_setzero_pd();
+  for (v = 0; v < V; v += 16) {
+    __m512d a, b;
+    load_sub(r + v, V - v, mxd, &a, &b);
+    const __m512d pa = _mm512_mul_pd(exp_le0_pd(a, ET), rz), pb = _mm512_mul_pd(exp_le0_pd(b, ET), rz);
+    h0 = _mm512_fmadd_pd(pa, log_pd(_mm512_add_pd(pa, tiny), LT), h0);
+    h1 = _mm512_fmadd_pd(pb, log_pd(_mm512_add_pd(pb, tiny), LT), h1);
+  }
+  *ne = _mm512_reduce_add_pd(_mm512_add_pd(h0, h1));
+}
+
 }  // namespace
 
 const TierOps tier_avx512 = {
     "avx512bf16", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add,
-    peak_bf16,    peak_fma, stream_read, gemm_bf16_comp, score_row, attn_block4, score_block4,
+    peak_bf16,    peak_fma, stream_read, gemm_bf16_comp, score_row, attn_block4, score_block4, logit_row_stats,
 };
 
 }  // namespace dyllm

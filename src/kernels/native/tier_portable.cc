@@ -158,10 +158,34 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
   *z_out = z;
 }
 
+// The scalar definition, line for line the reference's: four passes, exp/log in double.
+void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2, double* ne) {
+  long best = 0;
+  float mx = -INFINITY;
+  for (long v = 0; v < V; v++)
+    if (r[v] > mx) mx = r[v], best = v;
+  float second = -INFINITY;
+  for (long v = 0; v < V; v++)
+    if (v != best && r[v] > second) second = r[v];
+  double z = 0;
+  for (long v = 0; v < V; v++) z += std::exp(double(r[v]) - double(mx));
+  *argmax = int32_t(best);
+  *p1 = 1.0 / z;
+  *p2 = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
+  if (want_entropy) {
+    double h = 0;
+    for (long v = 0; v < V; v++) {
+      const double p = std::exp(double(r[v]) - double(mx)) / z;
+      h += p * std::log(p + 1e-10);
+    }
+    *ne = h;
+  }
+}
+
 }  // namespace
 
 const TierOps tier_portable = {
-    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr, nullptr,
+    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr, nullptr, logit_row_stats,
 };
 
 }  // namespace dyllm
