@@ -16,6 +16,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import bf16_reference  # noqa: E402
 import reference as ref  # noqa: E402
 import samplers  # noqa: E402
 import tiny_tokenizer as tt  # noqa: E402
@@ -339,6 +340,9 @@ def main():
     # ---------------- Phase 2: sampler fixtures on the bf16 checkpoints (fp32 math)
     samplers.write_generate_fixtures(OUT, summary, SEED, jdump)
     samplers.write_step_fixtures(OUT, SEED, jdump)
+
+    # ---------------- Phase 3: PyTorch-bf16 error bounds of the bf16 checkpoints (bf16-reference.json)
+    bf16_reference.main()
 
     for name in ("llada", "dream"):
         print(name, {k: v for k, v in summary[name][1].items()})
