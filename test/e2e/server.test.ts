@@ -232,16 +232,22 @@ describe('dyllm serve (bundled model)', () => {
         const frames: { masked: number; fresh: number; rec: number; total: number }[] = [];
         (window as unknown as { frames_: typeof frames }).frames_ = frames;
         const c = document.getElementById('canvas')!;
-        new MutationObserver(() => frames.push({
-          masked: c.querySelectorAll('.tok.mask').length, fresh: c.querySelectorAll('.tok.new').length,
-          rec: c.querySelectorAll('.tok.rec').length, total: c.querySelectorAll('.tok').length,
-        })).observe(c, { childList: true });
+        // One record per redraw (replaceChildren), read from the nodes it added: redraws whose callbacks the
+        // observer batches (events arriving together) are still seen one by one.
+        new MutationObserver((records) => {
+          for (const r of records) {
+            const toks = [...r.addedNodes].filter((n): n is Element => n instanceof Element && n.classList.contains('tok'));
+            if (!toks.length) continue;
+            const count = (cls: string) => toks.filter((e) => e.classList.contains(cls)).length;
+            frames.push({ masked: count('mask'), fresh: count('new'), rec: count('rec'), total: toks.length });
+          }
+        }).observe(c, { childList: true });
       });
       await page.click('#go');
       await page.waitForFunction(() => document.getElementById('answer')!.textContent!.includes('####') && !(document.getElementById('go') as HTMLButtonElement).disabled, null, { timeout: 20_000 });
       const frames = (await page.evaluate(() => (window as unknown as { frames_: unknown }).frames_)) as { masked: number; fresh: number; rec: number; total: number }[];
       const drawn = frames.filter((f) => f.total > 0);
-      // A redraw per SSE event; the observer may batch the redraws of events that arrive together.
+      // A redraw per SSE event.
       assert.ok(new Set(drawn.map((f) => f.masked)).size >= 10, `expected the canvas to fill step by step, got ${drawn.length} frames`);
       assert.equal(await page.textContent('#s-step'), '48 / 48');
       for (let i = 1; i < drawn.length; i++) assert.ok(drawn[i].masked <= drawn[i - 1].masked, 'masks only disappear');
