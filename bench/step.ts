@@ -9,6 +9,7 @@
  * bytes ÷ bandwidth) with the machine's peaks measured in the same run (vdpbf16ps peak, stream read).
  * `--synthetic-8b` writes (once, under /tmp) a random bf16 checkpoint with LLaDA-8B's real layer shapes and full
  * vocabulary but `--layers` blocks, and also reports resident memory after loading it against the weight bytes.
+ * `--e2e` also runs whole generations (all `--steps`, dense and DyLLM both ways) and reports tokens/s and their ratio.
  */
 import { existsSync, mkdirSync, openSync, writeSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     prompt: { type: 'string', default: '64' },
     steps: { type: 'string' },
     block: { type: 'string', default: '32' },
+    e2e: { type: 'boolean', default: false },
   },
 });
 
@@ -229,3 +231,35 @@ const d = table('dense step', average(dense));
 const sr = table('DyLLM sparse step (τ 0.99), o_proj recomputed for every query row (official)', average(sparseRecompute));
 const s = table('DyLLM sparse step (τ 0.99), o_proj outputs reused (default)', average(sparse));
 console.log(`\nDyLLM step ÷ dense step: ${(d / sr).toFixed(2)}x faster with o_proj recomputed, ${(d / s).toFixed(2)}x with o_proj reused`);
+
+if (values.e2e) {
+  // Whole generations, every step (the synthetic model never emits EOS): tokens/s and DyLLM ÷ dense.
+  const whole = (oProj: 'reuse' | 'recompute' | null): { ms: number; steps: number; salient: number } => {
+    const accel = oProj ? resolveAccel(config.arch, { method: 'dyllm', oProj }) : undefined;
+    const run = new DenoiseRun(model, ids, { prompts: [prompt], options, accel });
+    const t0 = performance.now();
+    let n = 0;
+    let ffn = 0;
+    let denseFfn = 0;
+    for (;;) {
+      const batch = run.prepare();
+      if (!batch) break;
+      const logits = run.forwardOwn(batch);
+      const ev = run.finish(logits, 0);
+      ffn += ev.accel?.ffnRows ?? 0;
+      denseFfn += ev.accel?.denseFfnRows ?? 0;
+      n++;
+    }
+    return { ms: performance.now() - t0, steps: n, salient: denseFfn ? ffn / denseFfn : 1 };
+  };
+  const rD = whole(null);
+  const rR = whole('recompute');
+  const rU = whole('reuse');
+  const tps = (r: { ms: number }) => (G / r.ms) * 1000;
+  console.log(`\nwhole generation (prompt ${P}, gen ${G}, steps ${steps}, block ${values.block}):`);
+  console.log('| method | steps | s | tokens/s | salient fraction | ÷ dense |');
+  console.log('|---|---|---|---|---|---|');
+  for (const [name, r] of [['dense', rD], ['DyLLM τ 0.99, o_proj recomputed', rR], ['DyLLM τ 0.99, o_proj reused', rU]] as const) {
+    console.log(`| ${name} | ${r.steps} | ${(r.ms / 1000).toFixed(1)} | ${tps(r).toFixed(2)} | ${r.salient.toFixed(3)} | ${(tps(r) / tps(rD)).toFixed(2)}x |`);
+  }
+}

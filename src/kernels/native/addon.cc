@@ -569,12 +569,12 @@ void for_each_scored_row(const TierOps& t, const float* q, int64_t Mq, const flo
                          int64_t Dh, const uint8_t* mask, float scale, bool par, Fn fn) {
   const int64_t ldk = (Mk + 63) / 64 * 64, group = H / Hkv;
   const float* KT = transpose_keys(k, Mk, Hkv, Dh, ldk, par);
-  // Row-block-major work order (measured: faster than head-major, which keeps one head's keys in L2 but loses the
-  // locality of q and ctx rows).
-  parallel_for(H * ((Mq + 3) / 4), par, [&](int64_t w) {
+  // Head-major work order: consecutive items reuse one head's transposed keys from L2 (all heads' keys exceed it).
+  const int64_t rblocks = (Mq + 3) / 4;
+  parallel_for(H * rblocks, par, [&](int64_t w) {
     thread_local std::vector<float> sbuf;
     if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
-    const int64_t h = w % H, r0 = (w / H) * 4, kvh = h / group;
+    const int64_t h = w / rblocks, r0 = (w % rblocks) * 4, kvh = h / group;
     const int nq = int(std::min<int64_t>(4, Mq - r0));
     float m[4], z[4];
     t.score_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT + kvh * Dh * ldk, long(ldk), long(Mk), int(Dh), mask,
@@ -632,7 +632,7 @@ napi_value Attention(napi_env env, napi_callback_info info) {
     parallel_for(work, par, [&](int64_t w) {
       thread_local std::vector<float> sbuf;
       if (int64_t(sbuf.size()) < 4 * ldk) sbuf.resize(size_t(4 * ldk));
-      const int64_t h = w % H, rb = w / H, kvh = h / group, r0 = rb * 4;
+      const int64_t h = w / rblocks, rb = w % rblocks, kvh = h / group, r0 = rb * 4;  // head-major, as above
       const int nq = int(std::min<int64_t>(4, Mq - r0));
       t.attn_block4(q + (r0 * H + h) * Dh, long(H * Dh), nq, KT + kvh * Dh * ldk, long(ldk), v + kvh * Dh,
                     long(kvs), long(Mk), int(Dh), mask, scale, out + (r0 * H + h) * Dh, long(H * Dh),

@@ -394,8 +394,10 @@ void score_block4(const float* q, long qs, int nq, const float* KT, long ldk, lo
     const float* kt = KT + j;
     for (int d = 0; d < Dh; d++) {
       const float* row = kt + long(d) * ldk;
-      const __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32),
-                   k3 = _mm512_loadu_ps(row + 48);
+      __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32),
+             k3 = _mm512_loadu_ps(row + 48);
+      // Keep the four key vectors in registers: folded into the FMAs they would be loaded four times each.
+      asm("" : "+v"(k0), "+v"(k1), "+v"(k2), "+v"(k3));
       for (int r = 0; r < 4; r++) {
         const __m512 qb = _mm512_set1_ps(qr[r][d]);
         acc[r][0] = _mm512_fmadd_ps(qb, k0, acc[r][0]);
@@ -458,6 +460,31 @@ void attn_block4(const float* q, long qs, int nq, const float* KT, long ldk, con
   // PV in 64-wide slices of the head dimension: 4 rows x 4 vectors of accumulators.
   for (int d0 = 0; d0 < Dh; d0 += 64) {
     const int nv = (Dh - d0) >= 64 ? 4 : (Dh - d0) / 16;
+    if (nv == 4 && nq == 4) {
+      // Full tile with constant trip counts, so the 16 accumulators stay in registers (the general loop below
+      // indexes them with run-time bounds). Zero probabilities (masked keys) contribute exact zeros.
+      __m512 acc[4][4];
+      for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+      for (long j = 0; j < Mk; j++) {
+        const float* vj = v + j * kvs + d0;
+        __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16), v2 = _mm512_loadu_ps(vj + 32),
+               v3 = _mm512_loadu_ps(vj + 48);
+        asm("" : "+v"(v0), "+v"(v1), "+v"(v2), "+v"(v3));  // loaded once, not folded into each FMA
+        for (int r = 0; r < 4; r++) {
+          const __m512 pb = _mm512_set1_ps(s[r * ldk + j]);
+          acc[r][0] = _mm512_fmadd_ps(pb, v0, acc[r][0]);
+          acc[r][1] = _mm512_fmadd_ps(pb, v1, acc[r][1]);
+          acc[r][2] = _mm512_fmadd_ps(pb, v2, acc[r][2]);
+          acc[r][3] = _mm512_fmadd_ps(pb, v3, acc[r][3]);
+        }
+      }
+      for (int r = 0; r < 4; r++) {
+        const __m512 inv = _mm512_set1_ps(z[r] > 0.f ? 1.f / z[r] : 0.f);
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + r * os + d0 + 16 * c, _mm512_mul_ps(acc[r][c], inv));
+      }
+      continue;
+    }
     __m512 acc[4][4];
     for (int r = 0; r < 4; r++)
       for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
