@@ -670,24 +670,6 @@ inline float dotf(const float* a, const float* b, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// DyLLM's update of one (row, head) context: o += Σ_c softmax(s)[cols[c]] · dv_c, with the row's scores s, their
-// max m and Σexp z over all keys; dv points at the head's slice of column 0, columns kvs floats apart.
-// When pr != nullptr it receives each listed column's probability (0 for hidden keys).
-inline void add_delta_columns(float* o, const float* s, float m, float z, const int32_t* cols, int64_t nc, const float* dv,
-                              int64_t kvs, int64_t Dh, float* pr) {
-  if (pr) std::fill(pr, pr + nc, 0.f);
-  if (m == -INFINITY || z <= 0.f) return;
-  const float invz = 1.f / z;
-  for (int64_t c = 0; c < nc; c++) {
-    const float sj = s[cols[c]];
-    if (sj == -INFINITY) continue;
-    const float p = std::exp(sj - m) * invz;
-    if (pr) pr[c] = p;
-    const float* dvr = dv + c * kvs;
-    for (int64_t d = 0; d < Dh; d++) o[d] += p * dvr[d];
-  }
-}
-
 napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   Args a(env, info, "attentionDelta");
   if (!a.ok) return nullptr;
@@ -732,7 +714,7 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
   if (g_attn_blocked && t.score_block4 && Dh % 16 == 0 && Mq >= 2) {
     // Scores of 4 query rows at a time against transposed keys; only the listed columns feed the update.
     for_each_scored_row(t, q, Mq, k, Mk, H, Hkv, Dh, mask, scale, par, [&](int64_t, int64_t it, int64_t kvh, const float* sr, float m, float z) {
-      add_delta_columns(ctx + it * Dh, sr, m, z, cols, nc, dv + kvh * Dh, kvs, Dh, probs ? probs + it * nc : nullptr);
+      t.delta_cols(ctx + it * Dh, sr, m, z, cols, long(nc), dv + kvh * Dh, long(kvs), int(Dh), probs ? probs + it * nc : nullptr);
     });
     return undefined(env);
   }
@@ -745,7 +727,7 @@ napi_value AttentionDelta(napi_env env, napi_callback_info info) {
       const int64_t kvh = (it % H) / group;
       float m, z;
       t.score_row(q + it * Dh, k + kvh * Dh, long(kvs), long(Mk), int(Dh), mask, scale, sc, &m, &z);
-      add_delta_columns(ctx + it * Dh, sc, m, z, cols, nc, dv + kvh * Dh, kvs, Dh, probs ? probs + it * nc : nullptr);
+      t.delta_cols(ctx + it * Dh, sc, m, z, cols, long(nc), dv + kvh * Dh, long(kvs), int(Dh), probs ? probs + it * nc : nullptr);
     }
   });
   return undefined(env);

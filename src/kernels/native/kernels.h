@@ -75,6 +75,12 @@ struct TierOps {
   // reference to ~1e-14 relative; rows with NaN or an infinite maximum give NaN probabilities like the reference.
   void (*logit_row_stats)(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2,
                           double* ne);
+
+  // DyLLM's column update of one (query row, head): o[0..Dh) += Σ_c p_c·dv_c, p_c = exp(s[cols[c]] − m) / z over the
+  // row's scores s (max m, Σexp z over all keys); hidden keys (s = −inf) and rows with every key hidden (m = −inf or
+  // z ≤ 0) contribute nothing. dv_c at dv + c·kvs. pr (optional) receives each p_c (0 where nothing contributes).
+  void (*delta_cols)(float* o, const float* s, float m, float z, const int32_t* cols, long nc, const float* dv, long kvs,
+                     int Dh, float* pr);
 };
 
 constexpr int ATTN_BLOCK = 64;

@@ -459,10 +459,13 @@ void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, 
   *ne = hsum_pd(_mm256_add_pd(h0, h1));
 }
 
+
+#include "delta_cols_generic.h"
+
 }  // namespace
 
 const TierOps tier_avx2 = {
-    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr, nullptr, logit_row_stats,
+    "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr, nullptr, logit_row_stats, delta_cols,
 };
 
 }  // namespace dyllm

@@ -673,11 +673,49 @@ void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, 
   *ne = _mm512_reduce_add_pd(_mm512_add_pd(h0, h1));
 }
 
+
+// DyLLM column update (TierOps::delta_cols). Dh = 128 (LLaDA, Dream): the row's 8 output vectors stay in registers
+// across the columns; other Dh: masked 16-wide steps over o.
+void delta_cols(float* o, const float* s, float m, float z, const int32_t* cols, long nc, const float* dv, long kvs, int Dh,
+                float* pr) {
+  if (pr)
+    for (long c = 0; c < nc; c++) pr[c] = 0.f;
+  if (m == -INFINITY || z <= 0.f || nc == 0) return;
+  const float invz = 1.f / z;
+  if (Dh == 128) {
+    __m512 acc[8];
+    for (int v = 0; v < 8; v++) acc[v] = _mm512_loadu_ps(o + 16 * v);
+    for (long c = 0; c < nc; c++) {
+      const float sj = s[cols[c]];
+      if (sj == -INFINITY) continue;
+      const float p = std::exp(sj - m) * invz;
+      if (pr) pr[c] = p;
+      const __m512 pb = _mm512_set1_ps(p);
+      const float* dvr = dv + c * kvs;
+      for (int v = 0; v < 8; v++) acc[v] = _mm512_fmadd_ps(pb, _mm512_loadu_ps(dvr + 16 * v), acc[v]);
+    }
+    for (int v = 0; v < 8; v++) _mm512_storeu_ps(o + 16 * v, acc[v]);
+    return;
+  }
+  for (long c = 0; c < nc; c++) {
+    const float sj = s[cols[c]];
+    if (sj == -INFINITY) continue;
+    const float p = std::exp(sj - m) * invz;
+    if (pr) pr[c] = p;
+    const __m512 pb = _mm512_set1_ps(p);
+    const float* dvr = dv + c * kvs;
+    for (int d = 0; d < Dh; d += 16) {
+      const __mmask16 tm = tail_mask(Dh - d);
+      _mm512_mask_storeu_ps(o + d, tm, _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(tm, dvr + d), _mm512_maskz_loadu_ps(tm, o + d)));
+    }
+  }
+}
 }  // namespace
 
 const TierOps tier_avx512 = {
     "avx512bf16", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add,
     peak_bf16,    peak_fma, stream_read, gemm_bf16_comp, score_row, attn_block4, score_block4, logit_row_stats,
+    delta_cols,
 };
 
 }  // namespace dyllm

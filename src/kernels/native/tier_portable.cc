@@ -182,10 +182,13 @@ void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, 
   }
 }
 
+
+#include "delta_cols_generic.h"
+
 }  // namespace
 
 const TierOps tier_portable = {
-    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr, nullptr, logit_row_stats,
+    "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr, nullptr, logit_row_stats, delta_cols,
 };
 
 }  // namespace dyllm
