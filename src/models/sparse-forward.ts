@@ -56,7 +56,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
   if (policy.forceAll) salient = iota(R);
 
   const res = sc.f32('res', R * D); // [R, D] residual stream, recomputed every step
-  const x = sc.f32('x', R * D); // [R, D] layer input (F_{l-1}[R])
+  const x = sc.f32('x', R * D); // [R, D] F_l rows of sequences whose query rows are not one run (gathered)
   const h = sc.f32('h', R * D); // [R, D]
   const q = sc.f32('q', R * qDim); // [R, H·Dh]
   const ctx = sc.f32('ctx', R * qDim); // [R, H·Dh]
@@ -77,7 +77,6 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
 
   for (let li = 0; li < tf.weights.layers.length; li++) {
     const w = tf.weights.layers[li];
-    if (li > 0) be.add(res, x, R * D);
     be.rmsnorm(res, R, D, w.attnNorm, cfg.rmsNormEps, h);
     be.matmul(h, R, w.wq, q, w.bq);
     be.rope(q, R, H, Dh, rowPos, tf.rope.cos, tf.rope.sin);
@@ -143,7 +142,10 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
         // Approximate rows (C_old updated for the changed columns); then exact attention for the A_in rows.
         gatherRows(cb, store.c, rows, qDim);
         gatherRows(lb, store.lse, rows, H);
-        old.set(cb.subarray(0, nR * qDim));
+        // The cosine partner C_old: the cache rows themselves when the query rows are one run of positions (they are
+        // written back only after the test), else a copy.
+        const oldC = contiguous(rows) ? store.c.subarray(rows[0] * qDim, (rows[0] + nR) * qDim) : old;
+        if (oldC === old) old.set(cb.subarray(0, nR * qDim));
         if (nb > 0) {
           if (rescale) {
             const vNewB = vNew.subarray(j0 * kvDim, j1 * kvDim);
@@ -161,7 +163,7 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
             lse.set(le.subarray(j * H, (j + 1) * H), salient[j0 + j] * H);
           }
         }
-        be.cosineRows(cb, old, nR, qDim, cos.subarray(r0, r0 + nR));
+        be.cosineRows(cb, oldC, nR, qDim, cos.subarray(r0, r0 + nR));
       }
       if (tf.padding.zeroPadQueries && km) {
         for (let i = 0; i < nR; i++) if (!km[rows[i]]) cb.fill(0, i * qDim, (i + 1) * qDim);
@@ -178,8 +180,13 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
             be.matmulCols(dvh, nb, w.wo, hq * Dh, Dh, P.subarray(hq * nb * D, (hq + 1) * nb * D));
           }
           be.gemm(probs!, nR, H * nb, P, D, ob);
-          const oOld = sc.f32('oOld', nR * D);
-          gatherRows(oOld, store.o, rows, D);
+          let oOld: Float32Array;
+          if (contiguous(rows)) {
+            oOld = store.o.subarray(rows[0] * D, (rows[0] + nR) * D);
+          } else {
+            oOld = sc.f32('oOld', nR * D);
+            gatherRows(oOld, store.o, rows, D);
+          }
           be.add(ob, oOld, nR * D);
           const oe = sc.f32('oExact', nb * D);
           be.matmul(ctx, nb, w.wo, oe, null, salient.subarray(j0, j1));
@@ -231,18 +238,27 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
         plan.sequences[b].cache.layers[li].f.set(f.subarray(j * D, (j + 1) * D), p * D);
       }
     }
-    // Layer output for every query row: fresh F for A_out, cached F for the rest.
+    // Layer output for every query row (fresh F for A_out, cached F for the rest) joins the residual stream now —
+    // the next layer's first step — read in place when the rows are one run of positions.
     for (let b = 0; b < B; b++) {
       const fcache = plan.sequences[b].cache.layers[li].f;
       const rows = plan.sequences[b].rows;
-      gatherRows(x.subarray(rowOff[b] * D), fcache, rows, D);
+      const r0 = rowOff[b];
+      const nR = rowOff[b + 1] - r0;
+      let fb: Float32Array;
+      if (contiguous(rows)) {
+        fb = fcache.subarray(rows[0] * D, (rows[0] + nR) * D);
+      } else {
+        fb = x.subarray(r0 * D, (r0 + nR) * D);
+        gatherRows(fb, fcache, rows, D);
+      }
+      be.add(res.subarray(r0 * D, (r0 + nR) * D), fb, nR * D);
     }
     if (li === tf.weights.layers.length - 1) {
       counts.recomputed = splitBySequence(out, rowOff, plan);
     }
     salient = out;
   }
-  be.add(res, x, R * D);
 
   // Final norm and LM head only for the rows whose logits are wanted (they must be query rows).
   const want = batch.logitRows ?? null;
@@ -275,6 +291,11 @@ export function forwardPlanned(tf: Transformer, batch: ForwardBatch, plan: Recom
  */
 export function reuseIsCheaper(nb: number, nR: number, qDim: number, D: number, H: number): boolean {
   return 2 * nb * (2 * qDim + nR * H) * D <= nR * qDim * D;
+}
+
+/** Whether ascending positions form one run (so their cache rows are one contiguous view). */
+function contiguous(rows: Int32Array): boolean {
+  return rows.length > 0 && rows[rows.length - 1] - rows[0] === rows.length - 1;
 }
 
 /** dst[i] = src[rows[i]] for rows of `width` values; runs of consecutive rows are copied in one call. */
