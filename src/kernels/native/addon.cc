@@ -352,6 +352,45 @@ void gemm_driver(const TierOps& t, const float* x, int64_t M, const int32_t* xRo
   });
 }
 
+// The prepared-weight arguments shared by matmul and matmulCols: argv[iw] the packed ArrayBuffer, argv[iw + 3] its
+// dtype; checks that it holds an N x K weight and returns its aligned start.
+bool weight_args(Args& a, const char* fn, size_t iw, int64_t N, int64_t K, const void** W, bool* bf16) {
+  napi_env env = a.env;
+  void* abdata = nullptr;
+  size_t ablen = 0;
+  bool isab = false;
+  napi_is_arraybuffer(env, a.argv[iw], &isab);
+  if (!isab || napi_get_arraybuffer_info(env, a.argv[iw], &abdata, &ablen) != napi_ok) {
+    throw_fmt(env, "%s: weight is not a weight prepared by this backend", fn);
+    return false;
+  }
+  char dt[8] = {0};
+  size_t dl;
+  if (napi_get_value_string_utf8(env, a.argv[iw + 3], dt, sizeof dt, &dl) != napi_ok ||
+      (std::strcmp(dt, "bf16") != 0 && std::strcmp(dt, "f32") != 0)) {
+    throw_fmt(env, "%s: dtype must be 'bf16' or 'f32'", fn);
+    return false;
+  }
+  *bf16 = std::strcmp(dt, "bf16") == 0;
+  if (ablen < packed_bytes(*bf16, N, K) + ALIGN) {
+    throw_fmt(env, "%s: prepared weight holds %zu bytes, %zu needed for %lldx%lld %s", fn, ablen,
+              packed_bytes(*bf16, N, K) + ALIGN, (long long)N, (long long)K, dt);
+    return false;
+  }
+  *W = align_up(abdata);
+  return true;
+}
+
+// Optional boolean argv[i]: split bf16 activations (hi + lo parts).
+bool split_arg(Args& a, const char* fn, size_t i, bool* split) {
+  *split = false;
+  if (!a.is_nullish(i) && napi_get_value_bool(a.env, a.argv[i], split) != napi_ok) {
+    throw_fmt(a.env, "%s: argument %zu (split activations) must be a boolean", fn, i);
+    return false;
+  }
+  return true;
+}
+
 napi_value Matmul(napi_env env, napi_callback_info info) {
   Args a(env, info, "matmul");
   if (!a.ok) return nullptr;
@@ -362,38 +401,14 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   int64_t M, N, K;
   if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !a.int_arg(3, "N", &N) || !a.int_arg(4, "K", &K))
     return nullptr;
-  void* abdata = nullptr;
-  size_t ablen = 0;
-  bool isab = false;
-  napi_is_arraybuffer(env, a.argv[2], &isab);
-  if (!isab || napi_get_arraybuffer_info(env, a.argv[2], &abdata, &ablen) != napi_ok) {
-    throw_err(env, "matmul: weight is not a weight prepared by this backend");
-    return nullptr;
-  }
-  char dt[8] = {0};
-  size_t dl;
-  if (napi_get_value_string_utf8(env, a.argv[5], dt, sizeof dt, &dl) != napi_ok) {
-    throw_err(env, "matmul: bad dtype");
-    return nullptr;
-  }
-  const bool bf16 = std::strcmp(dt, "bf16") == 0;
-  if (!bf16 && std::strcmp(dt, "f32") != 0) {
-    throw_fmt(env, "matmul: unsupported dtype '%s'", dt);
-    return nullptr;
-  }
+  const void* W;
+  bool bf16;
+  if (!weight_args(a, "matmul", 2, N, K, &W, &bf16)) return nullptr;
   if (!a.f32(6, "out", &out, &ol) || !a.f32(7, "bias", &bias, &bl, true) ||
       !a.ta_arg(8, "xRows", napi_int32_array, "Int32Array", &xRows, &rl, true))
     return nullptr;
-  bool split = false;
-  if (!a.is_nullish(9) && napi_get_value_bool(env, a.argv[9], &split) != napi_ok) {
-    throw_err(env, "matmul: argument 9 (split activations) must be a boolean");
-    return nullptr;
-  }
-  if (ablen < packed_bytes(bf16, N, K) + ALIGN) {
-    throw_fmt(env, "matmul: prepared weight holds %zu bytes, %zu needed for %lldx%lld %s", ablen,
-              packed_bytes(bf16, N, K) + ALIGN, (long long)N, (long long)K, dt);
-    return nullptr;
-  }
+  bool split;
+  if (!split_arg(a, "matmul", 9, &split)) return nullptr;
   if (int64_t(ol) < M * N) {
     throw_fmt(env, "matmul: out has %zu elements, need M*N = %lld", ol, (long long)(M * N));
     return nullptr;
@@ -423,7 +438,6 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
       for (int64_t n = 0; n < N; n++) out[m * N + n] = bias ? bias[n] : 0.f;
     return undefined(env);
   }
-  const void* W = align_up(abdata);
   if (bf16) gemm_driver<true>(t, x, M, xRows, K, W, N, out, bias, split);
   else gemm_driver<false>(t, x, M, xRows, K, W, N, out, bias);
   return undefined(env);
@@ -441,32 +455,9 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
   if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !a.int_arg(3, "N", &N) || !a.int_arg(4, "K", &K) ||
       !a.int_arg(6, "k0", &k0) || !a.int_arg(7, "kLen", &kLen) || !a.f32(8, "out", &out, &ol))
     return nullptr;
-  bool split = false;
-  if (!a.is_nullish(9) && napi_get_value_bool(env, a.argv[9], &split) != napi_ok) {
-    throw_err(env, "matmulCols: argument 9 (split activations) must be a boolean");
-    return nullptr;
-  }
-  void* abdata = nullptr;
-  size_t ablen = 0;
-  bool isab = false;
-  napi_is_arraybuffer(env, a.argv[2], &isab);
-  if (!isab || napi_get_arraybuffer_info(env, a.argv[2], &abdata, &ablen) != napi_ok) {
-    throw_err(env, "matmulCols: weight is not a weight prepared by this backend");
-    return nullptr;
-  }
-  char dt[8] = {0};
-  size_t dl;
-  if (napi_get_value_string_utf8(env, a.argv[5], dt, sizeof dt, &dl) != napi_ok ||
-      (std::strcmp(dt, "bf16") != 0 && std::strcmp(dt, "f32") != 0)) {
-    throw_err(env, "matmulCols: dtype must be 'bf16' or 'f32'");
-    return nullptr;
-  }
-  const bool bf16 = std::strcmp(dt, "bf16") == 0;
-  if (ablen < packed_bytes(bf16, N, K) + ALIGN) {
-    throw_fmt(env, "matmulCols: prepared weight holds %zu bytes, %zu needed for %lldx%lld %s", ablen,
-              packed_bytes(bf16, N, K) + ALIGN, (long long)N, (long long)K, dt);
-    return nullptr;
-  }
+  bool split, bf16;
+  const void* W;
+  if (!split_arg(a, "matmulCols", 9, &split) || !weight_args(a, "matmulCols", 2, N, K, &W, &bf16)) return nullptr;
   if (k0 < 0 || kLen < 0 || k0 + kLen > K) {
     throw_fmt(env, "matmulCols: columns [%lld, %lld) are outside the weight's %lld input features", (long long)k0,
               (long long)(k0 + kLen), (long long)K);
@@ -487,7 +478,6 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
     std::fill(out, out + M * N, 0.f);
     return undefined(env);
   }
-  const void* W = align_up(abdata);
   if (bf16) gemm_driver<true>(t, x, M, nullptr, kLen, W, N, out, nullptr, split, K, k0);
   else gemm_driver<false>(t, x, M, nullptr, kLen, W, N, out, nullptr, false, K, k0);
   return undefined(env);

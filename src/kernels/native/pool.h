@@ -49,9 +49,15 @@ class Pool {
     using Fn = typename std::remove_reference<F>::type;
     fn_ = [](void* ctx, int64_t i) { (*static_cast<Fn*>(ctx))(i); };
     ctx_ = const_cast<void*>(static_cast<const void*>(&f));
+    // Close the previous job before touching n_: a worker still inside it may have read its ticket (gen, k) with k
+    // past its end and may now read the new n_; with the ticket saturated its claim (a CAS on (gen, k)) fails.
+    // Without this it could claim index k of the old generation, run a stale or the new job's function on it and
+    // count it as done — the caller would return early while workers still ran (seen as rare crashes).
+    const uint64_t prev = ticket_.load(std::memory_order_relaxed);
+    ticket_.store(prev | 0xffffffffull);
     n_.store(n, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint64_t gen = (ticket_.load(std::memory_order_relaxed) >> 32) + 1;
+    const uint64_t gen = (prev >> 32) + 1;
     ticket_.store(gen << 32);  // seq_cst: pairs with the sleeper count below (store-load ordering)
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> g(mu_);

@@ -682,31 +682,32 @@ void delta_cols(float* o, const float* s, float m, float z, const int32_t* cols,
     for (long c = 0; c < nc; c++) pr[c] = 0.f;
   if (m == -INFINITY || z <= 0.f || nc == 0) return;
   const float invz = 1.f / z;
+  // Column c's probability (0 for a hidden key), recorded in pr.
+  auto prob = [&](long c) {
+    const float sj = s[cols[c]];
+    const float p = sj == -INFINITY ? 0.f : std::exp(sj - m) * invz;
+    if (pr) pr[c] = p;
+    return p;
+  };
   if (Dh == 128) {
     __m512 acc[8];
     for (int v = 0; v < 8; v++) acc[v] = _mm512_loadu_ps(o + 16 * v);
     for (long c = 0; c < nc; c++) {
-      const float sj = s[cols[c]];
-      if (sj == -INFINITY) continue;
-      const float p = std::exp(sj - m) * invz;
-      if (pr) pr[c] = p;
+      const float p = prob(c);
+      if (p == 0.f) continue;
       const __m512 pb = _mm512_set1_ps(p);
-      const float* dvr = dv + c * kvs;
-      for (int v = 0; v < 8; v++) acc[v] = _mm512_fmadd_ps(pb, _mm512_loadu_ps(dvr + 16 * v), acc[v]);
+      for (int v = 0; v < 8; v++) acc[v] = _mm512_fmadd_ps(pb, _mm512_loadu_ps(dv + c * kvs + 16 * v), acc[v]);
     }
     for (int v = 0; v < 8; v++) _mm512_storeu_ps(o + 16 * v, acc[v]);
     return;
   }
   for (long c = 0; c < nc; c++) {
-    const float sj = s[cols[c]];
-    if (sj == -INFINITY) continue;
-    const float p = std::exp(sj - m) * invz;
-    if (pr) pr[c] = p;
+    const float p = prob(c);
+    if (p == 0.f) continue;
     const __m512 pb = _mm512_set1_ps(p);
-    const float* dvr = dv + c * kvs;
     for (int d = 0; d < Dh; d += 16) {
       const __mmask16 tm = tail_mask(Dh - d);
-      _mm512_mask_storeu_ps(o + d, tm, _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(tm, dvr + d), _mm512_maskz_loadu_ps(tm, o + d)));
+      _mm512_mask_storeu_ps(o + d, tm, _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(tm, dv + c * kvs + d), _mm512_maskz_loadu_ps(tm, o + d)));
     }
   }
 }
