@@ -40,7 +40,7 @@ const p = await loadPipeline(values.model!);
 const tasks = readFileSync(values.tasks!, 'utf8').trim().split('\n').slice(0, Number(values.n)).map((l) => JSON.parse(l) as { question: string; answer: string });
 const prompts = tasks.map((t) => encodePrompt(p, t.question, !values.raw));
 const gold = tasks.map((t) => t.answer.split('####').pop()!.trim());
-const options = resolveOptions(p.config.arch, { genLength: gen, steps, blockLength: block }, p.generation);
+const options = resolveOptions(p.config, { genLength: gen, steps, blockLength: block }, p.generation);
 
 function lastNumber(text: string): string | null {
   const m = text.match(/-?[\d,]*\.?\d+/g);
@@ -51,7 +51,7 @@ interface Row { name: string; accel: AccelOptionsInput | null; results: Generate
 
 function runAll(accel: AccelOptionsInput | null): Row['results'] {
   return prompts.map((pr) => {
-    const it = generateSteps(p.model, p.ids, { prompts: [pr], options, accel: accel ? resolveAccel(p.config.arch, accel) : undefined });
+    const it = generateSteps(p.model, p.ids, { prompts: [pr], options, accel: accel ? resolveAccel(p.config, accel) : undefined });
     for (;;) {
       const r = it.next();
       if (r.done) return r.value;
@@ -69,7 +69,7 @@ for (const update of values.updates!.split(',')) {
 // Warm-up (JIT, caches, page faults) on a few prompts of every configuration.
 const warm = Number(values.warmup);
 for (const c of configs) for (const pr of prompts.slice(0, warm)) {
-  const it = generateSteps(p.model, p.ids, { prompts: [pr], options, accel: c.accel ? resolveAccel(p.config.arch, c.accel) : undefined });
+  const it = generateSteps(p.model, p.ids, { prompts: [pr], options, accel: c.accel ? resolveAccel(p.config, c.accel) : undefined });
   while (!it.next().done);
 }
 

@@ -161,11 +161,11 @@ const P = Number(values.prompt);
 const steps = Number(values.steps ?? G);
 const ids: SpecialIds = { mask: config.maskTokenId, eos: config.eosTokenId, eot: null, bos: config.bosTokenId, pad: config.padTokenId };
 const prompt = Array.from({ length: P }, (_, i) => (i * 7919 + 13) % Math.min(config.vocabSize, config.maskTokenId));
-const options = resolveOptions(config.arch, { genLength: G, steps, blockLength: Number(values.block) }, {});
+const options = resolveOptions(config, { genLength: G, steps, blockLength: Number(values.block) }, {});
 
 interface StepTiming { ms: Map<Phase, number>; flops: Map<Phase, number>; bytes: Map<Phase, number>; total: number; sample: number }
 function profile(oProj: 'reuse' | 'recompute' | null, maxSteps: number): StepTiming[] {
-  const accel = oProj ? resolveAccel(config.arch, { method: 'dyllm', oProj }) : undefined;
+  const accel = oProj ? resolveAccel(config, { method: 'dyllm', oProj }) : undefined;
   const run = new DenoiseRun(model, ids, { prompts: [prompt], options, accel });
   const out: StepTiming[] = [];
   for (let s = 0; s < maxSteps; s++) {
@@ -235,7 +235,7 @@ console.log(`\nDyLLM step ÷ dense step: ${(d / sr).toFixed(2)}x faster with o_p
 if (values.e2e) {
   // Whole generations, every step (the synthetic model never emits EOS): tokens/s and DyLLM ÷ dense.
   const whole = (oProj: 'reuse' | 'recompute' | null): { ms: number; steps: number; salient: number } => {
-    const accel = oProj ? resolveAccel(config.arch, { method: 'dyllm', oProj }) : undefined;
+    const accel = oProj ? resolveAccel(config, { method: 'dyllm', oProj }) : undefined;
     const run = new DenoiseRun(model, ids, { prompts: [prompt], options, accel });
     const t0 = performance.now();
     let n = 0;

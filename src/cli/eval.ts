@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, LoadError } from '../load/errors.js';
 import { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
-import { generate, type GenerateRequest, type GenerateResult } from '../engine/generate.js';
-import { resolveAccel, type AccelOptionsInput } from '../engine/accel.js';
-import { isBaselineMethod, makeStepForward, resolveMethod, type BaselineOptionsInput } from '../engine/baselines.js';
+import { generate, type GenerateResult } from '../engine/generate.js';
+import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
+import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
 
 const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
 const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
@@ -92,12 +92,11 @@ export function buildPrompt(p: Pipeline, task: Task, style: PromptStyle): number
   return encodePrompt(p, parts.join('\n\n'), false);
 }
 
-/** A method to evaluate: generation options plus DyLLM accel options or a baseline. */
+/** A method to evaluate: generation options plus acceleration options (DyLLM's or a baseline's). */
 export interface EvalMethod {
   readonly name: string;
   readonly gen: GenerateOptionsInput;
   readonly accel: AccelOptionsInput;
-  readonly baseline: BaselineOptionsInput;
 }
 
 export interface EvalSummary {
@@ -116,23 +115,18 @@ export interface EvalSummary {
   readonly predictions: readonly (string | null)[];
 }
 
-/** Build the GenerateRequest pieces of a method for this pipeline. */
-function requestFor(p: Pipeline, m: EvalMethod): { options: GenerateOptions; extra: Pick<GenerateRequest, 'accel' | 'stepForward'>; label: string } {
-  const options = resolveOptions(p.config.arch, m.gen, p.generation);
-  const method = m.accel.method as string | undefined;
-  if (isBaselineMethod(method)) {
-    const b = resolveMethod(p.config.arch, { ...m.baseline, method }, options);
-    return { options, extra: { stepForward: (layout) => makeStepForward(p.model, layout, b) }, label: method };
-  }
-  const accel = resolveAccel(p.config.arch, m.accel);
-  return { options, extra: { accel }, label: accel.method === 'dyllm' ? `dyllm τ=${accel.threshold}` : 'dense' };
+/** Resolve a method's options for this pipeline, and its display label. */
+function requestFor(p: Pipeline, m: EvalMethod): { options: GenerateOptions; accel: AccelOptions; label: string } {
+  const options = resolveOptions(p.config, m.gen, p.generation);
+  const accel = resolveAccel(p.config, m.accel, options);
+  return { options, accel, label: accel.method === 'dyllm' ? `dyllm τ=${accel.threshold}` : accel.method === 'none' ? 'dense' : accel.method };
 }
 
 export async function runEval(
   p: Pipeline, tasks: readonly Task[], style: PromptStyle, m: EvalMethod, batch: number,
   progress?: (done: number, total: number, correct: number) => void,
 ): Promise<EvalSummary> {
-  const { options, extra } = requestFor(p, m);
+  const { options, accel } = requestFor(p, m);
   let correct = 0;
   let tokens = 0;
   let ms = 0;
@@ -144,7 +138,7 @@ export async function runEval(
   for (let i = 0; i < tasks.length; i += batch) {
     const chunk = tasks.slice(i, i + batch);
     const prompts = chunk.map((t) => buildPrompt(p, t, style));
-    const it = generate(p.model, p.ids, { prompts, options, ...extra });
+    const it = generate(p.model, p.ids, { prompts, options, accel });
     let r: GenerateResult;
     for (;;) {
       const s = await it.next();
@@ -194,12 +188,11 @@ const COMMON_FLAGS = {
   limit: { type: 'string' },
   batch: { type: 'string' },
   backend: { type: 'string' },
-  'cache-block': { type: 'string' },
-  'refresh-prompt': { type: 'string' },
-  'refresh-gen': { type: 'string' },
-  'transfer-ratio': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
+
+/** bench runs its own methods and thresholds; the other acceleration knobs apply to every row. */
+const BENCH_ACCEL = ACCEL_OPTIONS.filter((o) => o.key !== 'method' && o.key !== 'threshold');
 
 const COMMON_HELP = `  --model DIR             model folder (default: the bundled demo model)
   --tasks FILE            JSONL, one {"question", "answer" ending "#### N"} per line (required)
@@ -211,19 +204,12 @@ const COMMON_HELP = `  --model DIR             model folder (default: the bundle
   --batch N               prompts per generate call (default 1)
   --backend B             auto | native | reference`;
 
-const BASELINE_HELP = `Baselines (--accel prefix | dual | dllm-cache):
-  --cache-block N         Fast-dLLM cache block (default: --block-length; Dream: min(32, gen length))
-  --refresh-prompt K      dLLM-Cache K_p: refresh the prompt every K steps (default 100)
-  --refresh-gen K         dLLM-Cache K_r: refresh the response every K steps (default 7)
-  --transfer-ratio R      dLLM-Cache V-verify ratio ρ (default 0.25; 0 = off)`;
-
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
 ${COMMON_HELP}
   --json                  print one JSON object on stdout
 ${GENERATION_HELP}
-${ACCEL_HELP.replace('none (default) | dyllm', 'none (default) | dyllm | prefix | dual | dllm-cache')}
-${BASELINE_HELP}`;
+${ACCEL_HELP}`;
 
 const BENCH_HELP = `Usage: dyllm bench --tasks FILE [options]
 
@@ -237,19 +223,13 @@ ${COMMON_HELP}
   --no-parallel           skip the parallel-decoding rows
   --json                  print the results as one JSON object instead of the table
 ${GENERATION_HELP}
-${BASELINE_HELP}`;
+Acceleration knobs applied to every method:
+${optionHelp(BENCH_ACCEL)}`;
 
 function intFlag(flag: string, v: unknown, min: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (typeof v !== 'string' || v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${flag}: expected an integer ≥ ${min}, found "${String(v)}"`);
-  return n;
-}
-
-function numFlag(flag: string, v: unknown): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag}: expected a number, found "${String(v)}"`);
   return n;
 }
 
@@ -264,7 +244,6 @@ interface Common {
   tasks: Task[];
   style: PromptStyle;
   batch: number;
-  baseline: BaselineOptionsInput;
 }
 
 async function common(values: Record<string, unknown>): Promise<Common> {
@@ -274,13 +253,6 @@ async function common(values: Record<string, unknown>): Promise<Common> {
   if (k > 0 && typeof values['fewshot-file'] !== 'string') throw new UsageError('--fewshot K needs --fewshot-file FILE');
   const limit = intFlag('limit', values.limit, 1);
   const batch = intFlag('batch', values.batch, 1) ?? 1;
-  const baseline: BaselineOptionsInput = {
-    blockLength: intFlag('cache-block', values['cache-block'], 1),
-    promptInterval: intFlag('refresh-prompt', values['refresh-prompt'], 1),
-    genInterval: intFlag('refresh-gen', values['refresh-gen'], 1),
-    transferRatio: numFlag('transfer-ratio', values['transfer-ratio']),
-  };
-  for (const key of Object.keys(baseline) as (keyof BaselineOptionsInput)[]) if (baseline[key] === undefined) delete baseline[key];
   let tasks = readTasks(values.tasks);
   if (limit !== undefined) tasks = tasks.slice(0, limit);
   let fewshot: Task[] = [];
@@ -297,7 +269,7 @@ async function common(values: Record<string, unknown>): Promise<Common> {
   const p = await loadPipeline(dir, { backend: backendName(values.backend) });
   const template = typeof values.template === 'string' ? values.template.replace(/\\n/g, '\n') : DEFAULT_TEMPLATE;
   if (!values.chat && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
-  return { p, tasks, style: { chat: values.chat === true, template, fewshot }, batch, baseline };
+  return { p, tasks, style: { chat: values.chat === true, template, fewshot }, batch };
 }
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
@@ -311,8 +283,8 @@ export async function cmdEval(argv: string[]): Promise<void> {
   const c = await common(values);
   const gen = generationOptions(values);
   const accel = accelOptions(values);
-  const { label } = requestFor(c.p, { name: '', gen, accel, baseline: c.baseline });
-  const s = await runEval(c.p, c.tasks, c.style, { name: label, gen, accel, baseline: c.baseline }, c.batch, values.json ? undefined : progressBar(label));
+  const { label } = requestFor(c.p, { name: '', gen, accel });
+  const s = await runEval(c.p, c.tasks, c.style, { name: label, gen, accel }, c.batch, values.json ? undefined : progressBar(label));
   if (values.json) {
     process.stdout.write(JSON.stringify({
       method: s.method, n: s.n, correct: s.correct, accuracy: s.accuracy, tokens_per_s: r3(s.tokensPerS), generated_tokens: s.generatedTokens,
@@ -335,7 +307,7 @@ interface BenchRow extends EvalSummary {
 export async function cmdBench(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     ...COMMON_FLAGS, out: { type: 'string' }, json: { type: 'boolean' }, 'steps-per-token': { type: 'string' }, 'no-parallel': { type: 'boolean' },
-    ...generationFlagConfig,
+    ...generationFlagConfig, ...flagConfig(BENCH_ACCEL),
   }, false);
   if (values.help) {
     process.stdout.write(BENCH_HELP + '\n');
@@ -343,19 +315,20 @@ export async function cmdBench(argv: string[]): Promise<void> {
   }
   const c = await common(values);
   const gen = generationOptions(values);
+  const knobs = optionsFromFlags(values, BENCH_ACCEL) as AccelOptionsInput;
   const pt = gen.parallelThreshold ?? 0.9;
   delete gen.parallelThreshold;
   const nus = typeof values['steps-per-token'] === 'string'
     ? values['steps-per-token'].split(',').map((x) => intFlag('steps-per-token', x.trim(), 1)!)
     : [1];
-  const base = resolveOptions(c.p.config.arch, gen, c.p.generation);
+  const base = resolveOptions(c.p.config, gen, c.p.generation);
   const methods: [string, AccelOptionsInput][] = [
     ['dense', { method: 'none' }],
     ['DyLLM τ=0.99', { method: 'dyllm', threshold: 0.99 }],
     ['DyLLM τ=0.995', { method: 'dyllm', threshold: 0.995 }],
-    ['Fast-dLLM prefix', { method: 'prefix' as never }],
-    ['Fast-dLLM dual', { method: 'dual' as never }],
-    ['dLLM-Cache', { method: 'dllm-cache' as never }],
+    ['Fast-dLLM prefix', { method: 'prefix' }],
+    ['Fast-dLLM dual', { method: 'dual' }],
+    ['dLLM-Cache', { method: 'dllm-cache' }],
   ];
   const rows: BenchRow[] = [];
   for (const nu of nus) {
@@ -369,7 +342,7 @@ export async function cmdBench(argv: string[]): Promise<void> {
         const label = `${name}${nu > 1 ? ` n_u=${nu}` : ''}${parallel ? ` +parallel ${pt}` : ''}`;
         let s: EvalSummary;
         try {
-          s = await runEval(c.p, c.tasks, c.style, { name: label, gen: g, accel, baseline: c.baseline }, c.batch, progressBar(label));
+          s = await runEval(c.p, c.tasks, c.style, { name: label, gen: g, accel: { ...knobs, ...accel } }, c.batch, progressBar(label));
         } catch (e) {
           if (e instanceof ConfigError) throw new ConfigError(`${label}: ${e.message}`);
           throw e;

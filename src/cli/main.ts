@@ -6,6 +6,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, LoadError } from '../load/errors.js';
+import { loadConfig } from '../load/config.js';
+import { cliMessage } from '../engine/schema.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type StepEvent } from '../engine/generate.js';
@@ -80,9 +82,11 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const backend = backendName(values.backend);
   const dir = modelDir(values.model);
 
+  // Options are checked against config.json before the weights are read: a wrong value is refused at once.
+  const { config, generation } = loadConfig(dir);
+  const options = resolveOptions(config, optInput, generation);
+  const accel = resolveAccel(config, accelInput, options);
   const p = await loadPipeline(dir, { backend });
-  const options = resolveOptions(p.config.arch, optInput, p.generation);
-  const accel = resolveAccel(p.config.arch, accelInput);
   const prompt = values['prompt-ids'] !== undefined
     ? parseIdList('prompt-ids', values['prompt-ids'] as string)
     : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true || (!values.raw && p.chatTemplate !== null));
@@ -160,8 +164,13 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);
     const msg = (e as Error).message;
-    if (e instanceof UsageError || e instanceof ConfigError) {
+    if (e instanceof UsageError) {
       process.stderr.write(`dyllm: ${msg}\n`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      // Named as the flag the user typed (the option schema maps every option to its flag).
+      process.stderr.write(`dyllm: ${cliMessage(e)}\n`);
       return 2;
     }
     process.stderr.write(`dyllm: error: ${msg}\n`);

@@ -8,8 +8,10 @@ import { cacheBytesPerToken, SequenceCache } from '../cache/layer-cache.js';
 import type { AttnUpdate, RecomputePlan, SaliencyPolicy, SequencePlan, StepCounts } from '../cache/plan.js';
 import { cosineThreshold, recomputeAll } from '../cache/saliency.js';
 import type { Architecture, ModelConfig } from '../load/config.js';
-import { isBaselineMethod, type BaselineMethod } from './baselines.js';
+import { BASELINE_METHODS, DLLM_CACHE_DEFAULTS, type BaselineMethod } from './baselines.js';
 import { ConfigError } from '../load/errors.js';
+import { optionContext, type GenerateOptions, type OptionModel } from './options.js';
+import { checkOption, declareOptions, didYouMean, MAX_COUNT, type OptionContext, type OptionSpec } from './schema.js';
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
 import type { AccelTelemetry, CanvasLayout, StepForward } from './generate.js';
 import { accelTelemetry } from './telemetry.js';
@@ -47,30 +49,59 @@ export type AccelOptionsInput = Partial<{ -readonly [K in keyof AccelOptions]: A
 /** The paper's fast settings: τ 0.99 for LLaDA, 0.995 for Dream. */
 export const DEFAULT_THRESHOLD: Readonly<Record<Architecture, number>> = { llada: 0.99, dream: 0.995 };
 
-export function resolveAccel(arch: Architecture, input: AccelOptionsInput): AccelOptions {
-  const method = input.method ?? 'none';
-  if (method !== 'none' && method !== 'dyllm' && !isBaselineMethod(method)) {
-    throw new ConfigError(`accel: expected none, dyllm, prefix, dual or dllm-cache, found ${JSON.stringify(method)}`);
+export const ACCEL_METHODS: readonly AccelMethod[] = ['none', 'dyllm', ...BASELINE_METHODS];
+
+/** Acceleration options, declared once (engine/schema.ts). */
+export const ACCEL_OPTIONS: readonly OptionSpec[] = declareOptions([
+  { key: 'method', flag: 'accel', field: 'dyllm.accel', type: 'enum', values: ACCEL_METHODS, metavar: 'M', help: 'dyllm (DyLLM), prefix / dual (Fast-dLLM), dllm-cache (dLLM-Cache)', defaultHelp: 'none' },
+  { key: 'threshold', flag: 'threshold', field: 'dyllm.threshold', type: 'number', metavar: 'T', range: { min: -1, max: 1.5, minExclusive: true }, help: 'DyLLM cosine threshold τ: a row is salient when cos < τ', defaultHelp: '0.99 LLaDA, 0.995 Dream' },
+  { key: 'fullSteps', flag: 'full-steps', field: 'dyllm.full_steps', type: 'int', metavar: 'N', range: { min: 1, max: MAX_COUNT }, help: 'DyLLM dense warm-up steps', defaultHelp: '4' },
+  { key: 'promptPeriod', flag: 'prompt-period', field: 'dyllm.prompt_period', type: 'int', metavar: 'N', range: { min: 1, max: MAX_COUNT }, help: 'DyLLM: query the prompt rows every N-th step', defaultHelp: '4' },
+  {
+    key: 'attnUpdate', flag: 'attn-update', field: 'dyllm.attn_update', type: 'enum', values: ['delta', 'rescale', 'rescale-incremental'], metavar: 'U',
+    help: "DyLLM non-salient context update (delta: the paper's; rescale: corrected for the changed softmax weights)", defaultHelp: 'delta',
+  },
+  {
+    key: 'oProj', flag: 'o-proj', field: 'dyllm.o_proj', type: 'enum', values: ['reuse', 'recompute'], hiddenValues: ['reuse-always'], metavar: 'P',
+    help: 'DyLLM o_proj: reuse cached outputs + projected ΔV when cheaper (same result to fp32 rounding), or recompute every query row', defaultHelp: 'reuse',
+  },
+  { key: 'cacheBlock', flag: 'cache-block', field: 'dyllm.cache_block', type: 'int', metavar: 'N', range: (c) => ({ min: 1, max: c.genLength ?? c.maxCanvas, maxWhy: 'the gen length' }), help: 'Fast-dLLM prefix/dual cache block', defaultHelp: 'the block length; Dream: min(32, gen length)' },
+  { key: 'promptInterval', flag: 'refresh-prompt', field: 'dyllm.refresh_prompt', type: 'int', metavar: 'K', range: { min: 1, max: MAX_COUNT }, help: 'dLLM-Cache K_p: refresh the prompt every K steps', defaultHelp: String(DLLM_CACHE_DEFAULTS.promptInterval) },
+  { key: 'genInterval', flag: 'refresh-gen', field: 'dyllm.refresh_gen', type: 'int', metavar: 'K', range: { min: 1, max: MAX_COUNT }, help: 'dLLM-Cache K_r: refresh the response every K steps', defaultHelp: String(DLLM_CACHE_DEFAULTS.genInterval) },
+  { key: 'transferRatio', flag: 'transfer-ratio', field: 'dyllm.transfer_ratio', type: 'number', metavar: 'R', range: { min: 0, max: 1 }, help: 'dLLM-Cache V-verify ratio ρ (0 = off)', defaultHelp: String(DLLM_CACHE_DEFAULTS.transferRatio) },
+]);
+
+const ACCEL_KEYS = [...ACCEL_OPTIONS.map((s) => s.key), 'allSalient'];
+
+/**
+ * Acceleration options over their defaults, every value checked against its declaration. `gen` (the request's
+ * resolved generation options) bounds the options that depend on it (the cache block).
+ */
+export function resolveAccel(model: OptionModel, input: AccelOptionsInput, gen?: GenerateOptions): AccelOptions {
+  for (const k of Object.keys(input)) {
+    if ((input as Record<string, unknown>)[k] !== undefined && !ACCEL_KEYS.includes(k)) throw new ConfigError(`unknown acceleration option "${k}"${didYouMean(k, ACCEL_KEYS)}`);
   }
-  const threshold = input.threshold ?? DEFAULT_THRESHOLD[arch];
-  if (typeof threshold !== 'number' || !Number.isFinite(threshold) || threshold <= -1 || threshold > 1.5) {
-    throw new ConfigError(`threshold: expected a number in (-1, 1.5], found ${JSON.stringify(threshold)}`);
-  }
-  const fullSteps = input.fullSteps ?? 4;
-  if (!Number.isSafeInteger(fullSteps) || fullSteps < 1) throw new ConfigError(`fullSteps: expected an integer ≥ 1, found ${JSON.stringify(fullSteps)}`);
-  const promptPeriod = input.promptPeriod ?? 4;
-  if (!Number.isSafeInteger(promptPeriod) || promptPeriod < 1) throw new ConfigError(`promptPeriod: expected an integer ≥ 1, found ${JSON.stringify(promptPeriod)}`);
-  const attnUpdate = input.attnUpdate ?? 'delta';
-  if (!['delta', 'rescale', 'rescale-incremental'].includes(attnUpdate)) {
-    throw new ConfigError(`attnUpdate: expected delta, rescale or rescale-incremental, found ${JSON.stringify(attnUpdate)}`);
-  }
-  const oProj = input.oProj ?? 'reuse';
-  if (oProj !== 'reuse' && oProj !== 'recompute' && oProj !== 'reuse-always') {
-    throw new ConfigError(`oProj: expected reuse or recompute, found ${JSON.stringify(oProj)}`);
-  }
+  const ctx: OptionContext = { ...optionContext(model), genLength: gen?.genLength };
+  const get = <T>(key: keyof AccelOptionsInput, fallback: T | undefined): T | undefined => {
+    const v = input[key];
+    const s = ACCEL_OPTIONS.find((o) => o.key === key)!;
+    if (v === undefined) return fallback;
+    return checkOption(s, v, ctx) as T;
+  };
+  const allSalient = input.allSalient ?? false;
+  if (typeof allSalient !== 'boolean') throw new ConfigError(`allSalient: expected true or false, found ${JSON.stringify(allSalient)}`);
   return Object.freeze({
-    method, threshold, fullSteps, promptPeriod, attnUpdate, oProj, allSalient: input.allSalient ?? false,
-    cacheBlock: input.cacheBlock, promptInterval: input.promptInterval, genInterval: input.genInterval, transferRatio: input.transferRatio,
+    method: get<AccelMethod>('method', 'none')!,
+    threshold: get<number>('threshold', DEFAULT_THRESHOLD[ctx.arch])!,
+    fullSteps: get<number>('fullSteps', 4)!,
+    promptPeriod: get<number>('promptPeriod', 4)!,
+    attnUpdate: get<AttnUpdate>('attnUpdate', 'delta')!,
+    oProj: get<AccelOptions['oProj']>('oProj', 'reuse')!,
+    allSalient,
+    cacheBlock: get<number>('cacheBlock', undefined),
+    promptInterval: get<number>('promptInterval', undefined),
+    genInterval: get<number>('genInterval', undefined),
+    transferRatio: get<number>('transferRatio', undefined),
   });
 }
 

@@ -8,8 +8,8 @@
  * own: which token/rows to pick (sampler/), how logits are computed (the model, or an accelerator in cache/).
  */
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
-import { lladaSelect } from '../sampler/llada.js';
-import { dreamSelect, type DreamSequence } from '../sampler/dream.js';
+import { lladaSelect, validateLladaOptions } from '../sampler/llada.js';
+import { dreamSelect, validateDreamOptions, type DreamSequence } from '../sampler/dream.js';
 import { Rng } from '../sampler/rng.js';
 import { dreamTimesteps, lladaTransferCounts } from '../sampler/schedule.js';
 import type { Selection } from '../sampler/pick.js';
@@ -18,6 +18,7 @@ import type { RowStats } from '../sampler/confidence.js';
 import type { DreamOptions } from '../sampler/dream.js';
 import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
+import { OptionError } from './schema.js';
 import type { GenerateOptions } from './options.js';
 import { dyllmStepForward, type AccelOptions } from './accel.js';
 import { isBaselineMethod, makeStepForward, resolveMethod } from './baselines.js';
@@ -111,6 +112,9 @@ export interface CanvasLayout {
   readonly masks: readonly (Uint8Array | null)[];
 }
 
+/** Sequences one request may denoise together (a batch larger than this is a mistake, not a workload). */
+export const MAX_BATCH = 1024;
+
 interface Seq {
   readonly tokens: Int32Array; // [len] prompt (+ pads) + G
   readonly mask: Uint8Array | null;
@@ -123,14 +127,21 @@ interface Seq {
   generated: number;
 }
 
-function validatePrompts(prompts: readonly (readonly number[])[], V: number, maskId: number, arch: string): void {
-  if (prompts.length === 0) throw new ConfigError('prompts: expected at least one prompt, found none');
+/** Prompts are checked before anything is allocated: ids inside the vocabulary, prompt + canvas inside the model. */
+function validatePrompts(prompts: readonly (readonly number[])[], cfg: ModelConfig, G: number): void {
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new ConfigError('prompts: expected at least one prompt, found none');
+  if (prompts.length > MAX_BATCH) throw new ConfigError(`prompts: expected at most ${MAX_BATCH} prompts in one request, found ${prompts.length}`);
+  const V = cfg.vocabSize;
   prompts.forEach((p, b) => {
-    if (p.length === 0 && arch === 'dream') throw new ConfigError(`prompt ${b}: Dream needs at least one prompt token`);
+    if (!Array.isArray(p) && !(p instanceof Int32Array)) throw new ConfigError(`prompt ${b}: expected an array of token ids, found ${typeof p}`);
+    if (p.length === 0 && cfg.arch === 'dream') throw new ConfigError(`prompt ${b}: Dream needs at least one prompt token`);
+    if (p.length + G > cfg.maxSequenceLength) {
+      throw new OptionError('genLength', `prompt ${b} has ${p.length} tokens, and ${p.length} + ${G} positions exceed the model's maximum sequence length ${cfg.maxSequenceLength} (shorten the prompt or lower the gen length)`);
+    }
+    // Masks inside prompts are allowed: the samplers may fill them (generate.py).
     for (const t of p) {
       if (!Number.isSafeInteger(t) || t < 0 || t >= V) throw new ConfigError(`prompt ${b}: token id ${t} is outside the vocabulary [0, ${V})`);
     }
-    if (p.includes(maskId)) void 0; // masks inside prompts are allowed: the samplers may fill them (generate.py)
   });
 }
 
@@ -175,7 +186,7 @@ export class DenoiseRun {
     const o = (this.o = req.options);
     const G = o.genLength;
     const maskId = ids.mask;
-    validatePrompts(req.prompts, cfg.vocabSize, maskId, cfg.arch);
+    validatePrompts(req.prompts, cfg, G);
     this.dream = cfg.arch === 'dream';
     // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
     this.rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
@@ -222,6 +233,9 @@ export class DenoiseRun {
       eosId: ids.eos, eotId: ids.eot ?? ids.eos, parallelThreshold: o.parallelThreshold,
     };
     this.dreamOpts = { temperature: o.temperature, topP: o.topP, topK: o.topK, alg: o.alg, algTemp: o.algTemp, parallelThreshold: o.parallelThreshold };
+    // What the samplers would refuse at their first step is refused here, before the request starts.
+    if (this.dream) validateDreamOptions(this.dreamOpts);
+    else validateLladaOptions(this.lladaOpts, cfg.vocabSize);
     if (!this.dream) for (const s of this.seqs) this.startBlock(s);
   }
 
@@ -359,6 +373,13 @@ export class DenoiseRun {
         }
       }
       finishIfDone(s, G, maskId, o.stopAtEos, this.stopIds, this.ids.eos);
+      // Past the last block the official loop ends, even with masks left (a prompt mask took some of the blocks'
+      // commits; generate.py returns the canvas as it is). Blocks that parallel decoding filled early get here
+      // before the step budget is spent.
+      if (!this.dream && !s.done && s.block >= this.numBlocks) {
+        s.done = true;
+        s.generated = G;
+      }
     });
     const sampleMs = performance.now() - ts;
     this.step++;

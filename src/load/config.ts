@@ -29,6 +29,8 @@ export interface ModelConfig {
   readonly eosTokenId: number;
   readonly padTokenId: number;
   readonly bosTokenId: number | null;
+  /** Longest sequence (prompt + canvas) the model was built for: LLaDA `max_sequence_length`, Dream `max_position_embeddings`. */
+  readonly maxSequenceLength: number;
 }
 
 /** generation_config.json, as given (every key optional). */
@@ -134,6 +136,8 @@ function parseLlada(r: Reader, gen: Record<string, unknown>): ModelConfig {
     eosTokenId: eos,
     padTokenId: r.int('pad_token_id', { optional: true }) ?? eos,
     bosTokenId: (gen.bos_token_id as number | undefined) ?? r.int('bos_token_id', { optional: true }),
+    // LLaDA's configuration_llada.py default when the key is absent.
+    maxSequenceLength: r.int('max_sequence_length', { optional: true, min: 1 }) ?? 1024,
   });
 }
 
@@ -160,6 +164,8 @@ function parseDream(r: Reader, gen: Record<string, unknown>): ModelConfig {
     eosTokenId: (gen.eos_token_id as number | undefined) ?? r.int('eos_token_id', {}),
     padTokenId: r.int('pad_token_id', { optional: true }) ?? r.int('eos_token_id', {}),
     bosTokenId: r.int('bos_token_id', { optional: true }),
+    // Qwen2's configuration default when the key is absent.
+    maxSequenceLength: r.int('max_position_embeddings', { optional: true, min: 1 }) ?? 32768,
   });
 }
 

@@ -149,7 +149,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
   async function generate(req: IncomingMessage, res: ServerResponse, chat: boolean): Promise<void> {
     if (draining) throw new RequestError(503, 'the server is shutting down', 'overloaded_error', null, 'draining', { 'Retry-After': '5', Connection: 'close' });
     const body = parseJsonBody(await readBody(req, o.bodyLimit));
-    const r = parseGenerationRequest(body, chat, model, o.maxTokens);
+    const r = parseGenerationRequest(body, chat, model, o.maxTokens, o.maxPromptTokens);
     if (engine.failure) throw new RequestError(503, `the engine is not running (${engine.failure})`, 'server_error', null, 'engine_down');
     if (inflight >= capacity) {
       throw new RequestError(503, `the server is at capacity (${o.maxBatch} running + ${o.maxQueue} queued); retry later`, 'overloaded_error', null, 'queue_full', { 'Retry-After': '1' });

@@ -49,6 +49,9 @@ export interface ReadyMsg {
   readonly generation: GenerationDefaults;
   readonly backend: string;
   readonly hasChatTemplate: boolean;
+  /** Bounds of the option schema (engine/schema.ts) that depend on the model. */
+  readonly vocabSize: number;
+  readonly maxSequenceLength: number;
 }
 
 export interface FatalMsg {

@@ -1,10 +1,12 @@
 /**
- * OpenAI request bodies → a validated generation request. Field types and shapes are checked here (400 with
- * the field as `param`); option values go through the engine's own resolveOptions / resolveAccel, so the
- * server accepts exactly what the CLI accepts. Defaults come from the model's generation_config.json.
+ * OpenAI request bodies → a validated generation request. Field shapes are checked here (400 with the field as
+ * `param`); option fields come from the option schema (engine/schema.ts) and their values go through the engine's
+ * own resolveOptions / resolveAccel, so the server accepts exactly what the CLI accepts, with the same ranges.
+ * Defaults come from the model's generation_config.json.
  */
-import { resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
-import { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
+import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
+import { GENERATION_OPTIONS, resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
+import { didYouMean, type OptionSpec } from '../engine/schema.js';
 import type { Architecture, GenerationDefaults } from '../load/config.js';
 import { badRequest, RequestError } from './errors.js';
 import type { PromptMessage, SubmitMsg } from './protocol.js';
@@ -12,6 +14,8 @@ import type { PromptMessage, SubmitMsg } from './protocol.js';
 export interface ModelInfo {
   readonly arch: Architecture;
   readonly generation: GenerationDefaults;
+  readonly vocabSize: number;
+  readonly maxSequenceLength: number;
 }
 
 export interface ParsedRequest {
@@ -23,17 +27,15 @@ export interface ParsedRequest {
   readonly streamSteps: boolean;
 }
 
-/** `dyllm` object keys → engine option keys (generation, then acceleration). */
-const DYLLM_GEN: Readonly<Record<string, keyof GenerateOptionsInput>> = {
-  steps: 'steps', block_length: 'blockLength', remasking: 'remasking', alg: 'alg', alg_temp: 'algTemp', eps: 'eps',
-  parallel_threshold: 'parallelThreshold', stop_at_eos: 'stopAtEos', cfg_scale: 'cfgScale', logits_eos_inf: 'logitsEosInf',
-  confidence_eos_eot_inf: 'confidenceEosEotInf', batch_layout: 'batchLayout', gen_length: 'genLength',
-};
-const DYLLM_ACCEL: Readonly<Record<string, keyof AccelOptionsInput>> = {
-  accel: 'method', threshold: 'threshold', full_steps: 'fullSteps', prompt_period: 'promptPeriod',
-  attn_update: 'attnUpdate', o_proj: 'oProj', cache_block: 'cacheBlock', refresh_prompt: 'promptInterval', refresh_gen: 'genInterval',
-  transfer_ratio: 'transferRatio',
-};
+/** Every declared option by its HTTP field (and aliases): the OpenAI top-level ones and those of the `dyllm` object. */
+function fieldTable(): Map<string, OptionSpec> {
+  const t = new Map<string, OptionSpec>();
+  for (const spec of [...GENERATION_OPTIONS, ...ACCEL_OPTIONS]) for (const f of [spec.field, ...(spec.aliases ?? [])]) t.set(f, spec);
+  return t;
+}
+const FIELDS = fieldTable();
+const TOP_LEVEL = [...FIELDS.keys()].filter((f) => !f.startsWith('dyllm.'));
+const DYLLM_FIELDS = [...FIELDS.keys()].filter((f) => f.startsWith('dyllm.')).map((f) => f.slice('dyllm.'.length));
 /** OpenAI fields accepted and ignored (they have no meaning for a diffusion sampler, or are informational). */
 const IGNORED = new Set(['model', 'user', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'metadata', 'store', 'service_tier', 'parallel_tool_calls']);
 
@@ -78,8 +80,8 @@ function parsePrompt(body: Record<string, unknown>, chat: boolean): SubmitMsg['p
 }
 
 /** Validate an OpenAI chat/completions body into engine options. `maxTokens` caps max_tokens (→ genLength). */
-export function parseGenerationRequest(body: Record<string, unknown>, chat: boolean, model: ModelInfo, maxTokens: number): ParsedRequest {
-  const known = new Set(['messages', 'prompt', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stream', 'stream_options', 'stop', 'dyllm', 'echo', 'logprobs', 'top_logprobs', 'response_format']);
+export function parseGenerationRequest(body: Record<string, unknown>, chat: boolean, model: ModelInfo, maxTokens: number, maxPromptTokens = Number.MAX_SAFE_INTEGER): ParsedRequest {
+  const known = new Set(['messages', 'prompt', ...TOP_LEVEL, 'n', 'stream', 'stream_options', 'stop', 'dyllm', 'echo', 'logprobs', 'top_logprobs', 'response_format']);
   for (const k of Object.keys(body)) {
     if (!known.has(k) && !IGNORED.has(k)) throw badRequest(`${k}: unknown field`, k, 'unknown_field');
   }
@@ -105,14 +107,13 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
 
   const gen: Record<string, unknown> = {};
   const acc: Record<string, unknown> = {};
-  const mt = body.max_completion_tokens ?? body.max_tokens;
-  if (mt !== undefined && mt !== null) {
-    if (typeof mt !== 'number' || !Number.isSafeInteger(mt) || mt < 1) throw badRequest(`max_tokens: expected an integer ≥ 1, found ${JSON.stringify(mt)}`, 'max_tokens');
-    gen.genLength = mt;
-  }
-  for (const [k, o] of [['temperature', 'temperature'], ['top_p', 'topP'], ['top_k', 'topK'], ['seed', 'seed']] as const) {
-    if (body[k] !== undefined && body[k] !== null) gen[o] = body[k];
-  }
+  const set = (field: string, v: unknown): void => {
+    const spec = FIELDS.get(field)!;
+    const target = GENERATION_OPTIONS.includes(spec) ? gen : acc;
+    if (target[spec.key] !== undefined && target[spec.key] !== v) throw badRequest(`${field}: conflicts with another field that sets the same option (${spec.field})`, field);
+    target[spec.key] = v;
+  };
+  for (const f of TOP_LEVEL) if (body[f] !== undefined && body[f] !== null) set(f, body[f]);
   let streamSteps = false;
   if (body.dyllm !== undefined && body.dyllm !== null) {
     if (!isObj(body.dyllm)) throw badRequest('dyllm: expected an object', 'dyllm');
@@ -121,17 +122,16 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
       if (k === 'stream_steps') {
         if (typeof v !== 'boolean') throw badRequest('dyllm.stream_steps: expected true or false', 'dyllm.stream_steps');
         streamSteps = v;
-      } else if (k in DYLLM_GEN) gen[DYLLM_GEN[k]] = v;
-      else if (k in DYLLM_ACCEL) acc[DYLLM_ACCEL[k]] = v;
-      else throw badRequest(`dyllm.${k}: unknown option (see docs/server.md)`, `dyllm.${k}`, 'unknown_field');
+      } else if (DYLLM_FIELDS.includes(k)) set(`dyllm.${k}`, v);
+      else throw badRequest(`dyllm.${k}: unknown option${didYouMean(k, [...DYLLM_FIELDS, 'stream_steps'])} (see docs/server.md)`, `dyllm.${k}`, 'unknown_field');
     }
   }
-  if (gen.genLength !== undefined && (gen.genLength as number) > maxTokens) {
+  if (typeof gen.genLength === 'number' && gen.genLength > maxTokens) {
     throw new RequestError(400, `max_tokens: ${String(gen.genLength)} exceeds this server's limit of ${maxTokens} (--max-tokens)`, 'invalid_request_error', 'max_tokens', 'max_tokens_exceeded');
   }
-  // ConfigErrors propagate: errors.ts turns them into a 400 on the field they name.
-  const options = resolveOptions(model.arch, gen as GenerateOptionsInput, model.generation);
-  const accel = resolveAccel(model.arch, acc as AccelOptionsInput);
+  // OptionErrors propagate: errors.ts names the field they are about.
+  const options = resolveOptions(model, gen as GenerateOptionsInput, model.generation, { maxCanvas: Math.max(maxTokens, 1) + maxPromptTokens });
+  const accel = resolveAccel(model, acc as AccelOptionsInput, options);
   if (options.genLength > maxTokens) {
     throw new RequestError(400, `max_tokens: ${options.genLength} exceeds this server's limit of ${maxTokens} (--max-tokens)`, 'invalid_request_error', 'max_tokens', 'max_tokens_exceeded');
   }

@@ -19,7 +19,7 @@ try {
     if (m.type === 'submit') sched.submit(m);
     else if (m.type === 'cancel') sched.cancel(m);
   });
-  send({ type: 'ready', arch: p.config.arch, generation: p.generation, backend: p.model.backend.name, hasChatTemplate: p.chatTemplate !== null });
+  send({ type: 'ready', arch: p.config.arch, generation: p.generation, backend: p.model.backend.name, hasChatTemplate: p.chatTemplate !== null, vocabSize: p.config.vocabSize, maxSequenceLength: p.config.maxSequenceLength });
 } catch (e) {
   send({ type: 'fatal', message: (e as Error).message });
 }

@@ -13,7 +13,7 @@ import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
 function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput, base?: BaselineOptionsInput, events?: StepEvent[]): GenerateResult {
-  const options = resolveOptions(p.config.arch, opts, p.generation);
+  const options = resolveOptions(p.config, opts, p.generation);
   const b = base ? resolveMethod(p.config.arch, base, options) : null;
   const it = generateSteps(p.model, p.ids, {
     prompts,

@@ -19,8 +19,8 @@ import { fixturePath, relMaxError } from '../helpers/fixtures.js';
 function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput, accel?: AccelOptionsInput, events?: StepEvent[]): GenerateResult {
   const it = generateSteps(p.model, p.ids, {
     prompts,
-    options: resolveOptions(p.config.arch, opts, p.generation),
-    accel: accel ? resolveAccel(p.config.arch, accel) : undefined,
+    options: resolveOptions(p.config, opts, p.generation),
+    accel: accel ? resolveAccel(p.config, accel) : undefined,
   });
   for (;;) {
     const r = it.next();
@@ -134,7 +134,9 @@ test('DyLLM with a real threshold recomputes fewer FFN rows and reports per-laye
 
 test('DyLLM options are validated', async () => {
   assert.throws(() => resolveAccel('llada', { method: 'dyllm', threshold: Number.NaN }), /threshold/);
-  assert.throws(() => resolveAccel('llada', { method: 'fast' as 'dyllm' }), /accel/);
+  assert.throws(() => resolveAccel('llada', { method: 'fast' as 'dyllm' }), /^OptionError: method: expected one of none, dyllm, prefix, dual, dllm-cache, found "fast"$/);
+  assert.throws(() => resolveAccel('llada', { fullSteps: 1e9 }), /fullSteps: expected an integer in \[1, 1000000\], found 1000000000/);
+  assert.throws(() => resolveAccel('llada', { treshold: 0.9 } as never), /unknown acceleration option "treshold"; did you mean "threshold"\?/);
   assert.throws(() => resolveAccel('llada', { fullSteps: 0 }), /fullSteps/);
   assert.equal(resolveAccel('dream', { method: 'dyllm' }).threshold, 0.995);
   assert.equal(resolveAccel('llada', { method: 'dyllm' }).threshold, 0.99);

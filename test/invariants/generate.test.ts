@@ -14,7 +14,7 @@ import { fixturePath, relMaxError } from '../helpers/fixtures.js';
 import { paddedBatch } from '../../src/models/types.js';
 
 function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput): GenerateResult {
-  const it = generateSteps(p.model, p.ids, { prompts, options: resolveOptions(p.config.arch, opts, p.generation) });
+  const it = generateSteps(p.model, p.ids, { prompts, options: resolveOptions(p.config, opts, p.generation) });
   for (;;) {
     const r = it.next();
     if (r.done) return r.value;
@@ -105,8 +105,8 @@ test('requests stepped together through one merged forward get the tokens they g
   ] as const) {
     const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
     const reqs = [
-      { prompts: [PROMPTS[0], PROMPTS[1]], options: resolveOptions(p.config.arch, o1 as GenerateOptionsInput, p.generation) },
-      { prompts: [PROMPTS[2]], options: resolveOptions(p.config.arch, o2 as GenerateOptionsInput, p.generation) },
+      { prompts: [PROMPTS[0], PROMPTS[1]], options: resolveOptions(p.config, o1 as GenerateOptionsInput, p.generation) },
+      { prompts: [PROMPTS[2]], options: resolveOptions(p.config, o2 as GenerateOptionsInput, p.generation) },
     ];
     const runs = reqs.map((r) => new DenoiseRun(p.model, p.ids, r));
     // The second request joins one step late; the first leaves when done.

@@ -36,7 +36,7 @@ function optionsOf(arch: 'llada' | 'dream', s: GenCase['settings'], padded: bool
 }
 
 function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput): GenerateResult {
-  const it = generateSteps(p.model, p.ids, { prompts, options: resolveOptions(p.config.arch, opts, p.generation) });
+  const it = generateSteps(p.model, p.ids, { prompts, options: resolveOptions(p.config, opts, p.generation) });
   for (;;) {
     const r = it.next();
     if (r.done) return r.value;
