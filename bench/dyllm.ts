@@ -16,7 +16,7 @@ import { decodeAnswer, encodePrompt, loadPipeline } from '../src/engine/pipeline
 import { generateSteps, type GenerateResult } from '../src/engine/generate.js';
 import { resolveOptions } from '../src/engine/options.js';
 import { resolveAccel, type AccelOptionsInput } from '../src/engine/accel.js';
-import { BUNDLED_MODEL } from '../src/cli/main.js';
+import { bundledModelPath as BUNDLED_MODEL } from '../src/load/hub.js';
 
 const { values } = parseArgs({
   options: {

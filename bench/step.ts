@@ -22,7 +22,7 @@ import { DenoiseRun } from '../src/engine/generate.js';
 import { resolveOptions } from '../src/engine/options.js';
 import { resolveAccel } from '../src/engine/accel.js';
 import type { SpecialIds } from '../src/engine/pipeline.js';
-import { BUNDLED_MODEL } from '../src/cli/main.js';
+import { bundledModelPath as BUNDLED_MODEL } from '../src/load/hub.js';
 import { sharedDirGuess } from './shared-path.js';
 
 const { values } = parseArgs({

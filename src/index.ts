@@ -11,4 +11,5 @@ export type { DiffusionModel, ForwardBatch } from './models/types.js';
 export { selectBackend, type BackendName } from './kernels/select.js';
 export type { KernelBackend } from './kernels/backend.js';
 export { LoadError, ConfigError } from './load/errors.js';
+export { bundledModelPath, resolveModelDir, pullModel, hubCacheDir, parseRepoRef } from './load/hub.js';
 export type { ModelConfig } from './load/config.js';

@@ -7,6 +7,12 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { GENERATION_OPTIONS, type GenerateOptionsInput } from '../engine/options.js';
 import { ACCEL_OPTIONS, type AccelOptionsInput } from '../engine/accel.js';
 import { didYouMean, optionHelp, type OptionSpec } from '../engine/schema.js';
+import { resolveModelDir } from '../load/hub.js';
+
+/** --model: a folder, a bundled model's name or a Hugging Face id in the cache (default: the bundled demo model). */
+export function modelDir(v: unknown): string {
+  return resolveModelDir(typeof v === 'string' ? v : 'dyllm-demo');
+}
 
 export class UsageError extends Error {
   constructor(message: string) {

@@ -6,8 +6,6 @@
  */
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, LoadError } from '../load/errors.js';
 import { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
@@ -16,9 +14,8 @@ import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput 
 import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
 
-const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
 const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
 
 export interface Task {
@@ -194,7 +191,7 @@ const COMMON_FLAGS = {
 /** bench runs its own methods and thresholds; the other acceleration knobs apply to every row. */
 const BENCH_ACCEL = ACCEL_OPTIONS.filter((o) => o.key !== 'method' && o.key !== 'threshold');
 
-const COMMON_HELP = `  --model DIR             model folder (default: the bundled demo model)
+const COMMON_HELP = `  --model M               model folder, HF id org/name[@rev] or bundled name (default: dyllm-demo)
   --tasks FILE            JSONL, one {"question", "answer" ending "#### N"} per line (required)
   --template T            prompt template with {question} (default "Q: {question}\\nA:")
   --chat                  use the model's chat template instead (few-shot examples become prior turns)
@@ -262,11 +259,7 @@ async function common(values: Record<string, unknown>): Promise<Common> {
     if (fewshot.length < k) throw new LoadError(file, `at least ${k} few-shot examples`, `${fewshot.length}`);
     fewshot = fewshot.slice(0, k);
   }
-  let dir: string;
-  if (typeof values.model === 'string') dir = values.model;
-  else if (existsSync(BUNDLED_MODEL)) dir = BUNDLED_MODEL;
-  else throw new LoadError(BUNDLED_MODEL, 'the bundled demo model', 'no such folder', 'pass --model DIR');
-  const p = await loadPipeline(dir, { backend: backendName(values.backend) });
+  const p = await loadPipeline(modelDir(values.model), { backend: backendName(values.backend) });
   const template = typeof values.template === 'string' ? values.template.replace(/\\n/g, '\n') : DEFAULT_TEMPLATE;
   if (!values.chat && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
   return { p, tasks, style: { chat: values.chat === true, template, fewshot }, batch };

@@ -3,23 +3,20 @@
  * iterator. Exit codes: 0 ok, 1 the model or input could not be used, 2 wrong flags or values. Errors are one
  * line on stderr (set DYLLM_DEBUG=1 for the stack).
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { ConfigError, LoadError } from '../load/errors.js';
+import { ConfigError } from '../load/errors.js';
+import { cmdPull } from './pull.js';
 import { loadConfig } from '../load/config.js';
 import { cliMessage } from '../engine/schema.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, UsageError, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
 import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
 import { cmdServe } from './serve.js';
 import { cmdBench, cmdEval } from './eval.js';
 
-/** The demo model shipped in the package (models/ at the package root). */
-export const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
 
 const USAGE = `Usage: dyllm <command> [options]
 
@@ -28,12 +25,14 @@ Commands:
   serve               OpenAI-compatible HTTP server + live web view (see docs/server.md)
   eval --tasks FILE   accuracy and throughput on GSM8K-format JSONL
   bench --tasks FILE  the paper's method matrix (dense, DyLLM, Fast-dLLM, dLLM-Cache) -> table + SVG
+  pull ORG/NAME[@REV] download a model into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)
 
 Run "dyllm <command> --help" for its options.`;
 
 const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
 
-  --model DIR        Hugging Face model folder (LLaDA or Dream; default: the bundled demo model)
+  --model M          a model folder, a Hugging Face id org/name[@rev] in the HF cache (see dyllm pull), or
+                     a bundled model's name (default: dyllm-demo)
   --prompt TEXT      the prompt (or give it as the positional argument)
   --prompt-ids IDS   raw comma-separated token ids (no template), for parity work
   --chat             wrap the prompt in the model's chat template (the default when the model has one)
@@ -43,11 +42,7 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
 ${GENERATION_HELP}
 ${ACCEL_HELP}`;
 
-function modelDir(v: unknown): string {
-  if (typeof v === 'string') return v;
-  if (!existsSync(BUNDLED_MODEL)) throw new LoadError(BUNDLED_MODEL, 'the bundled demo model', 'no such folder', 'pass --model DIR');
-  return BUNDLED_MODEL;
-}
+
 
 function backendName(v: unknown): BackendName {
   if (v === undefined) return 'auto';
@@ -152,6 +147,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'bench':
         await cmdBench(rest);
         return 0;
+      case 'pull':
+        await cmdPull(rest);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -159,7 +157,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench)`);
+        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench, pull)`);
     }
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);

@@ -2,18 +2,14 @@
  * `dyllm serve`: flags → startServer. Prints one line with the URL on stdout once the model is loaded; SIGTERM
  * and SIGINT drain in-flight requests (new ones get 503) and then exit. Wrong flags are UsageErrors (exit 2).
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { BackendName } from '../kernels/select.js';
-import { LoadError } from '../load/errors.js';
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
-import { parse, UsageError } from './args.js';
+import { modelDir as resolveModelArg, parse, UsageError } from './args.js';
 
-const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/dyllm-demo', import.meta.url));
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
 
-  --model DIR         Hugging Face model folder (default: the bundled demo model)
+  --model M           model folder, HF id org/name[@rev] or bundled name (default: dyllm-demo)
   --host H            listen address (default ${SERVER_DEFAULTS.host})
   --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
   --backend B         auto | native | reference (default auto)
@@ -59,11 +55,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
   const port = intFlag(values, 'port', 0);
   if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
-  let modelDir = values.model as string | undefined;
-  if (modelDir === undefined) {
-    if (!existsSync(BUNDLED_MODEL)) throw new LoadError(BUNDLED_MODEL, 'the bundled demo model', 'no such folder', 'pass --model DIR');
-    modelDir = BUNDLED_MODEL;
-  }
+  const modelDir = resolveModelArg(values.model);
   const server = await startServer({
     modelDir,
     backend: backend as BackendName,

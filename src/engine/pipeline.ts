@@ -7,6 +7,7 @@ import type { BackendName } from '../kernels/select.js';
 import { loadChatTemplate, renderChatTemplate, type ChatMessage, type ChatTemplateInfo } from '../load/chat-template.js';
 import type { GenerationDefaults, ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
+import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer, type Tokenizer } from '../load/tokenizer.js';
 import { loadModel } from '../models/load-model.js';
 import { turnEndTokens } from '../models/registry.js';
@@ -31,7 +32,16 @@ export interface Pipeline {
   readonly ids: SpecialIds;
 }
 
-export async function loadPipeline(dir: string, opts: { backend?: BackendName | KernelBackend } = {}): Promise<Pipeline> {
+/**
+ * Load a model for generation. `model` is a folder, a bundled model's name (`dyllm-demo`) or a Hugging Face id
+ * (`org/name[@revision]`) already in the Hugging Face cache (load/hub.ts).
+ */
+export async function loadPipeline(model: string, opts: { backend?: BackendName | KernelBackend } = {}): Promise<Pipeline> {
+  const dir = resolveModelDir(model);
+  return loadPipelineDir(dir, opts);
+}
+
+async function loadPipelineDir(dir: string, opts: { backend?: BackendName | KernelBackend }): Promise<Pipeline> {
   const { model, config, generation } = loadModel(dir, opts);
   const tokenizer = await loadTokenizer(dir);
   const chatTemplate = await loadChatTemplate(dir);
