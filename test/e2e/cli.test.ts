@@ -73,7 +73,7 @@ test('wrong flags and values exit 2 with one line', () => {
 test('an unusable model folder exits 1 naming the reason', () => {
   const r = dyllm('generate', '--model', '/nonexistent/folder', 'hi');
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /^dyllm: error: \/nonexistent\/folder: expected a model folder, found no such folder/);
+  assert.match(r.stderr, /^dyllm: error: \/nonexistent\/folder: expected a model folder, a bundled model name \(dyllm-demo\) or a Hugging Face id org\/name\[@revision\], found no such folder\n$/);
   const r2 = dyllm('generate', '--model', join(repoRoot, 'test'), 'hi');
   assert.equal(r2.code, 1);
   assert.match(r2.stderr, /config\.json/);
