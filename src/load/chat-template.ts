@@ -3,11 +3,11 @@
  * `apply_chat_template(..., tokenize=False)` does (docs/models.md §1.5, §2.5). The rendered string is then encoded
  * with add_special_tokens=False: the template already holds BOS / role markers.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { LoadError } from './errors.js';
-import { readOptionalJson, tokenContent } from './tokenizer.js';
+import { pathExists, readOptionalJsonObject, readTextFile } from './files.js';
+import { tokenContent } from './tokenizer.js';
 
 export interface ChatMessage {
   role: string;
@@ -87,15 +87,16 @@ function pickTemplate(file: string, v: unknown): string | undefined {
  */
 export async function loadChatTemplate(dir: string): Promise<ChatTemplateInfo | null> {
   const configFile = join(dir, 'tokenizer_config.json');
-  const config = await readOptionalJson(configFile);
-  const specialMap = await readOptionalJson(join(dir, 'special_tokens_map.json'));
+  const config = readOptionalJsonObject(configFile, 'tokenizer-config');
+  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config');
   let template = pickTemplate(configFile, config?.chat_template);
   if (template === undefined) {
-    try {
-      template = await readFile(join(dir, 'chat_template.jinja'), 'utf8');
-    } catch {
+    const jinjaFile = join(dir, 'chat_template.jinja');
+    if (pathExists(jinjaFile)) {
+      template = readTextFile(jinjaFile, 'template');
+    } else {
       const jsonFile = join(dir, 'chat_template.json');
-      const j = await readOptionalJson(jsonFile);
+      const j = readOptionalJsonObject(jsonFile, 'json-config');
       template = pickTemplate(jsonFile, j?.chat_template);
     }
   }
@@ -114,8 +115,8 @@ export async function loadChatTemplate(dir: string): Promise<ChatTemplateInfo | 
  * `added_tokens_decoder` when present. Ids are resolved by the caller through `Tokenizer.tokenToId`.
  */
 export async function loadSpecialTokens(dir: string): Promise<SpecialTokens> {
-  const config = await readOptionalJson(join(dir, 'tokenizer_config.json'));
-  const specialMap = await readOptionalJson(join(dir, 'special_tokens_map.json'));
+  const config = readOptionalJsonObject(join(dir, 'tokenizer_config.json'), 'tokenizer-config');
+  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config');
   const get = (k: string): string | undefined => tokenContent(config?.[k]) ?? tokenContent(specialMap?.[k]);
   const out: SpecialTokens = {};
   const bos = get('bos_token');

@@ -3,9 +3,10 @@
  * sizes (headDim, kvGroups) are computed only here. Unsupported architecture switches are refused with the key
  * and value that made them unsupported, rather than silently computing something else.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoadError } from './errors.js';
+import { readJsonObject, readOptionalJsonObject } from './files.js';
 
 export type Architecture = 'llada' | 'dream';
 
@@ -36,18 +37,6 @@ export interface ModelConfig {
 /** generation_config.json, as given (every key optional). */
 export interface GenerationDefaults {
   readonly [key: string]: unknown;
-}
-
-function readJson(path: string): Record<string, unknown> {
-  if (!existsSync(path)) throw new LoadError(path, 'a JSON file', 'no such file');
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new LoadError(path, 'valid JSON', `unparseable JSON (${(e as Error).message})`);
-  }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new LoadError(path, 'a JSON object', Array.isArray(v) ? 'an array' : typeof v);
-  return v as Record<string, unknown>;
 }
 
 class Reader {
@@ -172,15 +161,24 @@ function parseDream(r: Reader, gen: Record<string, unknown>): ModelConfig {
 /** Parse `dir/config.json` (+ optional generation_config.json) into a frozen ModelConfig. */
 export function loadConfig(dir: string): { config: ModelConfig; generation: GenerationDefaults } {
   const file = join(dir, 'config.json');
-  if (!existsSync(dir)) throw new LoadError(dir, 'a model folder', 'no such folder');
-  const raw = readJson(file);
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new LoadError(dir, 'a model folder', 'no such folder');
+  }
+  if (!isDir) throw new LoadError(dir, 'a model folder', 'a file that is not a folder', 'point at the folder that holds config.json');
+  const raw = readJsonObject(file, 'json-config');
   const genPath = join(dir, 'generation_config.json');
-  const gen = existsSync(genPath) ? readJson(genPath) : {};
+  const gen = readOptionalJsonObject(genPath, 'json-config') ?? {};
   const r = new Reader(file, raw);
   const type = typeof raw.model_type === 'string' ? raw.model_type.toLowerCase() : raw.model_type;
   let config: ModelConfig;
   if (type === 'llada') config = parseLlada(r, gen);
   else if (type === 'dream') config = parseDream(r, gen);
-  else throw new LoadError(file, 'model_type "llada" or "Dream"', JSON.stringify(raw.model_type), 'only LLaDA and Dream checkpoints are supported');
+  else {
+    const found = raw.model_type === undefined ? 'no "model_type" key' : JSON.stringify(raw.model_type).slice(0, 60);
+    throw new LoadError(file, 'model_type "llada" or "Dream"', found, 'only LLaDA and Dream checkpoints are supported');
+  }
   return { config, generation: Object.freeze({ ...gen }) };
 }

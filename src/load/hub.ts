@@ -9,11 +9,12 @@
  * May import: load/errors. Imported by: engine/pipeline.ts (names resolve wherever a model folder is accepted), cli/.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, openSync, closeSync, writeSync, readFileSync, renameSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, openSync, closeSync, writeSync, renameSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, writeFileSync, lstatSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LoadError } from './errors.js';
+import { FILE_LIMITS, readTextFile } from './files.js';
 
 /** Models shipped inside the package, by name. */
 export const BUNDLED_MODELS: Readonly<Record<string, string>> = Object.freeze({
@@ -61,8 +62,8 @@ export function findInCache(ref: RepoRef, cache = hubCacheDir()): { dir: string 
   } else {
     const refFile = join(root, 'refs', ref.revision);
     looked.push(refFile);
-    if (existsSync(refFile) && statSync(refFile).isFile() && statSync(refFile).size <= 256) {
-      const c = readFileSync(refFile, 'utf8').trim();
+    if (existsSync(refFile) && statSync(refFile).isFile() && statSync(refFile).size <= FILE_LIMITS['hub-ref']) {
+      const c = readTextFile(refFile, 'hub-ref').trim();
       if (COMMIT_RE.test(c)) commit = c;
     }
   }

@@ -3,10 +3,11 @@
  * and per-tensor reads straight from disk into a typed array of its own. A checkpoint is many GB, so the file is
  * never read whole, and never into one giant Buffer or string. Shards resolve through model.safetensors.index.json.
  */
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { LoadError } from './errors.js';
+import { openRegularFile, parseJsonObject, pathExists, readTextFile } from './files.js';
 
 export interface TensorInfo {
   readonly name: string;
@@ -29,19 +30,24 @@ export class SafetensorsFile {
   readonly metadata: Readonly<Record<string, string>>;
 
   constructor(readonly path: string) {
-    if (!existsSync(path)) throw new LoadError(path, 'a safetensors file', 'no such file', 'check the model folder');
-    const fd = openSync(path, 'r');
+    // A FIFO, a device (/dev/zero) or a directory in place of a shard is refused before anything is read.
+    const { fd, size } = openRegularFile(path, 'a safetensors file');
     try {
-      const size = fstatSync(fd).size;
       if (size < 8) throw new LoadError(path, 'at least 8 bytes (header length)', `${size} bytes`, 'the file is truncated');
       const lenBuf = Buffer.alloc(8);
-      readSync(fd, lenBuf, 0, 8, 0);
+      readFully(fd, lenBuf, 0, path, 'the header length');
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
+      // Bounded before anything is allocated: by the file's size, and by the format's own limit.
       if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
-        throw new LoadError(path, `a header length ≤ file size (${size - 8} B)`, `${headerLen} B`, 'the header length is corrupt or the file is truncated');
+        throw new LoadError(
+          path,
+          `a header length ≤ ${Math.min(MAX_HEADER_BYTES, size - 8)} B (the file size, and the format's 100 MiB limit)`,
+          `${headerLen} B`,
+          'the header length is corrupt or the file is truncated',
+        );
       }
       const hbuf = Buffer.alloc(headerLen);
-      readSync(fd, hbuf, 0, headerLen, 8);
+      readFully(fd, hbuf, 8, path, 'the header');
       let header: Record<string, unknown>;
       try {
         header = JSON.parse(hbuf.toString('utf8')) as Record<string, unknown>;
@@ -53,7 +59,11 @@ export class SafetensorsFile {
       }
       const dataStart = 8 + headerLen;
       const dataSize = size - dataStart;
-      this.metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+      const meta = header.__metadata__;
+      if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta) || !Object.values(meta).every((v) => typeof v === 'string'))) {
+        throw new LoadError(path, 'a "__metadata__" object of strings (the safetensors format)', fmtJson(meta));
+      }
+      this.metadata = (meta ?? {}) as Record<string, string>;
       for (const [name, raw] of Object.entries(header)) {
         if (name === '__metadata__') continue;
         this.tensors.set(name, parseEntry(path, name, raw, dataStart, dataSize));
@@ -71,8 +81,10 @@ export class SafetensorsFile {
     const nbytes = info.end - info.begin;
     const buf = new ArrayBuffer(nbytes);
     const view = new Uint8Array(buf);
-    const fd = openSync(this.path, 'r');
+    // Reopened through the same checks: the file may have been replaced since the header was read.
+    const { fd, size } = openRegularFile(this.path, 'a safetensors file');
     try {
+      if (size < info.end) throw new LoadError(this.path, `at least ${info.end} bytes (for ${name})`, `${size} bytes`, 'the file changed or was truncated after it was opened');
       let done = 0;
       while (done < nbytes) {
         const n = readSync(fd, view, done, Math.min(READ_CHUNK, nbytes - done), info.begin + done);
@@ -83,6 +95,16 @@ export class SafetensorsFile {
       closeSync(fd);
     }
     return info.dtype === 'F32' ? new Float32Array(buf) : new Uint16Array(buf);
+  }
+}
+
+/** Fill `buf` from `position`; a short read is a truncated file. */
+function readFully(fd: number, buf: Buffer, position: number, path: string, what: string): void {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, position + done);
+    if (n <= 0) throw new LoadError(path, `${buf.length} bytes for ${what}`, `end of file after ${done}`, 'the file is truncated');
+    done += n;
   }
 }
 
@@ -121,6 +143,11 @@ function checkOverlaps(path: string, infos: TensorInfo[]): void {
   }
 }
 
+function fmtJson(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
 /** All tensors of a checkpoint folder: `model.safetensors`, or the shards named by `model.safetensors.index.json`. */
 export class Checkpoint {
   private readonly byName = new Map<string, SafetensorsFile>();
@@ -128,15 +155,12 @@ export class Checkpoint {
   constructor(readonly dir: string) {
     const indexPath = join(dir, 'model.safetensors.index.json');
     const singlePath = join(dir, 'model.safetensors');
-    if (existsSync(indexPath)) {
-      let index: { weight_map?: Record<string, string> };
-      try {
-        index = JSON.parse(readFileSync(indexPath, 'utf8'));
-      } catch (e) {
-        throw new LoadError(indexPath, 'valid JSON', `unparseable JSON (${(e as Error).message})`);
+    if (pathExists(indexPath)) {
+      const index = parseJsonObject(indexPath, readTextFile(indexPath, 'index')) as { weight_map?: unknown };
+      const wm = index.weight_map as Record<string, unknown> | undefined;
+      if (!wm || typeof wm !== 'object' || Array.isArray(wm)) {
+        throw new LoadError(indexPath, 'a "weight_map" object', wm === undefined ? `keys ${JSON.stringify(Object.keys(index)).slice(0, 80)}` : fmtJson(wm));
       }
-      const wm = index.weight_map;
-      if (!wm || typeof wm !== 'object') throw new LoadError(indexPath, 'a "weight_map" object', JSON.stringify(Object.keys(index)));
       const files = new Map<string, SafetensorsFile>();
       for (const [name, file] of Object.entries(wm)) {
         if (typeof file !== 'string' || basename(file) !== file) throw new LoadError(indexPath, `a shard file name for ${name}`, JSON.stringify(file));
@@ -150,10 +174,10 @@ export class Checkpoint {
       }
       for (const [file, st] of files) {
         for (const name of st.tensors.keys()) {
-          if (wm[name] !== file) throw new LoadError(join(dir, file), `only tensors the index maps to ${file}`, `${name} (index says ${wm[name] ?? 'nothing'})`);
+          if (wm[name] !== file) throw new LoadError(join(dir, file), `only tensors the index maps to ${file}`, `${name} (index says ${fmtJson(wm[name] ?? 'nothing')})`);
         }
       }
-    } else if (existsSync(singlePath)) {
+    } else if (pathExists(singlePath)) {
       const st = new SafetensorsFile(singlePath);
       for (const name of st.tensors.keys()) this.byName.set(name, st);
     } else {

@@ -12,10 +12,10 @@
  * `encode` never adds special tokens (add_special_tokens=False, as LLaDA's generate.py and Dream's
  * apply_chat_template do); prompts get their BOS etc. from the chat template.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { LoadError } from './errors.js';
+import { parseJsonObject, pathExists, readOptionalJsonObject, readTextFile } from './files.js';
 
 export interface Tokenizer {
   /** Token ids of `text`; never adds special tokens (add_special_tokens=False). Added tokens in the text are recognised. */
@@ -62,41 +62,6 @@ interface AddedTokenSpec {
 type Json = Record<string, unknown>;
 
 const NAMED_SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-async function readText(path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new LoadError(path, 'a readable file', `an unreadable file (${(e as Error).message})`);
-  }
-}
-
-function parseJsonObject(path: string, text: string): Json {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new LoadError(path, 'valid JSON', `unparseable JSON (${(e as Error).message})`);
-  }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) {
-    throw new LoadError(path, 'a JSON object', Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v);
-  }
-  return v as Json;
-}
-
-/** A JSON object file, or null when the file does not exist; LoadError when it is not a JSON object. */
-export async function readOptionalJson(path: string): Promise<Json | null> {
-  if (!(await isFile(path))) return null;
-  return parseJsonObject(path, await readText(path));
-}
 
 /** A special token as tokenizer_config.json / special_tokens_map.json write it: a string or `{content}`. */
 export function tokenContent(v: unknown): string | undefined {
@@ -203,7 +168,10 @@ function wrap(hf: HfTokenizer, specialNames: Set<string>, addedSpecialIds: Itera
     const id = hf.token_to_id(s);
     if (id !== undefined) special.add(id);
   }
-  const vocabSize = model.vocab.length;
+  // Largest id + 1. Not just vocab.length: an id past 2^32 - 2 is no array index, so the library stores it as a
+  // plain property and the length does not see it (a hostile tokenizer could then produce ids past the embedding).
+  let vocabSize = model.vocab.length;
+  for (const id of model.tokens_to_ids.values()) if (id + 1 > vocabSize) vocabSize = id + 1;
   return {
     vocabSize,
     encode(text: string): number[] {
@@ -237,7 +205,7 @@ function wrap(hf: HfTokenizer, specialNames: Set<string>, addedSpecialIds: Itera
 /** Route 1: a tokenizer.json (plus tokenizer_config.json for added tokens / special names, when present). */
 async function loadFromTokenizerJson(dir: string, config: Json | null, specialMap: Json | null): Promise<Tokenizer> {
   const file = join(dir, 'tokenizer.json');
-  const json = parseJsonObject(file, await readText(file));
+  const json = parseJsonObject(file, readTextFile(file, 'tokenizer'));
   const model = json.model;
   if (!model || typeof model !== 'object' || Array.isArray(model)) {
     throw new LoadError(file, 'a "model" object (BPE, WordPiece or Unigram with its vocab)', model === undefined ? 'no "model" key' : JSON.stringify(model).slice(0, 80));
@@ -285,7 +253,20 @@ async function loadFromTokenizerJson(dir: string, config: Json | null, specialMa
   rewriteSplitPatterns(full.pre_tokenizer);
   const cfg = hfConfig(config, specialMap);
   const hf = construct(file, full, cfg);
+  checkIds(file, hf);
   return wrap(hf, namedSpecialTokens(config, specialMap), added.filter((t) => t.special).map((t) => t.id), cfg.clean_up_tokenization_spaces === true);
+}
+
+/** Every id of the built vocabulary is a non-negative integer (the library stores whatever the file says). */
+function checkIds(file: string, hf: HfTokenizer): void {
+  for (const [tok, id] of hf.model!.tokens_to_ids) {
+    if (!isTokenId(id)) throw new LoadError(file, 'token ids that are non-negative integers', `${JSON.stringify(tok)}: ${JSON.stringify(id)}`);
+  }
+}
+
+/** The file a folder's tokenizer is built from (for messages): tokenizer.json, else vocab.json. */
+export function tokenizerFile(dir: string): string {
+  return pathExists(join(dir, 'tokenizer.json')) ? join(dir, 'tokenizer.json') : join(dir, 'vocab.json');
 }
 
 /** Route 2: Qwen2 byte-level BPE from vocab.json + merges.txt (Dream; models.md §2.5). */
@@ -301,7 +282,8 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
   }
   const vocabFile = join(dir, 'vocab.json');
   const mergesFile = join(dir, 'merges.txt');
-  const [vocabText, mergesText] = await Promise.all([readText(vocabFile), readText(mergesFile)]);
+  const vocabText = readTextFile(vocabFile, 'tokenizer');
+  const mergesText = readTextFile(mergesFile, 'tokenizer');
   const vocab = parseJsonObject(vocabFile, vocabText);
   const merges: [string, string][] = [];
   const mergeLines: number[] = [];
@@ -322,7 +304,7 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
   const special = namedSpecialTokens(config, specialMap);
   // added_tokens.json (content → id, no flags): anything added_tokens_decoder lacks; special iff a named special token.
   const addedJsonFile = join(dir, 'added_tokens.json');
-  const addedJson = await readOptionalJson(addedJsonFile);
+  const addedJson = readOptionalJsonObject(addedJsonFile, 'json-config');
   if (addedJson) {
     const haveIds = new Set(added.map((t) => t.id));
     for (const [content, id] of Object.entries(addedJson)) {
@@ -377,9 +359,7 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
   // Validated after construction, through the library's token → id Map: a second pass over the 151k-key object
   // (Object.entries / hasOwn on a dictionary-mode object) would cost ~0.2 s.
   const ids = hf.model!.tokens_to_ids;
-  for (const [tok, id] of ids) {
-    if (!isTokenId(id)) throw new LoadError(vocabFile, 'a map from token to non-negative integer id', `${JSON.stringify(tok)}: ${JSON.stringify(id)}`);
-  }
+  checkIds(vocabFile, hf);
   for (let m = 0; m < merges.length; m++) {
     const [a, b] = merges[m];
     if (!ids.has(a) || !ids.has(b) || !ids.has(a + b)) {
@@ -394,11 +374,12 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
  * `vocab.json` + `merges.txt`. Throws LoadError naming the folder when neither is there.
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const config = await readOptionalJson(join(dir, 'tokenizer_config.json'));
-  const specialMap = await readOptionalJson(join(dir, 'special_tokens_map.json'));
-  if (await isFile(join(dir, 'tokenizer.json'))) return loadFromTokenizerJson(dir, config, specialMap);
-  const hasVocab = await isFile(join(dir, 'vocab.json'));
-  const hasMerges = await isFile(join(dir, 'merges.txt'));
+  const config = readOptionalJsonObject(join(dir, 'tokenizer_config.json'), 'tokenizer-config');
+  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config');
+  // Anything at these names counts as there (and is then refused if it is not a regular file within its limit).
+  if (pathExists(join(dir, 'tokenizer.json'))) return loadFromTokenizerJson(dir, config, specialMap);
+  const hasVocab = pathExists(join(dir, 'vocab.json'));
+  const hasMerges = pathExists(join(dir, 'merges.txt'));
   if (hasVocab && hasMerges) return loadQwen2FromVocabMerges(dir, config, specialMap);
   throw new LoadError(
     dir,
