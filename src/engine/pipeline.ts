@@ -4,7 +4,7 @@
  */
 import type { KernelBackend } from '../kernels/backend.js';
 import type { BackendName } from '../kernels/select.js';
-import { loadChatTemplate, renderChatTemplate, type ChatMessage, type ChatTemplateInfo } from '../load/chat-template.js';
+import { loadChatTemplate, renderChatTemplate, type ChatMessage, type ChatTemplateInfo, type TemplateLimits } from '../load/chat-template.js';
 import type { GenerationDefaults, ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
 import { resolveModelDir } from '../load/hub.js';
@@ -32,19 +32,25 @@ export interface Pipeline {
   readonly ids: SpecialIds;
 }
 
+export interface PipelineOptions {
+  readonly backend?: BackendName | KernelBackend;
+  /** Limits on rendering the chat template (default: templateLimits(), i.e. 1 s or DYLLM_TEMPLATE_TIMEOUT_MS). */
+  readonly templateLimits?: Partial<TemplateLimits>;
+}
+
 /**
  * Load a model for generation. `model` is a folder, a bundled model's name (`dyllm-demo`) or a Hugging Face id
  * (`org/name[@revision]`) already in the Hugging Face cache (load/hub.ts).
  */
-export async function loadPipeline(model: string, opts: { backend?: BackendName | KernelBackend } = {}): Promise<Pipeline> {
+export async function loadPipeline(model: string, opts: PipelineOptions = {}): Promise<Pipeline> {
   const dir = resolveModelDir(model);
   return loadPipelineDir(dir, opts);
 }
 
-async function loadPipelineDir(dir: string, opts: { backend?: BackendName | KernelBackend }): Promise<Pipeline> {
+async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipeline> {
   const { model, config, generation } = loadModel(dir, opts);
   const tokenizer = await loadTokenizer(dir);
-  const chatTemplate = await loadChatTemplate(dir);
+  const chatTemplate = await loadChatTemplate(dir, { limits: opts.templateLimits });
   const maskTok = tokenizer.idToToken(config.maskTokenId);
   if (maskTok === undefined) {
     throw new LoadError(dir, `the tokenizer to know mask_token_id ${config.maskTokenId} from config.json`, 'no such token', 'tokenizer and config.json disagree');
@@ -69,11 +75,12 @@ export function encodePrompt(p: Pipeline, text: string | readonly ChatMessage[],
   }
   if (!p.chatTemplate) throw new LoadError(p.dir, 'a chat_template in tokenizer_config.json', 'none', 'drop --chat to send the raw prompt');
   const messages = typeof text === 'string' ? [{ role: 'user', content: text }] : text;
-  const rendered = renderChatTemplate(p.chatTemplate.template, messages, {
-    bos_token: p.chatTemplate.bos_token,
-    eos_token: p.chatTemplate.eos_token,
-    add_generation_prompt: true,
-  });
+  const rendered = renderChatTemplate(
+    p.chatTemplate.template,
+    messages,
+    { bos_token: p.chatTemplate.bos_token, eos_token: p.chatTemplate.eos_token, add_generation_prompt: true },
+    { name: p.chatTemplate.source, limits: p.chatTemplate.limits },
+  );
   return p.tokenizer.encode(rendered);
 }
 
