@@ -78,10 +78,12 @@ test('the template source is bounded', () => {
 });
 
 test('template errors, recursion and non-data variables are LoadErrors naming the template', () => {
-  refused(() => renderChatTemplate("{{ raise_exception('no system role') }}", HI, {}, { name: 'T' }), 'render', 'T: expected a template that renders these messages, found an error: no system role');
-  refused(() => renderChatTemplate('{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}', HI), 'render');
-  refused(() => renderChatTemplate('{% if %}', HI), 'parse', 'parse error');
-  refused(() => renderChatTemplate(SIMPLE, HI, { tools: () => 1 }), 'clone', 'plain data');
+  // A deadline far beyond these renders (~0.3 s for the macro on an idle machine): this is about the error kinds.
+  const limits = { timeoutMs: 30_000 };
+  refused(() => renderChatTemplate("{{ raise_exception('no system role') }}", HI, {}, { name: 'T', limits }), 'render', 'T: expected a template that renders these messages, found an error: no system role');
+  refused(() => renderChatTemplate('{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}', HI, {}, { limits }), 'render');
+  refused(() => renderChatTemplate('{% if %}', HI, {}, { limits }), 'parse', 'parse error');
+  refused(() => renderChatTemplate(SIMPLE, HI, { tools: () => 1 }, { limits }), 'clone', 'plain data');
 });
 
 test('limits: defaults, overrides, DYLLM_TEMPLATE_TIMEOUT_MS', () => {
