@@ -2,13 +2,14 @@
  * A loaded model folder, ready to generate: the model on its kernel backend, the tokenizer, the chat template
  * and the special token ids, every one read from the folder's own files (never hard-coded).
  */
+import { join } from 'node:path';
 import type { KernelBackend } from '../kernels/backend.js';
 import type { BackendName } from '../kernels/select.js';
-import { loadChatTemplate, renderChatTemplate, type ChatMessage, type ChatTemplateInfo, type TemplateLimits } from '../load/chat-template.js';
+import { loadChatTemplate, renderChatTemplate, specialTokenFile, type ChatMessage, type ChatTemplateInfo, type TemplateLimits } from '../load/chat-template.js';
 import type { GenerationDefaults, ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
 import { resolveModelDir } from '../load/hub.js';
-import { loadTokenizer, type Tokenizer } from '../load/tokenizer.js';
+import { loadTokenizer, tokenizerFile, type Tokenizer } from '../load/tokenizer.js';
 import { loadModel } from '../models/load-model.js';
 import { turnEndTokens } from '../models/registry.js';
 import type { DiffusionModel } from '../models/types.js';
@@ -51,10 +52,7 @@ async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipe
   const { model, config, generation } = loadModel(dir, opts);
   const tokenizer = await loadTokenizer(dir);
   const chatTemplate = await loadChatTemplate(dir, { limits: opts.templateLimits });
-  const maskTok = tokenizer.idToToken(config.maskTokenId);
-  if (maskTok === undefined) {
-    throw new LoadError(dir, `the tokenizer to know mask_token_id ${config.maskTokenId} from config.json`, 'no such token', 'tokenizer and config.json disagree');
-  }
+  checkTokenizerFitsModel(dir, config, generation, tokenizer, chatTemplate);
   const eotId = tokenizer.tokenToId(turnEndTokens[config.arch]);
   return {
     dir,
@@ -65,6 +63,50 @@ async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipe
     chatTemplate,
     ids: Object.freeze({ mask: config.maskTokenId, eos: config.eosTokenId, eot: eotId ?? null, bos: config.bosTokenId, pad: config.padTokenId }),
   };
+}
+
+/**
+ * The tokenizer and the model must agree, or generation fails late (an id past the embedding) or silently (a
+ * special token the tokenizer spells as plain text): every id the tokenizer can produce is a row of the embedding,
+ * every special id the engine uses names a token, and the bos/eos strings the chat template inserts are tokens.
+ */
+function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: GenerationDefaults, tokenizer: Tokenizer, chatTemplate: ChatTemplateInfo | null): void {
+  const cfgFile = join(dir, 'config.json');
+  const rowsKey = config.arch === 'llada' ? 'embedding_size' : 'vocab_size';
+  if (tokenizer.vocabSize > config.vocabSize) {
+    throw new LoadError(
+      tokenizerFile(dir),
+      `a tokenizer with at most ${config.vocabSize} ids (the model's embedding rows, ${rowsKey} in ${cfgFile})`,
+      `${tokenizer.vocabSize} ids (largest id ${tokenizer.vocabSize - 1})`,
+      'the tokenizer belongs to a different model',
+    );
+  }
+  // Where each id was read from (load/config.ts: generation_config.json first for eos, and for LLaDA's bos).
+  const fromGen = (key: string): boolean =>
+    generation[key] !== undefined && generation[key] !== null && (key === 'eos_token_id' || (key === 'bos_token_id' && config.arch === 'llada'));
+  const ids: [string, number | null][] = [
+    ['mask_token_id', config.maskTokenId],
+    ['eos_token_id', config.eosTokenId],
+    ['pad_token_id', config.padTokenId],
+    ['bos_token_id', config.bosTokenId],
+  ];
+  for (const [key, id] of ids) {
+    if (id === null || tokenizer.idToToken(id) !== undefined) continue;
+    const file = fromGen(key) ? join(dir, 'generation_config.json') : cfgFile;
+    throw new LoadError(file, `the id of a token of the tokenizer (${tokenizerFile(dir)})`, `${id}, which names no token`, 'tokenizer and config disagree', { key });
+  }
+  if (chatTemplate) {
+    for (const [key, tok] of [['bos_token', chatTemplate.bos_token], ['eos_token', chatTemplate.eos_token]] as const) {
+      if (tok === undefined || tokenizer.tokenToId(tok) !== undefined) continue;
+      throw new LoadError(
+        specialTokenFile(dir, key),
+        `a token of the tokenizer (the chat template inserts it as ${key})`,
+        `${JSON.stringify(tok)}, which the tokenizer does not know`,
+        'it would be encoded as plain text',
+        { key },
+      );
+    }
+  }
 }
 
 /** Token ids of a user prompt: through the chat template when `chat`, else the raw text (no special tokens). */

@@ -202,6 +202,13 @@ export async function loadChatTemplate(dir: string, opts: { limits?: Partial<Tem
   return out;
 }
 
+/** The file that defines a special token string (`bos_token`, …): tokenizer_config.json, else special_tokens_map.json. */
+export function specialTokenFile(dir: string, key: string): string {
+  const configFile = join(dir, 'tokenizer_config.json');
+  const config = readOptionalJsonObject(configFile, 'tokenizer-config');
+  return tokenContent(config?.[key]) !== undefined ? configFile : join(dir, 'special_tokens_map.json');
+}
+
 /**
  * The bos/eos/pad/mask token strings of a model folder, from `tokenizer_config.json`, falling back to
  * `special_tokens_map.json`. LLaDA declares no `mask_token`; its mask `<|mdm_mask|>` is taken from
