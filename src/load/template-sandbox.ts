@@ -94,7 +94,14 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
  * anything the template does; the outcome says what happened.
  */
 export function renderInSandbox(template: string, context: Record<string, unknown>, limits: TemplateLimits): SandboxOutcome {
-  if (helper === null || helper.exited) helper = spawn();
+  if (helper === null || helper.exited) {
+    try {
+      helper = spawn();
+    } catch (e) {
+      // Thread creation itself failed (out of memory or threads): this render cannot run.
+      return { ok: false, kind: 'start', message: `the template helper thread could not start (${(e as Error).message.split('\n')[0]})` };
+    }
+  }
   const h = helper;
   const id = h.nextId++;
   const req: RenderRequest = { id, template, context, maxOutputChars: limits.maxOutputChars };

@@ -5,6 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -213,4 +214,17 @@ test('a template that runs away on one request fails that request only', { timeo
     return true;
   });
   assert.deepEqual(encodePrompt(p, 'Hi', true), p.tokenizer.encode('Hi'));
+});
+
+test('a model argument that is a file, a FIFO or a device is refused as a folder', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dyllm-val-'));
+  made.push(dir);
+  const file = join(dir, 'model.json');
+  writeFileSync(file, '{}');
+  await rejectsExactly(loadPipeline(file), `${file}: expected a model folder, found a file that is not a folder (point at the folder that holds config.json)`);
+  await rejectsExactly(loadPipeline('/dev/zero'), '/dev/zero: expected a model folder, found a file that is not a folder (point at the folder that holds config.json)');
+  const fifo = join(dir, 'fifo');
+  if (spawnSync('mkfifo', [fifo]).status === 0) {
+    await rejectsExactly(loadPipeline(fifo), `${fifo}: expected a model folder, found a file that is not a folder (point at the folder that holds config.json)`);
+  }
 });
