@@ -1,7 +1,7 @@
 /**
  * `dyllm serve`: an OpenAI-compatible HTTP server (node:http, no framework) in front of two worker threads: the
  * tokenizer (tokenizer.ts: chat template + encoding) and the engine (engine.ts, worker.ts, scheduler.ts: every model
- * step). This thread only parses, validates, schedules admission and writes
+ * step). This thread only checks access (security.ts), parses, validates, schedules admission and writes
  * responses. Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health, /metrics, / (the
  * web view). Limits: bounded queue (503 + Retry-After), body size (413), media type (415), JSON depth and UTF-8
  * (400), prompt bytes before tokenizing and tokens after (400), max_tokens cap (400), per-request timeout (504 or
@@ -22,6 +22,7 @@ import { testFaultOf, testFaultsEnabled } from './faults.js';
 import { Metrics } from './metrics.js';
 import type { DoneMsg, ErrorMsg, ReadyMsg, StepMsg, TestFault } from './protocol.js';
 import { parseGenerationRequest, type ParsedRequest } from './request.js';
+import { AccessGate, isLoopbackAddress } from './security.js';
 import { endSse, sendSse, startSse } from './sse.js';
 import { DEFAULT_RESTART_LIMITS, type RestartLimits, type WorkerState } from './supervisor.js';
 import { maxPromptBytes, promptBytes, TokenizerClient } from './tokenizer.js';
@@ -45,6 +46,10 @@ export interface ServerOptions {
   readonly bodyLimit?: number;
   /** The model id reported by /v1/models and in responses (default: the folder name). */
   readonly modelName?: string;
+  /** Required `Authorization: Bearer` token for every route but /health and the web view's page; null = none. */
+  readonly apiKey?: string | null;
+  /** Cross-origin browser origins allowed (`*` = any); others are refused (403). Default: none. */
+  readonly corsOrigins?: readonly string[];
   /** Worker restarts tolerated within a window before the server reports engine_down (default 5 per 60 s). */
   readonly restartLimits?: RestartLimits;
 }
@@ -104,7 +109,7 @@ function stableText(s: string): string {
 }
 
 export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
-  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, restartLimits: DEFAULT_RESTART_LIMITS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
+  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, apiKey: null as string | null, corsOrigins: [] as readonly string[], restartLimits: DEFAULT_RESTART_LIMITS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
   const testFaults = testFaultsEnabled();
   const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens, testFaults }, o.restartLimits);
   const tokenizer = new TokenizerClient({ modelDir: o.modelDir, testFaults }, o.restartLimits);
@@ -119,6 +124,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
   const metrics = new Metrics();
   const capacity = o.maxBatch + o.maxQueue;
   const promptByteLimit = maxPromptBytes(o.maxPromptTokens);
+  const gate = new AccessGate({ apiKey: o.apiKey, corsOrigins: o.corsOrigins, loopback: isLoopbackAddress(o.host) });
   let inflight = 0;
   let draining = false;
   const idle: (() => void)[] = [];
@@ -324,6 +330,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rt = route(req);
+    if (gate.check(req, res, rt.slice(rt.indexOf(' ') + 1))) return;
     switch (rt) {
       case 'POST /v1/chat/completions':
         return generate(req, res, true);
