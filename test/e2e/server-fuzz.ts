@@ -395,7 +395,7 @@ function makeCase(p: Pick, port: number): Case {
   }
   if (k < 75) {
     const ct = p.one([null, 'text/plain', 'text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'application/json; foo=bar', 'application/jsonx', 'json', '', 'application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON']);
-    const payload = Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: QUESTION }], max_tokens: 8 }));
+    const payload = Buffer.from(JSON.stringify({ ...(chat ? { messages: [{ role: 'user', content: QUESTION }] } : { prompt: QUESTION }), max_tokens: 8 }));
     const ok = ct !== null && /^application\/json(; charset=utf-8)?$/i.test(ct);
     return { kind: 'content-type', what: `POST ${path} Content-Type ${JSON.stringify(ct)}`, ex: { pieces: request('POST', path, ct === null ? {} : { 'Content-Type': ct }, payload, null) }, expect: ok ? [200] : [415] };
   }
