@@ -66,7 +66,9 @@ export async function cmdServe(argv: string[]): Promise<void> {
   // An empty DYLLM_API_KEY counts as unset; an empty --api-key is a mistake.
   const apiKey = (values['api-key'] as string | undefined) ?? (process.env.DYLLM_API_KEY?.trim() || undefined);
   if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key: expected a non-empty key, found an empty string');
-  if (apiKey !== undefined && /\s/.test(apiKey.trim())) throw new UsageError('--api-key: expected a key without spaces (it travels as "Authorization: Bearer KEY")');
+  if (apiKey !== undefined && /\s/.test(apiKey.trim())) {
+    throw new UsageError(`${values['api-key'] !== undefined ? '--api-key' : 'DYLLM_API_KEY'}: expected a key without spaces (it travels as "Authorization: Bearer KEY")`);
+  }
   let corsOrigins: string[];
   try {
     corsOrigins = parseCorsOrigins((values['cors-origin'] as string[] | undefined) ?? []);
