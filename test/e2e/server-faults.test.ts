@@ -234,6 +234,27 @@ describe('dyllm serve: faults inside requests and workers (bundled model)', () =
   });
 });
 
+test('body checks: 10,000-deep JSON and invalid UTF-8 are 400 invalid_json, not a 500 (jsonDepth skips strings)', async () => {
+  const { jsonDepth, MAX_JSON_DEPTH } = await import('../../src/server/body.js');
+  assert.equal(jsonDepth('{"a":"[[[[{{{{","b":[1,{"c":"\\"]]"}]}', 64), 3);
+  assert.equal(jsonDepth('['.repeat(10_000) + ']'.repeat(10_000), MAX_JSON_DEPTH), MAX_JSON_DEPTH + 1);
+  const s = await startServer({ modelDir: DEMO, port: 0 });
+  try {
+    const deep = '['.repeat(10_000) + ']'.repeat(10_000);
+    for (const field of ['seed', 'temperature', 'user', 'messages']) {
+      const r = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: `{"messages":[{"role":"user","content":"hi"}],"${field}":${deep}}` });
+      assert.equal(r.status, 400, field);
+      assert.deepEqual((await r.json()) as ErrorBody, { error: { message: `the request body nests arrays/objects more than ${MAX_JSON_DEPTH} levels deep; an OpenAI request needs a handful`, type: 'invalid_request_error', param: null, code: 'invalid_json' } });
+    }
+    const bytes = Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"h'), Buffer.from([0xc3, 0x28]), Buffer.from('"}]}')]);
+    const r = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: bytes });
+    assert.equal(r.status, 400);
+    assert.equal(((await r.json()) as ErrorBody).error.message, 'the request body is not valid UTF-8; send JSON text encoded as UTF-8');
+  } finally {
+    await s.close();
+  }
+});
+
 describe('dyllm serve: a crash loop ends in engine_down', () => {
   let s: DyllmServer;
   before(async () => {
