@@ -1,9 +1,11 @@
 /**
  * `dyllm serve`: flags → startServer. Prints one line with the URL on stdout once the model is loaded; SIGTERM
  * and SIGINT drain in-flight requests (new ones get 503) and then exit. Wrong flags are UsageErrors (exit 2).
+ * Listening beyond loopback without an API key prints a one-line warning on stderr.
  */
 import type { BackendName } from '../kernels/select.js';
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
+import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
 import { modelDir as resolveModelArg, parse, UsageError } from './args.js';
 
 
@@ -20,6 +22,10 @@ export const SERVE_HELP = `Usage: dyllm serve [options]
   --timeout-ms N      per-request limit, 0 = none (default ${SERVER_DEFAULTS.timeoutMs})
   --body-limit N      request body limit in bytes (default ${SERVER_DEFAULTS.bodyLimit})
   --model-name NAME   model id in /v1/models and responses (default: the folder name)
+  --api-key KEY       require "Authorization: Bearer KEY" on every route but /health and the web view
+                      (default: env DYLLM_API_KEY, else none; prefer the variable: flags show in ps)
+  --cors-origin O     allow browser requests from origin O (http://host:port, or *); repeatable or a
+                      comma list. Other origins are refused (403); a loopback server refuses non-loopback Host names
 
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health, /metrics, / (web view).
 Request fields and the denoise-streaming extension: docs/server.md.`;
@@ -45,6 +51,8 @@ export async function cmdServe(argv: string[]): Promise<void> {
     'timeout-ms': { type: 'string' },
     'body-limit': { type: 'string' },
     'model-name': { type: 'string' },
+    'api-key': { type: 'string' },
+    'cors-origin': { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h' },
   }, false);
   if (values.help) {
@@ -55,11 +63,24 @@ export async function cmdServe(argv: string[]): Promise<void> {
   if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
   const port = intFlag(values, 'port', 0);
   if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
+  // An empty DYLLM_API_KEY counts as unset; an empty --api-key is a mistake.
+  const apiKey = (values['api-key'] as string | undefined) ?? (process.env.DYLLM_API_KEY?.trim() || undefined);
+  if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key: expected a non-empty key, found an empty string');
+  if (apiKey !== undefined && /\s/.test(apiKey.trim())) {
+    throw new UsageError(`${values['api-key'] !== undefined ? '--api-key' : 'DYLLM_API_KEY'}: expected a key without spaces (it travels as "Authorization: Bearer KEY")`);
+  }
+  let corsOrigins: string[];
+  try {
+    corsOrigins = parseCorsOrigins((values['cors-origin'] as string[] | undefined) ?? []);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const host = (values.host as string | undefined) ?? SERVER_DEFAULTS.host;
   const modelDir = resolveModelArg(values.model);
   const server = await startServer({
     modelDir,
     backend: backend as BackendName,
-    host: values.host as string | undefined,
+    host,
     port,
     maxBatch: intFlag(values, 'max-batch', 1),
     maxQueue: intFlag(values, 'max-queue', 0),
@@ -68,7 +89,12 @@ export async function cmdServe(argv: string[]): Promise<void> {
     timeoutMs: intFlag(values, 'timeout-ms', 0),
     bodyLimit: intFlag(values, 'body-limit', 1),
     modelName: values['model-name'] as string | undefined,
+    apiKey: apiKey?.trim() ?? null,
+    corsOrigins,
   });
+  if (!isLoopbackAddress(host) && apiKey === undefined) {
+    process.stderr.write(`dyllm: warning: listening on ${host} without an API key: anyone who can reach this address can run generations (set DYLLM_API_KEY or --api-key)\n`);
+  }
   process.stdout.write(`dyllm: serving ${modelDir} (${server.model.arch}, ${server.model.backend}) on ${server.url}\n`);
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -109,8 +109,11 @@ function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: G
   }
 }
 
-/** Token ids of a user prompt: through the chat template when `chat`, else the raw text (no special tokens). */
-export function encodePrompt(p: Pipeline, text: string | readonly ChatMessage[], chat: boolean): number[] {
+/**
+ * Token ids of a user prompt: through the chat template when `chat`, else the raw text (no special tokens). Needs
+ * only the tokenizer side of a pipeline (the server's tokenizer worker loads just that).
+ */
+export function encodePrompt(p: Pick<Pipeline, 'dir' | 'tokenizer' | 'chatTemplate'>, text: string | readonly ChatMessage[], chat: boolean): number[] {
   if (!chat) {
     if (typeof text !== 'string') throw new LoadError(p.dir, 'a plain string prompt without --chat', 'a message list');
     return p.tokenizer.encode(text);

@@ -1,23 +1,31 @@
 /**
- * `dyllm serve`: an OpenAI-compatible HTTP server (node:http, no framework) in front of the engine worker.
- * This thread only parses, validates, schedules admission and writes responses; every model step runs in the
- * worker (engine.ts, worker.ts, scheduler.ts). Routes: POST /v1/chat/completions, POST /v1/completions,
- * GET /v1/models, /health, /metrics, / (the web view). Limits: bounded queue (503 + Retry-After), body size
- * (413), max_tokens cap (400), per-request timeout (504 or a stream error event), disconnect → cancel,
- * drain() for SIGTERM. Errors become HTTP only through errors.ts. Protocol details: docs/server.md.
+ * `dyllm serve`: an OpenAI-compatible HTTP server (node:http, no framework) in front of two worker threads: the
+ * tokenizer (tokenizer.ts: chat template + encoding) and the engine (engine.ts, worker.ts, scheduler.ts: every model
+ * step). This thread only checks access (security.ts), parses, validates, schedules admission and writes
+ * responses. Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health, /metrics, / (the
+ * web view). Limits: bounded queue (503 + Retry-After), body size (413), media type (415), JSON depth and UTF-8
+ * (400), prompt bytes before tokenizing and tokens after (400), max_tokens cap (400), per-request timeout (504 or
+ * a stream error event), disconnect → cancel, drain() for SIGTERM. A request that fails while it is stepped fails
+ * alone (500); a worker that dies is restarted (503 meanwhile, /health says so). Errors become HTTP only through
+ * errors.ts. Protocol details: docs/server.md.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { BackendName } from '../kernels/select.js';
+import { checkContentType, decodeJsonBody, readBody } from './body.js';
 import { EngineClient } from './engine.js';
 import { RequestError, toHttpError } from './errors.js';
+import { testFaultOf, testFaultsEnabled } from './faults.js';
 import { Metrics } from './metrics.js';
-import type { DoneMsg, ReadyMsg, StepMsg } from './protocol.js';
-import { parseGenerationRequest, parseJsonBody, type ParsedRequest } from './request.js';
+import type { DoneMsg, ErrorMsg, ReadyMsg, StepMsg, TestFault } from './protocol.js';
+import { parseGenerationRequest, type ParsedRequest } from './request.js';
+import { AccessGate, isLoopbackAddress } from './security.js';
 import { endSse, sendSse, startSse } from './sse.js';
+import { DEFAULT_RESTART_LIMITS, type RestartLimits, type WorkerState } from './supervisor.js';
+import { maxPromptBytes, promptBytes, TokenizerClient } from './tokenizer.js';
 
 export interface ServerOptions {
   readonly modelDir: string;
@@ -38,6 +46,12 @@ export interface ServerOptions {
   readonly bodyLimit?: number;
   /** The model id reported by /v1/models and in responses (default: the folder name). */
   readonly modelName?: string;
+  /** Required `Authorization: Bearer` token for every route but /health and the web view's page; null = none. */
+  readonly apiKey?: string | null;
+  /** Cross-origin browser origins allowed (`*` = any); others are refused (403). Default: none. */
+  readonly corsOrigins?: readonly string[];
+  /** Worker restarts tolerated within a window before the server reports engine_down (default 5 per 60 s). */
+  readonly restartLimits?: RestartLimits;
 }
 
 export interface DyllmServer {
@@ -60,36 +74,8 @@ export const MASK_GLYPH = '░';
 
 const STATIC_DIR = new URL('../../../src/server/static/', import.meta.url);
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const tooLarge = (): RequestError =>
-      new RequestError(413, `request body exceeds the limit of ${limit} bytes (--body-limit)`, 'invalid_request_error', null, 'body_too_large', { Connection: 'close' });
-    const cl = Number(req.headers['content-length']);
-    if (Number.isFinite(cl) && cl > limit) {
-      req.resume();
-      reject(tooLarge());
-      return;
-    }
-    const parts: Buffer[] = [];
-    let n = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      n += c.length;
-      if (n > limit) {
-        failed = true;
-        reject(tooLarge());
-        return;
-      }
-      parts.push(c);
-    });
-    req.on('end', () => failed || resolve(Buffer.concat(parts)));
-    req.on('error', (e) => failed || reject(e));
-  });
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
-  if (res.headersSent) return;
+  if (res.headersSent || res.destroyed) return;
   const s = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(s), ...headers });
   res.end(s);
@@ -106,24 +92,39 @@ function sendError(res: ServerResponse, e: unknown): void {
   sendJson(res, status, body, headers);
 }
 
+/** A malformed HTTP request (bad request line or headers) still gets a JSON error, then the connection closes. */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const body = JSON.stringify({ error: { message: `malformed HTTP request (${err.code ?? err.message})`, type: 'invalid_request_error', param: null, code: 'bad_http_request' } });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
 /** Holds back a trailing U+FFFD (an incomplete UTF-8 sequence at the prefix's end) until it is complete. */
 function stableText(s: string): string {
   return s.endsWith('\uFFFD') ? s.replace(/\uFFFD+$/, '') : s;
 }
 
 export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
-  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
-  const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens });
+  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, apiKey: null as string | null, corsOrigins: [] as readonly string[], restartLimits: DEFAULT_RESTART_LIMITS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
+  const testFaults = testFaultsEnabled();
+  const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens, testFaults }, o.restartLimits);
+  const tokenizer = new TokenizerClient({ modelDir: o.modelDir, testFaults }, o.restartLimits);
   let model: ReadyMsg;
   try {
-    model = await engine.ready;
+    [model] = await Promise.all([engine.ready, tokenizer.ready]);
   } catch (e) {
-    await engine.terminate();
+    await Promise.all([engine.terminate(), tokenizer.terminate()]);
     throw e;
   }
   const modelId = o.modelName ?? basename(o.modelDir.replace(/\/+$/, ''));
   const metrics = new Metrics();
   const capacity = o.maxBatch + o.maxQueue;
+  const promptByteLimit = maxPromptBytes(o.maxPromptTokens);
+  const gate = new AccessGate({ apiKey: o.apiKey, corsOrigins: o.corsOrigins, loopback: isLoopbackAddress(o.host) });
   let inflight = 0;
   let draining = false;
   const idle: (() => void)[] = [];
@@ -134,11 +135,29 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     metrics.committedTokens += t.generatedTokens;
     metrics.step.observe(t.ms / 1000);
   };
+  engine.onRestart = () => metrics.engineRestarts++;
+  tokenizer.onRestart = () => metrics.tokenizerRestarts++;
   let indexHtml: string | null = null;
   try {
     indexHtml = readFileSync(new URL('index.html', STATIC_DIR), 'utf8');
   } catch {
     indexHtml = null;
+  }
+
+  /** The workers' joint state: down if either is down, restarting if either restarts, else running. */
+  function workersState(): { state: WorkerState; reason: string | null } {
+    for (const st of ['down', 'restarting', 'starting'] as const) {
+      for (const w of [engine, tokenizer]) if (w.state === st) return { state: st, reason: w.reason };
+    }
+    return { state: 'running', reason: null };
+  }
+
+  /** 503 while a worker restarts or stays down. */
+  function checkWorkers(): void {
+    const { state, reason } = workersState();
+    if (state === 'running') return;
+    if (state === 'down') throw new RequestError(503, `the engine is not running (${reason ?? 'stopped'}); restart the server`, 'server_error', null, 'engine_down');
+    throw new RequestError(503, `the engine is restarting (${reason ?? 'starting'}); retry shortly`, 'overloaded_error', null, 'engine_restarting', { 'Retry-After': '2' });
   }
 
   function release(): void {
@@ -148,21 +167,40 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
 
   async function generate(req: IncomingMessage, res: ServerResponse, chat: boolean): Promise<void> {
     if (draining) throw new RequestError(503, 'the server is shutting down', 'overloaded_error', null, 'draining', { 'Retry-After': '5', Connection: 'close' });
-    const body = parseJsonBody(await readBody(req, o.bodyLimit));
+    checkContentType(req);
+    const body = decodeJsonBody(await readBody(req, o.bodyLimit));
     const r = parseGenerationRequest(body, chat, model, o.maxTokens, o.maxPromptTokens);
-    if (engine.failure) throw new RequestError(503, `the engine is not running (${engine.failure})`, 'server_error', null, 'engine_down');
+    const param = r.prompt.kind === 'chat' ? 'messages' : 'prompt';
+    // Bounded in bytes before anything encodes it: text this long cannot fit the token limit.
+    const bytes = promptBytes(r.prompt);
+    if (bytes > promptByteLimit) {
+      throw new RequestError(400, `${param}: ${bytes} bytes of prompt text cannot fit this server's limit of ${o.maxPromptTokens} prompt tokens (at most ${promptByteLimit} bytes are accepted); shorten the prompt or raise --max-prompt-tokens`, 'invalid_request_error', param, 'prompt_too_long');
+    }
+    checkWorkers();
     if (inflight >= capacity) {
       throw new RequestError(503, `the server is at capacity (${o.maxBatch} running + ${o.maxQueue} queued); retry later`, 'overloaded_error', null, 'queue_full', { 'Retry-After': '1' });
     }
     inflight++;
     try {
-      await runJob(req, res, chat, r);
+      const fault = testFaults ? testFaultOf(r.prompt) : null;
+      let tokens: number[];
+      try {
+        tokens = await tokenizer.encode(r.prompt, fault);
+      } catch (e) {
+        if (e instanceof RequestError && e.code === 'invalid_prompt') throw new RequestError(400, `${param}: ${e.message}`, 'invalid_request_error', param, 'invalid_prompt');
+        throw e;
+      }
+      if (tokens.length > o.maxPromptTokens) {
+        throw new RequestError(400, `${param}: the prompt has ${tokens.length} tokens, over this server's limit of ${o.maxPromptTokens}; shorten it or raise --max-prompt-tokens`, 'invalid_request_error', param, 'prompt_too_long');
+      }
+      if (res.destroyed || req.socket.destroyed) return; // the client left while the prompt was encoded
+      await runJob(req, res, chat, r, tokens, fault);
     } finally {
       release();
     }
   }
 
-  function runJob(req: IncomingMessage, res: ServerResponse, chat: boolean, r: ParsedRequest): Promise<void> {
+  function runJob(req: IncomingMessage, res: ServerResponse, chat: boolean, r: ParsedRequest, tokens: number[], fault: TestFault | null): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const id = (chat ? 'chatcmpl-' : 'cmpl-') + randomUUID().replace(/-/g, '');
       const created = Math.floor(Date.now() / 1000);
@@ -184,7 +222,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
           ? { id, object: 'chat.completion.chunk', created, model: modelId, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...extra }
           : { id, object: 'text_completion', created, model: modelId, choices: [{ index: 0, text: delta.content ?? '', logprobs: null, finish_reason: finishReason }], ...extra };
       const cancel = (reason: 'disconnect' | 'timeout' | 'shutdown'): void => {
-        engine.cancel(jobId, reason);
+        if (jobId !== null) engine.cancel(jobId, reason);
         metrics.countCancel(reason);
       };
       const onClose = (): void => {
@@ -199,7 +237,8 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       res.on('close', onClose);
       cancels.add(shutdown);
 
-      const jobId = engine.submit({ prompt: r.prompt, options: r.options, accel: r.accel, stream: r.stream, streamSteps: r.streamSteps }, {
+      const submitted = { tokens, promptParam: r.prompt.kind === 'chat' ? 'messages' as const : 'prompt' as const, options: r.options, accel: r.accel, stream: r.stream, streamSteps: r.streamSteps, testFault: fault };
+      const jobId: number | null = engine.submit(submitted, {
         accepted(m) {
           promptTokens = m.promptTokens;
           if (settled) return;
@@ -250,9 +289,20 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
           finish();
         },
         error(m) {
-          finish(m.kind === 'invalid' ? new RequestError(400, m.message, 'invalid_request_error', m.param, 'invalid_value') : new RequestError(500, m.message, 'server_error'));
+          finish(workerError(m));
         },
       });
+      if (jobId === null) {
+        // The engine worker died between the admission check and now.
+        try {
+          checkWorkers();
+        } catch (e) {
+          finish(e);
+          return;
+        }
+        finish(new RequestError(503, 'the engine is not running; retry shortly', 'overloaded_error', null, 'engine_restarting', { 'Retry-After': '2' }));
+        return;
+      }
       if (o.timeoutMs > 0) {
         timer = setTimeout(() => {
           cancel('timeout');
@@ -263,6 +313,16 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     });
   }
 
+  /** A worker's error message → the request's RequestError. */
+  function workerError(m: ErrorMsg): RequestError {
+    if (m.kind === 'invalid') return new RequestError(400, m.message, 'invalid_request_error', m.param, 'invalid_value');
+    if (m.kind === 'internal') return new RequestError(500, m.message, 'server_error', null, 'generation_failed');
+    metrics.workerFailedRequests++;
+    return engine.state === 'down'
+      ? new RequestError(503, `${m.message}; the engine is not running (${engine.reason ?? 'stopped'})`, 'server_error', null, 'engine_down')
+      : new RequestError(503, `${m.message}; the engine is restarting, retry shortly`, 'overloaded_error', null, 'engine_restarting', { 'Retry-After': '2' });
+  }
+
   function route(req: IncomingMessage): string {
     const path = (req.url ?? '/').split('?')[0];
     return `${req.method} ${path}`;
@@ -270,6 +330,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rt = route(req);
+    if (gate.check(req, res, rt.slice(rt.indexOf(' ') + 1))) return;
     switch (rt) {
       case 'POST /v1/chat/completions':
         return generate(req, res, true);
@@ -277,12 +338,16 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
         return generate(req, res, false);
       case 'GET /v1/models':
         return sendJson(res, 200, { object: 'list', data: [{ id: modelId, object: 'model', created: 0, owned_by: 'dyllm', dyllm: { arch: model.arch, backend: model.backend, chat_template: model.hasChatTemplate, max_tokens: o.maxTokens } }] });
-      case 'GET /health':
+      case 'GET /health': {
         if (draining) return sendJson(res, 503, { status: 'draining', inflight }, { 'Retry-After': '5' });
+        const { state, reason } = workersState();
+        if (state === 'down') return sendJson(res, 503, { status: 'engine_down', reason, restarts: metrics.engineRestarts + metrics.tokenizerRestarts });
+        if (state !== 'running') return sendJson(res, 503, { status: 'engine_restarting', reason, restarts: metrics.engineRestarts + metrics.tokenizerRestarts }, { 'Retry-After': '2' });
         return sendJson(res, 200, { status: 'ok', model: modelId, backend: model.backend, inflight, capacity });
+      }
       case 'GET /metrics': {
         const live = Math.min(inflight, o.maxBatch);
-        const s = metrics.render({ queued: inflight - live, live, inflight, draining });
+        const s = metrics.render({ queued: inflight - live, live, inflight, draining, engineUp: workersState().state === 'running' });
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
         res.end(s);
         return;
@@ -294,7 +359,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
         res.end(indexHtml);
         return;
       default: {
-        const known = ['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics', '/'];
+        const known = ['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics', '/', '/index.html'];
         const path = rt.slice(rt.indexOf(' ') + 1);
         if (known.includes(path)) throw new RequestError(405, `${req.method} is not allowed on ${path}`, 'invalid_request_error', null, 'method_not_allowed');
         throw new RequestError(404, `no route ${rt}`, 'not_found_error', null, 'not_found');
@@ -308,11 +373,17 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     res.on('finish', () => metrics.countRequest(label, res.statusCode));
     handle(req, res).catch((e) => sendError(res, e));
   });
+  server.on('clientError', onClientError);
   server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 60_000; // receiving one request (headers and body), not answering it
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (e: Error): void => {
+      void Promise.all([engine.terminate(), tokenizer.terminate()]).finally(() => reject(e));
+    };
+    server.once('error', failed);
     server.listen(o.port, o.host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });
@@ -326,7 +397,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await engine.terminate();
+      await Promise.all([engine.terminate(), tokenizer.terminate()]);
     })();
     return closed;
   };

@@ -1,9 +1,10 @@
 /**
- * The HTTP thread's handle on the engine worker: starts it, waits for the model to load, routes the worker's
- * messages to per-request listeners and forwards submissions and cancellations. Holds no model state.
+ * The HTTP thread's handle on the engine worker: starts it (supervisor.ts restarts it, reloading the model, when it
+ * dies), routes the worker's messages to per-request listeners and forwards submissions and cancellations. When
+ * the worker dies, every request it held gets an error (kind 'worker': 503) at once. Holds no model state.
  */
-import { Worker } from 'node:worker_threads';
-import type { AcceptedMsg, DoneMsg, ErrorMsg, FromWorker, ReadyMsg, StepMsg, SubmitMsg, TickMsg, WorkerConfig, CancelMsg } from './protocol.js';
+import type { AcceptedMsg, CancelMsg, DoneMsg, ErrorMsg, FromWorker, ReadyMsg, StepMsg, SubmitMsg, TickMsg, ToWorker, WorkerConfig } from './protocol.js';
+import { SupervisedWorker, type RestartLimits, type WorkerState } from './supervisor.js';
 
 export interface JobListener {
   accepted(m: AcceptedMsg): void;
@@ -13,76 +14,78 @@ export interface JobListener {
 }
 
 export class EngineClient {
-  private readonly worker: Worker;
+  private readonly w: SupervisedWorker<ToWorker, FromWorker, ReadyMsg>;
   private readonly jobs = new Map<number, JobListener>();
   private nextId = 1;
-  private dead: string | null = null;
   readonly ready: Promise<ReadyMsg>;
   onTick: (m: TickMsg) => void = () => {};
+  onRestart: () => void = () => {};
 
-  constructor(cfg: WorkerConfig) {
-    // --input-type / --eval flags of the parent make no sense for a worker file (and Node rejects them there).
-    const execArgv = process.execArgv.filter((a) => !/^--(input-type|eval|print)\b|^-[ep]$/.test(a));
-    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: cfg, execArgv });
-    this.ready = new Promise<ReadyMsg>((resolve, reject) => {
-      this.worker.on('message', (m: FromWorker) => {
-        switch (m.type) {
-          case 'ready':
-            resolve(m);
-            break;
-          case 'fatal':
-            this.dead = m.message;
-            reject(new Error(m.message));
-            break;
-          case 'tick':
-            this.onTick(m);
-            break;
-          case 'accepted':
-            this.jobs.get(m.id)?.accepted(m);
-            break;
-          case 'step':
-            this.jobs.get(m.id)?.step(m);
-            break;
-          case 'done':
-            this.jobs.get(m.id)?.done(m);
-            this.jobs.delete(m.id);
-            break;
-          case 'error':
-            this.jobs.get(m.id)?.error(m);
-            this.jobs.delete(m.id);
-            break;
-        }
-      });
-      const fail = (why: string): void => {
-        this.dead ??= why;
-        reject(new Error(why));
-        for (const [id, l] of this.jobs) l.error({ type: 'error', id, kind: 'internal', message: `engine worker stopped: ${why}`, param: null });
+  constructor(cfg: WorkerConfig, limits: RestartLimits) {
+    this.w = new SupervisedWorker<ToWorker, FromWorker, ReadyMsg>('engine', new URL('./worker.js', import.meta.url), cfg, limits, {
+      onReady: () => {},
+      onMessage: (m) => this.route(m),
+      onDeath: (why) => {
+        const jobs = [...this.jobs];
         this.jobs.clear();
-      };
-      this.worker.on('error', (e) => fail(e.message));
-      this.worker.on('exit', (code) => fail(`exit code ${code}`));
+        for (const [id, l] of jobs) l.error({ type: 'error', id, kind: 'worker', message: `${why} while generating this answer`, param: null });
+      },
+      onRestart: () => this.onRestart(),
     });
+    this.ready = this.w.firstReady;
   }
 
-  /** Why the worker is gone, or null while it runs. */
-  get failure(): string | null {
-    return this.dead;
+  get state(): WorkerState {
+    return this.w.state;
   }
 
-  submit(m: Omit<SubmitMsg, 'type' | 'id'>, l: JobListener): number {
+  /** Why the worker is restarting or down; null while it runs. */
+  get reason(): string | null {
+    return this.w.reason;
+  }
+
+  private route(m: FromWorker): void {
+    switch (m.type) {
+      case 'tick':
+        this.onTick(m);
+        break;
+      case 'accepted':
+        this.jobs.get(m.id)?.accepted(m);
+        break;
+      case 'step':
+        this.jobs.get(m.id)?.step(m);
+        break;
+      case 'done': {
+        const l = this.jobs.get(m.id);
+        this.jobs.delete(m.id);
+        l?.done(m);
+        break;
+      }
+      case 'error': {
+        const l = this.jobs.get(m.id);
+        this.jobs.delete(m.id);
+        l?.error(m);
+        break;
+      }
+    }
+  }
+
+  /** Hands a request to the worker; returns its id, or null when no worker runs (the caller answers 503). */
+  submit(m: Omit<SubmitMsg, 'type' | 'id'>, l: JobListener): number | null {
     const id = this.nextId++;
     this.jobs.set(id, l);
-    this.worker.postMessage({ type: 'submit', id, ...m } satisfies SubmitMsg);
+    if (!this.w.post({ type: 'submit', id, ...m } satisfies SubmitMsg)) {
+      this.jobs.delete(id);
+      return null;
+    }
     return id;
   }
 
   cancel(id: number, reason: CancelMsg['reason']): void {
-    if (this.jobs.has(id)) this.worker.postMessage({ type: 'cancel', id, reason } satisfies CancelMsg);
+    if (this.jobs.has(id)) this.w.post({ type: 'cancel', id, reason } satisfies CancelMsg);
   }
 
-  async terminate(): Promise<void> {
-    this.dead ??= 'terminated';
-    this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
+  terminate(): Promise<void> {
+    return this.w.terminate();
   }
 }

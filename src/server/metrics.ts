@@ -30,6 +30,10 @@ export class Metrics {
   salientSum = 0;
   salientCount = 0;
   lastSalient = 1;
+  engineRestarts = 0;
+  tokenizerRestarts = 0;
+  /** Requests that failed because the worker running them died. */
+  workerFailedRequests = 0;
   readonly step = new Histogram();
   readonly request = new Histogram();
 
@@ -42,7 +46,7 @@ export class Metrics {
     this.cancelled.set(reason, (this.cancelled.get(reason) ?? 0) + 1);
   }
 
-  render(g: { queued: number; live: number; inflight: number; draining: boolean }): string {
+  render(g: { queued: number; live: number; inflight: number; draining: boolean; engineUp: boolean }): string {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string, rows: string[]): void => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...rows);
@@ -58,6 +62,10 @@ export class Metrics {
     metric('dyllm_active_requests', 'gauge', 'Requests being denoised now.', [`dyllm_active_requests ${g.live}`]);
     metric('dyllm_inflight_requests', 'gauge', 'Generation requests accepted and not yet answered.', [`dyllm_inflight_requests ${g.inflight}`]);
     metric('dyllm_draining', 'gauge', '1 while the server drains after SIGTERM.', [`dyllm_draining ${g.draining ? 1 : 0}`]);
+    metric('dyllm_engine_up', 'gauge', '1 while the engine and tokenizer workers run; 0 while one restarts or is down.', [`dyllm_engine_up ${g.engineUp ? 1 : 0}`]);
+    metric('dyllm_engine_restarts_total', 'counter', 'Restarts of the engine worker after it died (exit, uncaught error, out of memory).', [`dyllm_engine_restarts_total ${this.engineRestarts}`]);
+    metric('dyllm_tokenizer_restarts_total', 'counter', 'Restarts of the tokenizer worker after it died.', [`dyllm_tokenizer_restarts_total ${this.tokenizerRestarts}`]);
+    metric('dyllm_worker_failed_requests_total', 'counter', 'Requests answered with an error because the worker running them died.', [`dyllm_worker_failed_requests_total ${this.workerFailedRequests}`]);
     metric('dyllm_generated_tokens_total', 'counter', 'Completion tokens of finished requests (the canvas, up to the end token when stopped early).', [`dyllm_generated_tokens_total ${this.generatedTokens}`]);
     metric('dyllm_prompt_tokens_total', 'counter', 'Prompt tokens of finished requests.', [`dyllm_prompt_tokens_total ${this.promptTokens}`]);
     metric('dyllm_committed_tokens_total', 'counter', 'Canvas positions committed by denoising steps.', [`dyllm_committed_tokens_total ${this.committedTokens}`]);

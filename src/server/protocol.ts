@@ -1,7 +1,8 @@
 /**
- * Messages between the HTTP thread (app.ts) and the engine worker (worker.ts). The main thread validates
- * requests and speaks HTTP; the worker owns the pipeline, tokenises, schedules and decodes. Plain data only
- * (structured clone); typed arrays are copied.
+ * Messages between the HTTP thread (app.ts), the engine worker (worker.ts) and the tokenizer worker
+ * (tokenizer-worker.ts). The main thread validates requests and speaks HTTP; the tokenizer worker renders the chat
+ * template and encodes prompts (so a long prompt never stalls the stepping loop); the engine worker owns the model,
+ * schedules and decodes. Plain data only (structured clone); typed arrays are copied.
  */
 import type { AccelOptions } from '../engine/accel.js';
 import type { GenerateOptions } from '../engine/options.js';
@@ -14,7 +15,12 @@ export interface WorkerConfig {
   /** Requests stepped together (the rest wait in the worker's queue). */
   readonly maxBatch: number;
   readonly maxPromptTokens: number;
+  /** Honour SubmitMsg.testFault (only when DYLLM_TEST_FAULTS is set; see faults.ts). */
+  readonly testFaults: boolean;
 }
+
+/** What a test can make happen to one request or to a worker (faults.ts); never set for users. */
+export type TestFault = 'throw-step' | 'throw-forward' | 'exit' | 'uncaught' | 'tokenizer-exit';
 
 /** A chat message as the chat template sees it. */
 export interface PromptMessage {
@@ -25,15 +31,21 @@ export interface PromptMessage {
 export interface SubmitMsg {
   readonly type: 'submit';
   readonly id: number;
-  /** Chat (template applied) or raw text. */
-  readonly prompt: { readonly kind: 'chat'; readonly messages: readonly PromptMessage[] } | { readonly kind: 'text'; readonly text: string };
+  /** The prompt's token ids (the tokenizer worker encoded them). */
+  readonly tokens: readonly number[];
+  /** The request field the prompt came from (named in an error about it). */
+  readonly promptParam: 'messages' | 'prompt';
   readonly options: GenerateOptions;
   readonly accel: AccelOptions;
   /** Send a StepMsg per step (ordinary streaming needs the committed-prefix text). */
   readonly stream: boolean;
   /** Add the canvas pieces (denoise streaming extension). */
   readonly streamSteps: boolean;
+  readonly testFault: TestFault | null;
 }
+
+/** A prompt as the request gave it: chat messages (the template is applied) or raw text. */
+export type PromptSpec = { readonly kind: 'chat'; readonly messages: readonly PromptMessage[] } | { readonly kind: 'text'; readonly text: string };
 
 export interface CancelMsg {
   readonly type: 'cancel';
@@ -105,8 +117,8 @@ export interface DoneMsg {
 export interface ErrorMsg {
   readonly type: 'error';
   readonly id: number;
-  /** 'invalid' = the request's fault (400); 'internal' = ours (500). */
-  readonly kind: 'invalid' | 'internal';
+  /** 'invalid' = the request's fault (400); 'internal' = ours (500); 'worker' = the worker running it died (503). */
+  readonly kind: 'invalid' | 'internal' | 'worker';
   readonly message: string;
   readonly param: string | null;
 }
@@ -123,3 +135,36 @@ export interface TickMsg {
 }
 
 export type FromWorker = ReadyMsg | FatalMsg | AcceptedMsg | StepMsg | DoneMsg | ErrorMsg | TickMsg;
+
+export interface TokenizerConfig {
+  readonly modelDir: string;
+  readonly testFaults: boolean;
+}
+
+export interface EncodeMsg {
+  readonly type: 'encode';
+  readonly id: number;
+  readonly prompt: PromptSpec;
+  readonly testFault: TestFault | null;
+}
+
+export interface TokenizerReadyMsg {
+  readonly type: 'ready';
+  readonly hasChatTemplate: boolean;
+}
+
+export interface EncodedMsg {
+  readonly type: 'encoded';
+  readonly id: number;
+  readonly tokens: number[];
+}
+
+export interface EncodeErrorMsg {
+  readonly type: 'encode-error';
+  readonly id: number;
+  /** 'invalid' = the prompt's fault (a chat template that refuses these messages, no template): 400. */
+  readonly kind: 'invalid' | 'internal';
+  readonly message: string;
+}
+
+export type FromTokenizer = TokenizerReadyMsg | FatalMsg | EncodedMsg | EncodeErrorMsg;

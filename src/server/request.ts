@@ -9,7 +9,7 @@ import { GENERATION_OPTIONS, resolveOptions, type GenerateOptions, type Generate
 import { didYouMean, type OptionSpec } from '../engine/schema.js';
 import type { Architecture, GenerationDefaults } from '../load/config.js';
 import { badRequest, RequestError } from './errors.js';
-import type { PromptMessage, SubmitMsg } from './protocol.js';
+import type { PromptMessage, PromptSpec } from './protocol.js';
 
 export interface ModelInfo {
   readonly arch: Architecture;
@@ -19,7 +19,7 @@ export interface ModelInfo {
 }
 
 export interface ParsedRequest {
-  readonly prompt: SubmitMsg['prompt'];
+  readonly prompt: PromptSpec;
   readonly options: GenerateOptions;
   readonly accel: AccelOptions;
   readonly stream: boolean;
@@ -63,7 +63,7 @@ function messageContent(v: unknown, i: number): string {
   throw badRequest(`messages[${i}].content: expected a string or an array of text parts, found ${JSON.stringify(v)}`, `messages[${i}].content`);
 }
 
-function parsePrompt(body: Record<string, unknown>, chat: boolean): SubmitMsg['prompt'] {
+function parsePrompt(body: Record<string, unknown>, chat: boolean): PromptSpec {
   if (chat) {
     const m = body.messages;
     if (!Array.isArray(m) || m.length === 0) throw badRequest('messages: expected a non-empty array of {role, content}', 'messages');

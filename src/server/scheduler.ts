@@ -3,13 +3,19 @@
  * requests' batches go through ONE `forwardMerged` call (each gets exactly the logits it gets alone, packed
  * layout), accelerated requests (`batchable === false`) use their own cached forward in the same tick. A request
  * submitted meanwhile joins at the next tick; a finished or cancelled one leaves. Between ticks the loop yields
- * (setImmediate) so submit/cancel messages are handled. It owns tokenising and decoding; it never speaks HTTP.
+ * (setImmediate) so submit/cancel messages are handled. It receives token ids and decodes answers; it never speaks
+ * HTTP.
+ *
+ * Fault isolation: an exception while preparing, computing, sampling or reporting one request's step fails that
+ * request alone (an 'internal' error message: 500) and the tick goes on with the others. When a merged dense
+ * forward throws, its members are retried one by one in the same tick, so only the request whose forward throws
+ * alone fails; the others get exactly the logits they would have had (dense forwards are stateless).
  */
 import { DenoiseRun, forwardMerged } from '../engine/generate.js';
 import type { Pipeline } from '../engine/pipeline.js';
-import { encodePrompt } from '../engine/pipeline.js';
 import { ConfigError, LoadError } from '../load/errors.js';
 import type { ForwardBatch } from '../models/types.js';
+import { THROW_STEP_AT } from './faults.js';
 import type { CancelMsg, FromWorker, SubmitMsg } from './protocol.js';
 
 interface Job {
@@ -20,6 +26,14 @@ interface Job {
   readonly submittedAt: number;
   admittedAt: number;
   cancelled: boolean;
+  /** Steps finished so far (for error messages and the throw-step test hook). */
+  steps: number;
+}
+
+/** One line of an exception, for an error message. */
+function oneLine(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.split('\n')[0] || (e instanceof Error ? e.name : 'unknown error');
 }
 
 export class Scheduler {
@@ -30,23 +44,23 @@ export class Scheduler {
 
   constructor(
     private readonly p: Pipeline,
-    private readonly opts: { readonly maxBatch: number; readonly maxPromptTokens: number },
+    private readonly opts: { readonly maxBatch: number; readonly maxPromptTokens: number; readonly testFaults?: boolean },
     private readonly send: (m: FromWorker) => void,
   ) {}
 
   submit(m: SubmitMsg): void {
     let job: Job;
     try {
-      const prompt = m.prompt.kind === 'chat' ? encodePrompt(this.p, m.prompt.messages.map((x) => ({ role: x.role, content: x.content })), true) : encodePrompt(this.p, m.prompt.text, false);
+      const prompt = m.tokens;
       if (prompt.length === 0 && this.p.config.arch === 'dream') throw new ConfigError('prompt: Dream needs at least one prompt token');
       if (prompt.length > this.opts.maxPromptTokens) {
         throw new ConfigError(`prompt: ${prompt.length} tokens exceed this server's limit of ${this.opts.maxPromptTokens}`);
       }
-      const run = new DenoiseRun(this.p.model, this.p.ids, { prompts: [prompt], options: m.options, accel: m.accel });
-      job = { id: m.id, run, msg: m, promptTokens: prompt.length, submittedAt: performance.now(), admittedAt: 0, cancelled: false };
+      const run = new DenoiseRun(this.p.model, this.p.ids, { prompts: [Array.from(prompt)], options: m.options, accel: m.accel });
+      job = { id: m.id, run, msg: m, promptTokens: prompt.length, submittedAt: performance.now(), admittedAt: 0, cancelled: false, steps: 0 };
     } catch (e) {
       const invalid = e instanceof ConfigError || e instanceof LoadError;
-      this.send({ type: 'error', id: m.id, kind: invalid ? 'invalid' : 'internal', message: (e as Error).message, param: invalid && m.prompt.kind === 'chat' ? 'messages' : invalid ? 'prompt' : null });
+      this.send({ type: 'error', id: m.id, kind: invalid ? 'invalid' : 'internal', message: oneLine(e), param: invalid ? m.promptParam : null });
       return;
     }
     this.waiting.push(job);
@@ -60,7 +74,7 @@ export class Scheduler {
       const [job] = this.waiting.splice(i, 1);
       job.cancelled = true;
       job.run.cancel();
-      this.done(job);
+      this.finishJob(job);
       return;
     }
     const job = this.live.find((j) => j.id === m.id);
@@ -83,9 +97,20 @@ export class Scheduler {
     });
   }
 
-  /** One step of every live request. */
+  /** One step of every live request. No exception escapes: a failing request is failed alone (see the top). */
   tick(): void {
     const t0 = performance.now();
+    try {
+      this.stepAll(t0);
+    } catch (e) {
+      // Not expected (every per-request part is guarded); if it happens, the live requests cannot be trusted.
+      for (const job of [...this.live]) this.fail(job, e);
+    } finally {
+      if (this.live.length > 0 || this.waiting.length > 0) this.wake();
+    }
+  }
+
+  private stepAll(t0: number): void {
     while (this.live.length < this.opts.maxBatch && this.waiting.length > 0) {
       const j = this.waiting.shift()!;
       j.admittedAt = performance.now();
@@ -94,34 +119,114 @@ export class Scheduler {
     const dense: { job: Job; batch: ForwardBatch }[] = [];
     const own: { job: Job; batch: ForwardBatch }[] = [];
     for (const job of [...this.live]) {
-      const batch = job.run.prepare();
+      let batch: ForwardBatch | null;
+      try {
+        batch = job.run.prepare();
+      } catch (e) {
+        this.fail(job, e);
+        continue;
+      }
       if (!batch) {
-        this.done(job);
+        this.finishJob(job);
         continue;
       }
       (job.run.batchable ? dense : own).push({ job, batch });
     }
     let committed = 0;
+    let merged = 0;
     if (dense.length > 0) {
       const tf = performance.now();
-      const logits = forwardMerged(this.p.model, dense.map((d) => d.batch));
+      let logits: (Float32Array | null)[];
+      try {
+        logits = this.forwardDense(dense);
+        merged = dense.length;
+      } catch (e) {
+        // One member's batch may be what breaks the merged forward: retry each alone, fail only those that throw.
+        if (dense.length === 1) {
+          this.fail(dense[0].job, e);
+          logits = [null];
+        } else {
+          logits = dense.map((d) => {
+            try {
+              return this.forwardDense([d])[0];
+            } catch (e1) {
+              this.fail(d.job, e1);
+              return null;
+            }
+          });
+        }
+      }
       const ms = performance.now() - tf;
-      dense.forEach((d, i) => (committed += this.finishStep(d.job, logits[i], ms)));
+      dense.forEach((d, i) => {
+        const l = logits[i];
+        if (l) committed += this.stepJob(d.job, () => l, ms);
+      });
     }
     for (const o of own) {
       const tf = performance.now();
-      const logits = o.job.run.forwardOwn(o.batch);
-      committed += this.finishStep(o.job, logits, performance.now() - tf);
+      committed += this.stepJob(o.job, () => {
+        this.testFaultForward([o]);
+        return o.job.run.forwardOwn(o.batch);
+      }, null, tf);
     }
     if (dense.length + own.length > 0) {
-      this.send({ type: 'tick', ms: performance.now() - t0, live: this.live.length, waiting: this.waiting.length, merged: dense.length, generatedTokens: committed });
+      this.send({ type: 'tick', ms: performance.now() - t0, live: this.live.length, waiting: this.waiting.length, merged, generatedTokens: committed });
     }
-    if (this.live.length > 0 || this.waiting.length > 0) this.wake();
+  }
+
+  private forwardDense(members: readonly { job: Job; batch: ForwardBatch }[]): Float32Array[] {
+    this.testFaultForward(members);
+    return forwardMerged(this.p.model, members.map((d) => d.batch));
+  }
+
+  /** Test hook (faults.ts): a forward that includes a throw-forward request throws. */
+  private testFaultForward(members: readonly { job: Job }[]): void {
+    if (this.opts.testFaults && members.some((d) => d.job.msg.testFault === 'throw-forward')) {
+      throw new Error('test fault: the forward of a batch holding a throw-forward request failed');
+    }
+  }
+
+  /** Computes (if needed), samples and reports one step of a job; a throw fails the job alone. Returns commits. */
+  private stepJob(job: Job, logits: () => Float32Array, forwardMs: number | null, tf = 0): number {
+    try {
+      const l = logits();
+      return this.finishStep(job, l, forwardMs ?? performance.now() - tf);
+    } catch (e) {
+      this.fail(job, e);
+      return 0;
+    }
+  }
+
+  /** Ends a job with an error message (500): out of the batch, its state dropped, the others untouched. */
+  private fail(job: Job, e: unknown): void {
+    const i = this.live.indexOf(job);
+    if (i >= 0) this.live.splice(i, 1);
+    const w = this.waiting.indexOf(job);
+    if (w >= 0) this.waiting.splice(w, 1);
+    try {
+      job.run.cancel();
+    } catch {
+      // the run is dropped anyway
+    }
+    this.send({ type: 'error', id: job.id, kind: 'internal', message: `generation failed at step ${job.steps}: ${oneLine(e)}`, param: null });
+  }
+
+  /** Reports a finished (or cancelled) job; a failure while decoding its answer fails it instead. */
+  private finishJob(job: Job): void {
+    try {
+      this.done(job);
+    } catch (e) {
+      this.fail(job, e);
+    }
   }
 
   /** Sample and commit one step of a job; report it; finish the job when its run is over. */
   private finishStep(job: Job, logits: Float32Array, forwardMs: number): number {
+    if (this.opts.testFaults && job.msg.testFault === 'throw-step' && job.steps === THROW_STEP_AT) {
+      throw new Error(`test fault: step ${job.steps} of a throw-step request failed`);
+    }
     const ev = job.run.finish(logits, forwardMs);
+    job.steps++;
     const seq = ev.sequences[0];
     if (job.msg.stream) {
       const rec = ev.accel?.recomputed?.[0];
@@ -139,7 +244,7 @@ export class Scheduler {
         ffnFraction: ev.accel ? ev.accel.ffnFraction : 1,
       });
     }
-    if (job.run.finished) this.done(job);
+    if (job.run.finished) this.finishJob(job);
     return seq.committed.length;
   }
 

@@ -1,6 +1,7 @@
 /**
  * The engine thread: loads the pipeline once, then runs the Scheduler on messages from the HTTP thread. All
- * model compute happens here, so the main thread's event loop never blocks.
+ * model compute happens here, so the main thread's event loop never blocks. If this thread dies anyway, the HTTP
+ * thread restarts it (supervisor.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadPipeline } from '../engine/pipeline.js';
@@ -14,10 +15,18 @@ const send = (m: FromWorker): void => port.postMessage(m);
 
 try {
   const p = await loadPipeline(cfg.modelDir, { backend: cfg.backend });
-  const sched = new Scheduler(p, { maxBatch: cfg.maxBatch, maxPromptTokens: cfg.maxPromptTokens }, send);
+  const sched = new Scheduler(p, { maxBatch: cfg.maxBatch, maxPromptTokens: cfg.maxPromptTokens, testFaults: cfg.testFaults }, send);
   port.on('message', (m: ToWorker) => {
-    if (m.type === 'submit') sched.submit(m);
-    else if (m.type === 'cancel') sched.cancel(m);
+    if (m.type === 'submit') {
+      // Test hook (faults.ts): the worker dies the two ways a real fault kills it.
+      if (cfg.testFaults && m.testFault === 'exit') process.exit(70);
+      if (cfg.testFaults && m.testFault === 'uncaught') {
+        setImmediate(() => {
+          throw new Error('test fault: uncaught exception in the engine worker');
+        });
+      }
+      sched.submit(m);
+    } else if (m.type === 'cancel') sched.cancel(m);
   });
   send({ type: 'ready', arch: p.config.arch, generation: p.generation, backend: p.model.backend.name, hasChatTemplate: p.chatTemplate !== null, vocabSize: p.config.vocabSize, maxSequenceLength: p.config.maxSequenceLength });
 } catch (e) {

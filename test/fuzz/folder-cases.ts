@@ -341,7 +341,9 @@ const bigTokenizer: Mutation = (p, dir) => {
     return `added_tokens.json: ${JSON.stringify(a['<|huge|>'])}`;
   }
   const model = t.model as Json;
-  const vocab = model.vocab as Json;
+  const vocab = (model && typeof model === 'object' ? model.vocab : null) as Json;
+  // An earlier mutation may have broken these already.
+  if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab) || !Array.isArray(t.added_tokens)) return 'tokenizer.json: (already broken, left)';
   switch (how) {
     case 'added past vocab': {
       const added = t.added_tokens as Json[];
@@ -392,7 +394,7 @@ const safetensorsLie: Mutation = (p, dir) => {
   const name = p.one(shards);
   const b = bytes(dir, name);
   const st = b && splitSafetensors(b);
-  if (!st) return `${name}: (unreadable, left)`;
+  if (!st || !st.header || typeof st.header !== 'object' || Array.isArray(st.header)) return `${name}: (unreadable, left)`;
   const names = Object.keys(st.header).filter((k) => k !== '__metadata__');
   if (names.length === 0) return `${name}: (no tensors, left)`;
   const t = p.one(names);
@@ -495,7 +497,9 @@ const indexLie: Mutation = (p, dir) => {
   const idx = json(dir, 'model.safetensors.index.json');
   if (!idx) return '(no index)';
   const wm = idx.weight_map as Json;
-  const names = Object.keys(wm ?? {});
+  // An earlier mutation may have replaced the map already.
+  if (!wm || typeof wm !== 'object' || Array.isArray(wm)) return '(weight_map already broken, left)';
+  const names = Object.keys(wm);
   const how = p.one(['missing shard', 'path escape', 'absolute path', 'wrong shard', 'weight_map array', 'weight_map missing', 'value number', 'tensor dropped', 'shard is the index']);
   const t = p.one(names);
   switch (how) {
