@@ -16,6 +16,7 @@ import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
 import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
+import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
 
@@ -247,6 +248,7 @@ const COMMON_FLAGS = {
   batch: { type: 'string' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  ...QUEUE_FLAGS,
 } as const;
 
 /** bench runs its own methods and thresholds; the other acceleration knobs apply to every row. */
@@ -260,7 +262,8 @@ const COMMON_HELP = `  --model M               model folder, HF id org/name[@rev
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
-  --backend B             auto | native | reference`;
+  --backend B             auto | native | reference
+${QUEUE_HELP}`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
@@ -297,7 +300,7 @@ function backendName(v: unknown): BackendName {
   throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
 }
 
-/** What an eval or bench evaluates, before any model is loaded. */
+/** What an eval or bench evaluates, before any model is loaded (a queue coordinator never loads the weights). */
 export interface EvalInputs {
   /** The resolved model folder. */
   readonly dir: string;
@@ -320,6 +323,7 @@ export interface EvalInfo {
 
 function evalInputs(values: Record<string, unknown>): EvalInputs {
   if (typeof values.tasks !== 'string') throw new UsageError('--tasks FILE is required');
+  refuseQueueFlagsWithoutQueue(values);
   if (values.chat && values.template !== undefined) throw new UsageError('--template and --chat are exclusive');
   const k = intFlag('fewshot', values.fewshot, 0) ?? 0;
   if (k > 0 && typeof values['fewshot-file'] !== 'string') throw new UsageError('--fewshot K needs --fewshot-file FILE');
@@ -353,6 +357,11 @@ function info(c: EvalInputs, backend: string): EvalInfo {
   return { n: c.tasks.length, chat: c.style.chat, fewshot: c.style.fewshot.length, batch: c.batch, backend };
 }
 
+/** The queue front end (src/queue), imported only when --queue is given: no Redis client is loaded otherwise. */
+async function queued() {
+  return import('../queue/eval.js');
+}
+
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 export async function cmdEval(argv: string[]): Promise<void> {
@@ -366,6 +375,11 @@ export async function cmdEval(argv: string[]): Promise<void> {
   const accel = accelOptions(values);
   const { label } = requestFor(inputs.model, { name: '', gen, accel });
   const method: EvalMethod = { name: label, gen, accel };
+  if (values.queue !== undefined) {
+    const q = await (await queued()).queuedEval(values, inputs, [method], 'eval');
+    printEval(q.summaries[0], q.backend, values.json === true);
+    return;
+  }
   const c = await common(inputs);
   const s = await runEval(c.p, c.tasks, c.style, method, c.batch, values.json ? undefined : progressBar(label));
   printEval(s, c.p.model.backend.name, values.json === true);
@@ -464,7 +478,11 @@ export async function cmdBench(argv: string[]): Promise<void> {
   const out = typeof values.out === 'string' ? values.out : undefined;
   const rows: BenchRow[] = [];
   let backend: string;
-  {
+  if (values.queue !== undefined) {
+    const q = await (await queued()).queuedEval(values, inputs, methods, 'bench');
+    backend = q.backend;
+    methods.forEach((m, i) => rows.push(benchRow(m, q.summaries[i], q.summaries[m.dense])));
+  } else {
     const c = await common(inputs);
     backend = c.p.model.backend.name;
     const summaries: EvalSummary[] = [];
