@@ -417,7 +417,7 @@ export interface BenchMethod extends EvalMethod {
 }
 
 /** The bench's method matrix, every method's options checked against the model before anything runs. */
-function benchMethods(values: Record<string, unknown>, model: EvalInputs['model']): { methods: BenchMethod[]; base: GenerateOptions } {
+export function benchMethods(values: Record<string, unknown>, model: EvalInputs['model']): { methods: BenchMethod[]; base: GenerateOptions } {
   const gen = generationOptions(values);
   const knobs = optionsFromFlags(values, BENCH_ACCEL) as AccelOptionsInput;
   const pt = gen.parallelThreshold ?? 0.9;

@@ -46,7 +46,7 @@ export function parseRedisUrl(v: unknown, flag = 'queue'): RedisTarget {
     username: u.username ? decodeURIComponent(u.username) : undefined,
     password: u.password ? decodeURIComponent(u.password) : undefined,
     tls: u.protocol === 'rediss:',
-    display: `${u.protocol}//${u.username ? `${u.username}${u.password ? ':***' : ''}@` : ''}${u.host}/${db}`,
+    display: `${u.protocol}//${u.username || u.password ? `${u.username}${u.password ? ':***' : ''}@` : ''}${u.host}/${db}`,
   };
 }
 
@@ -81,14 +81,16 @@ export async function queueLibs(): Promise<{ bullmq: BullMQ; Redis: IORedis['Red
 export async function checkRedis(t: RedisTarget, timeoutMs = 5000): Promise<void> {
   const { Redis } = await queueLibs();
   const r = new Redis({ ...connectionOptions(t), lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: timeoutMs });
-  r.on('error', () => {});
+  let last: Error | null = null;
+  r.on('error', (e: Error) => (last = e));
   try {
     await r.connect();
     const info = await r.info('server');
     const v = /redis_version:(\d+)\.(\d+)/.exec(info);
     if (v && Number(v[1]) < 5) throw new Error(`expected Redis ≥ 5 for BullMQ, found ${v[1]}.${v[2]}`);
   } catch (e) {
-    const why = (e as Error).message.split('\n')[0];
+    // ioredis rejects connect() with "Connection is closed."; the cause (ECONNREFUSED, …) came as an error event.
+    const why = ((last as Error | null) ?? (e as Error)).message.split('\n')[0];
     throw new Error(`cannot use Redis at ${t.display}: ${why} (start redis-server there, or fix --queue)`);
   } finally {
     r.disconnect();

@@ -31,6 +31,8 @@ export interface RunRequest {
   readonly backoffMs: number;
   /** Progress bar label. */
   readonly label: string;
+  /** What the jobs are, for the line that announces the run ("24 jobs (4 problems × 6 methods)"). */
+  readonly what: string;
 }
 
 export interface RunOutcome {
@@ -121,8 +123,9 @@ export async function runOnQueue(req: RunRequest, log: (s: string) => void = (s)
     };
     const finished = new Set(await redis.hkeys(rk));
     const todo = jobs.filter((j) => !finished.has(j.id));
-    if (req.resume) log(`resuming run ${spec.run}: ${total - todo.length}/${total} jobs already finished`);
     await add(todo);
+    log(`run ${spec.run}: ${req.what} on queue ${queueName(spec.model)} at ${target.display}`);
+    if (req.resume) log(`resuming run ${spec.run}: ${total - todo.length}/${total} jobs already finished`);
 
     const byId = new Map(jobs.map((j) => [j.id, j]));
     const reconcile = async (deep: boolean): Promise<void> => {

@@ -8,7 +8,7 @@ import { UsageError } from '../cli/args.js';
 import { summarize, type CallOutcome, type EvalInputs, type EvalMethod, type EvalSummary } from '../cli/eval.js';
 import { runOnQueue, type QueuedJob } from './coordinator.js';
 import { modelHash } from './model-hash.js';
-import { LIMITS, methodSlugs, queueName, type EvalJob, type EvalSpec } from './protocol.js';
+import { LIMITS, methodSlugs, type EvalJob, type EvalSpec } from './protocol.js';
 import { inputsHash, queueSettings } from './settings.js';
 
 export interface QueuedEval {
@@ -44,10 +44,10 @@ export async function queuedEval(values: Record<string, unknown>, inputs: EvalIn
     const data: EvalJob = { kind: 'eval', run, model, task: ti, method: mi, question: t.question, gold: t.gold };
     jobs.push({ id: id(ti, mi), data });
   }));
-  process.stderr.write(`dyllm: run ${run}: ${total} jobs (${inputs.tasks.length} problems × ${methods.length} method${methods.length === 1 ? '' : 's'}) on queue ${queueName(model)} at ${q.target.display}\n`);
   const out = await runOnQueue({
     target: q.target, spec, jobs, resume: q.resume, attempts: q.attempts, backoffMs: q.backoffMs,
     label: methods.length === 1 ? methods[0].name : command,
+    what: `${total} jobs (${inputs.tasks.length} problems × ${methods.length} method${methods.length === 1 ? '' : 's'})`,
   });
   const backends = new Set<string>();
   let failures = 0;

@@ -17,7 +17,7 @@ import { resolveAccel, type AccelOptionsInput } from '../engine/accel.js';
 import { loadChatTemplate, type ChatMessage } from '../load/chat-template.js';
 import { runOnQueue, type QueuedJob } from './coordinator.js';
 import { modelHash } from './model-hash.js';
-import { LIMITS, queueName, type ChatMode, type GenerateJob, type GenerateSpec } from './protocol.js';
+import { LIMITS, type ChatMode, type GenerateJob, type GenerateSpec } from './protocol.js';
 import { inputsHash, queueSettings } from './settings.js';
 
 export type Prompt = string | readonly ChatMessage[];
@@ -105,8 +105,7 @@ export async function queuedGenerate(r: QueuedGenerateRequest): Promise<void> {
     const data: GenerateJob = { kind: 'generate', run, model, index, prompt };
     return { id: `${run}.${index}`, data };
   });
-  process.stderr.write(`dyllm: run ${run}: ${jobs.length} prompts on queue ${queueName(model)} at ${q.target.display}\n`);
-  const out = await runOnQueue({ target: q.target, spec, jobs, resume: q.resume, attempts: q.attempts, backoffMs: q.backoffMs, label: 'generate' });
+  const out = await runOnQueue({ target: q.target, spec, jobs, resume: q.resume, attempts: q.attempts, backoffMs: q.backoffMs, label: 'generate', what: `${jobs.length} prompts` });
   let failed = 0;
   const lines = jobs.map((j, index) => {
     const rec = out.results.get(j.id)!;
