@@ -89,7 +89,7 @@ export async function runOnQueue(req: RunRequest, log: (s: string) => void = (s)
   const redis: Redis = new RedisClient(connectionOptions(target));
   watchConnection(redis, 'coordinator', log);
   const queue: Queue = new bullmq.Queue(queueName(spec.model), { connection: connectionOptions(target) });
-  watchConnection(queue, 'coordinator queue', () => {});
+  // Connection trouble is reported once by the client above (same Redis); the queue's own copies are dropped.
   queue.on('error', () => {});
   const rk = resultsKey(spec.run);
   let interrupted: string | null = null;

@@ -148,8 +148,18 @@ export async function runWorker(cfg: WorkerConfig, log: (s: string) => void = (s
     stalledInterval: cfg.stalledMs,
     maxStalledCount: cfg.maxStalled,
   });
-  watchConnection(worker, 'queue', log);
-  worker.on('error', () => {});
+  // Connection loss is reported by the results client (same Redis); other queue errors (a lost lock, …) once per
+  // message and minute, so a Redis outage does not flood the log.
+  const seen = new Map<string, number>();
+  worker.on('error', (e) => {
+    const msg = e.message.split('\n')[0];
+    if (/ECONNREFUSED|ECONNRESET|Connection is closed|EPIPE|ETIMEDOUT/.test(msg)) return;
+    const last = seen.get(msg) ?? 0;
+    if (Date.now() - last < 60_000) return;
+    if (seen.size >= 100) seen.clear();
+    seen.set(msg, Date.now());
+    log(`queue error: ${msg}`);
+  });
   worker.on('failed', (job, err) => {
     if (!job) return;
     const final = typeof job.finishedOn === 'number';
