@@ -193,17 +193,20 @@ function intFlag(values: Record<string, unknown>, flag: string, min: number, dfl
   return n;
 }
 
+/** `dyllm worker`'s flags. */
+export const WORKER_FLAGS = {
+  queue: { type: 'string' },
+  model: { type: 'string' },
+  backend: { type: 'string' },
+  id: { type: 'string' },
+  'lock-ms': { type: 'string' },
+  'stalled-ms': { type: 'string' },
+  'max-stalled': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 export async function cmdWorker(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    queue: { type: 'string' },
-    model: { type: 'string' },
-    backend: { type: 'string' },
-    id: { type: 'string' },
-    'lock-ms': { type: 'string' },
-    'stalled-ms': { type: 'string' },
-    'max-stalled': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, false);
+  const { values } = parse(argv, WORKER_FLAGS, false);
   if (values.help) {
     process.stdout.write(WORKER_HELP + '\n');
     return;
@@ -212,7 +215,7 @@ export async function cmdWorker(argv: string[]): Promise<void> {
   const target = parseRedisUrl(values.queue);
   const backend = values.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
-  const id = values.id ?? `${hostname()}-${process.pid}`;
+  const id = values.id ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 48)}-${process.pid}`;
   if (typeof id !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new UsageError(`--id: expected 1-64 letters, digits, ".", "_" or "-", found "${String(id)}"`);
   const lockMs = intFlag(values, 'lock-ms', 1000, WORKER_DEFAULTS.lockMs);
   const stalledMs = intFlag(values, 'stalled-ms', 100, WORKER_DEFAULTS.stalledMs);
