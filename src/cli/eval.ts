@@ -262,13 +262,13 @@ const COMMON_HELP = `  --model M               model folder, HF id org/name[@rev
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
-  --backend B             auto | native | reference
-${QUEUE_HELP}`;
+  --backend B             auto | native | reference`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
 ${COMMON_HELP}
   --json                  print one JSON object on stdout
+${QUEUE_HELP}
 ${GENERATION_HELP}
 ${ACCEL_HELP}`;
 
@@ -283,6 +283,7 @@ ${COMMON_HELP}
   --steps-per-token LIST  e.g. 1,2,4: add n_u points (steps = gen length / n_u) for every method
   --no-parallel           skip the parallel-decoding rows
   --json                  print the results as one JSON object instead of the table
+${QUEUE_HELP}
 ${GENERATION_HELP}
 Acceleration knobs applied to every method:
 ${optionHelp(BENCH_ACCEL)}`;
