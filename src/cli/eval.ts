@@ -7,6 +7,7 @@
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, LoadError } from '../load/errors.js';
+import { loadConfig } from '../load/config.js';
 import { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult } from '../engine/generate.js';
@@ -15,6 +16,7 @@ import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
 import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
+import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
 
@@ -110,59 +112,119 @@ export interface EvalSummary {
   readonly salientFraction: number;
   readonly outputs: readonly (readonly number[])[];
   readonly predictions: readonly (string | null)[];
+  /** Tasks whose queued job failed for good (counted in n, not correct); absent when none. */
+  readonly failed?: number;
 }
 
-/** Resolve a method's options for this pipeline, and its display label. */
-function requestFor(p: Pipeline, m: EvalMethod): { options: GenerateOptions; accel: AccelOptions; label: string } {
+/** Resolve a method's options for this model, and its display label (config.json and generation_config.json only). */
+export function requestFor(p: Pick<Pipeline, 'config' | 'generation'>, m: EvalMethod): { options: GenerateOptions; accel: AccelOptions; label: string } {
   const options = resolveOptions(p.config, m.gen, p.generation);
   const accel = resolveAccel(p.config, m.accel, options);
   return { options, accel, label: accel.method === 'dyllm' ? `dyllm τ=${accel.threshold}` : accel.method === 'none' ? 'dense' : accel.method };
+}
+
+/** One task's answer from one generate call. */
+export interface TaskOutcome {
+  readonly text: string;
+  readonly tokens: readonly number[];
+  readonly prediction: string | null;
+  readonly correct: boolean;
+}
+
+/** One generate call over a few tasks (a batch): each task's answer and the call's statistics. */
+export interface CallOutcome {
+  readonly tasks: readonly TaskOutcome[];
+  readonly generatedTokens: number;
+  readonly elapsedMs: number;
+  readonly nfe: number;
+  readonly salientFraction: number;
+}
+
+/**
+ * Evaluate tasks with one method on a loaded pipeline, in one generate call (the tasks are its batch). The local
+ * loop (runEval) and the queue worker (src/queue) both call this, so a queued eval computes what a local one does.
+ * The loop yields to the event loop between steps, so timers (a queue worker's lock renewal) keep running.
+ */
+export async function evaluateTasks(p: Pipeline, tasks: readonly Task[], style: PromptStyle, m: EvalMethod): Promise<CallOutcome> {
+  const { options, accel } = requestFor(p, m);
+  const prompts = tasks.map((t) => buildPrompt(p, t, style));
+  const it = generate(p.model, p.ids, { prompts, options, accel });
+  let r: GenerateResult;
+  for (;;) {
+    const s = await it.next();
+    if (s.done) {
+      r = s.value;
+      break;
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return {
+    tasks: tasks.map((t, j) => {
+      const text = decodeAnswer(p, r.tokens[j]);
+      const prediction = extractAnswer(text);
+      return { text, tokens: [...r.tokens[j]], prediction, correct: prediction !== null && prediction === t.gold };
+    }),
+    generatedTokens: r.stats.generatedTokens,
+    elapsedMs: r.stats.elapsedMs,
+    nfe: r.stats.nfe,
+    salientFraction: r.stats.salientFraction,
+  };
+}
+
+/**
+ * A method's summary over its generate calls in task order. A null call is a task whose queued job failed for
+ * good: it counts in n as not correct, with an empty output and a null prediction in its place.
+ */
+export function summarize(method: string, calls: readonly (CallOutcome | null)[]): EvalSummary {
+  let correct = 0;
+  let tokens = 0;
+  let ms = 0;
+  let nfe = 0;
+  let sal = 0;
+  let ran = 0;
+  let failed = 0;
+  const outputs: (readonly number[])[] = [];
+  const predictions: (string | null)[] = [];
+  for (const c of calls) {
+    if (c === null) {
+      failed++;
+      outputs.push([]);
+      predictions.push(null);
+      continue;
+    }
+    ran++;
+    tokens += c.generatedTokens;
+    ms += c.elapsedMs;
+    nfe += c.nfe;
+    sal += c.salientFraction * c.tasks.length;
+    for (const t of c.tasks) {
+      if (t.correct) correct++;
+      outputs.push(t.tokens);
+      predictions.push(t.prediction);
+    }
+  }
+  const n = outputs.length;
+  const answered = n - failed;
+  return {
+    method, n, correct, accuracy: correct / n, generatedTokens: tokens, genSeconds: ms / 1000,
+    tokensPerS: tokens / (ms / 1000), nfe: ran ? nfe / ran : 0, salientFraction: answered ? sal / answered : 0, outputs, predictions,
+    ...(failed ? { failed } : {}),
+  };
 }
 
 export async function runEval(
   p: Pipeline, tasks: readonly Task[], style: PromptStyle, m: EvalMethod, batch: number,
   progress?: (done: number, total: number, correct: number) => void,
 ): Promise<EvalSummary> {
-  const { options, accel } = requestFor(p, m);
+  const calls: CallOutcome[] = [];
   let correct = 0;
-  let tokens = 0;
-  let ms = 0;
-  let nfe = 0;
-  let calls = 0;
-  let sal = 0;
-  const outputs: number[][] = [];
-  const predictions: (string | null)[] = [];
   for (let i = 0; i < tasks.length; i += batch) {
-    const chunk = tasks.slice(i, i + batch);
-    const prompts = chunk.map((t) => buildPrompt(p, t, style));
-    const it = generate(p.model, p.ids, { prompts, options, accel });
-    let r: GenerateResult;
-    for (;;) {
-      const s = await it.next();
-      if (s.done) {
-        r = s.value;
-        break;
-      }
-    }
-    tokens += r.stats.generatedTokens;
-    ms += r.stats.elapsedMs;
-    nfe += r.stats.nfe;
-    calls++;
-    sal += r.stats.salientFraction * chunk.length;
-    chunk.forEach((t, j) => {
-      const text = decodeAnswer(p, r.tokens[j]);
-      const pred = extractAnswer(text);
-      if (pred !== null && pred === t.gold) correct++;
-      outputs.push([...r.tokens[j]]);
-      predictions.push(pred);
-    });
+    const c = await evaluateTasks(p, tasks.slice(i, i + batch), style, m);
+    calls.push(c);
+    correct += c.tasks.filter((t) => t.correct).length;
     progress?.(Math.min(i + batch, tasks.length), tasks.length, correct);
   }
-  const n = tasks.length;
-  return {
-    method: m.name, n, correct, accuracy: correct / n, generatedTokens: tokens, genSeconds: ms / 1000,
-    tokensPerS: tokens / (ms / 1000), nfe: nfe / calls, salientFraction: sal / n, outputs, predictions,
-  };
+  return summarize(m.name, calls);
 }
 
 function progressBar(label: string): ((done: number, total: number, correct: number) => void) | undefined {
@@ -186,6 +248,7 @@ const COMMON_FLAGS = {
   batch: { type: 'string' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  ...QUEUE_FLAGS,
 } as const;
 
 /** bench runs its own methods and thresholds; the other acceleration knobs apply to every row. */
@@ -205,6 +268,7 @@ const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
 ${COMMON_HELP}
   --json                  print one JSON object on stdout
+${QUEUE_HELP}
 ${GENERATION_HELP}
 ${ACCEL_HELP}`;
 
@@ -219,6 +283,7 @@ ${COMMON_HELP}
   --steps-per-token LIST  e.g. 1,2,4: add n_u points (steps = gen length / n_u) for every method
   --no-parallel           skip the parallel-decoding rows
   --json                  print the results as one JSON object instead of the table
+${QUEUE_HELP}
 ${GENERATION_HELP}
 Acceleration knobs applied to every method:
 ${optionHelp(BENCH_ACCEL)}`;
@@ -236,20 +301,36 @@ function backendName(v: unknown): BackendName {
   throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
 }
 
-interface Common {
-  p: Pipeline;
-  tasks: Task[];
-  style: PromptStyle;
-  batch: number;
+/** What an eval or bench evaluates, before any model is loaded (a queue coordinator never loads the weights). */
+export interface EvalInputs {
+  /** The resolved model folder. */
+  readonly dir: string;
+  readonly backend: BackendName;
+  readonly tasks: readonly Task[];
+  readonly style: PromptStyle;
+  readonly batch: number;
+  /** config.json and generation_config.json: enough to resolve every method's options. */
+  readonly model: Pick<Pipeline, 'config' | 'generation'>;
 }
 
-async function common(values: Record<string, unknown>): Promise<Common> {
+/** The header facts of an eval's or bench's output. */
+export interface EvalInfo {
+  readonly n: number;
+  readonly chat: boolean;
+  readonly fewshot: number;
+  readonly batch: number;
+  readonly backend: string;
+}
+
+function evalInputs(values: Record<string, unknown>): EvalInputs {
   if (typeof values.tasks !== 'string') throw new UsageError('--tasks FILE is required');
+  refuseQueueFlagsWithoutQueue(values);
   if (values.chat && values.template !== undefined) throw new UsageError('--template and --chat are exclusive');
   const k = intFlag('fewshot', values.fewshot, 0) ?? 0;
   if (k > 0 && typeof values['fewshot-file'] !== 'string') throw new UsageError('--fewshot K needs --fewshot-file FILE');
   const limit = intFlag('limit', values.limit, 1);
   const batch = intFlag('batch', values.batch, 1) ?? 1;
+  const backend = backendName(values.backend);
   let tasks = readTasks(values.tasks);
   if (limit !== undefined) tasks = tasks.slice(0, limit);
   let fewshot: Task[] = [];
@@ -259,10 +340,27 @@ async function common(values: Record<string, unknown>): Promise<Common> {
     if (fewshot.length < k) throw new LoadError(file, `at least ${k} few-shot examples`, `${fewshot.length}`);
     fewshot = fewshot.slice(0, k);
   }
-  const p = await loadPipeline(modelDir(values.model), { backend: backendName(values.backend) });
+  const dir = modelDir(values.model);
   const template = typeof values.template === 'string' ? values.template.replace(/\\n/g, '\n') : DEFAULT_TEMPLATE;
   if (!values.chat && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
-  return { p, tasks, style: { chat: values.chat === true, template, fewshot }, batch };
+  return { dir, backend, tasks, style: { chat: values.chat === true, template, fewshot }, batch, model: loadConfig(dir) };
+}
+
+interface Common extends EvalInputs {
+  p: Pipeline;
+}
+
+async function common(inputs: EvalInputs): Promise<Common> {
+  return { ...inputs, p: await loadPipeline(inputs.dir, { backend: inputs.backend }) };
+}
+
+function info(c: EvalInputs, backend: string): EvalInfo {
+  return { n: c.tasks.length, chat: c.style.chat, fewshot: c.style.fewshot.length, batch: c.batch, backend };
+}
+
+/** The queue front end (src/queue), imported only when --queue is given: no Redis client is loaded otherwise. */
+async function queued() {
+  return import('../queue/eval.js');
 }
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
@@ -273,20 +371,33 @@ export async function cmdEval(argv: string[]): Promise<void> {
     process.stdout.write(EVAL_HELP + '\n');
     return;
   }
-  const c = await common(values);
+  const inputs = evalInputs(values);
   const gen = generationOptions(values);
   const accel = accelOptions(values);
-  const { label } = requestFor(c.p, { name: '', gen, accel });
-  const s = await runEval(c.p, c.tasks, c.style, { name: label, gen, accel }, c.batch, values.json ? undefined : progressBar(label));
-  if (values.json) {
+  const { label } = requestFor(inputs.model, { name: '', gen, accel });
+  const method: EvalMethod = { name: label, gen, accel };
+  if (values.queue !== undefined) {
+    const q = await (await queued()).queuedEval(values, inputs, [method], 'eval');
+    printEval(q.summaries[0], q.backend, values.json === true);
+    return;
+  }
+  const c = await common(inputs);
+  const s = await runEval(c.p, c.tasks, c.style, method, c.batch, values.json ? undefined : progressBar(label));
+  printEval(s, c.p.model.backend.name, values.json === true);
+}
+
+/** An eval's result: one line, or one JSON object with --json. */
+function printEval(s: EvalSummary, backend: string, json: boolean): void {
+  const failed = s.failed ? s.failed : 0;
+  if (json) {
     process.stdout.write(JSON.stringify({
       method: s.method, n: s.n, correct: s.correct, accuracy: s.accuracy, tokens_per_s: r3(s.tokensPerS), generated_tokens: s.generatedTokens,
-      gen_seconds: r3(s.genSeconds), nfe: s.nfe, salient_fraction: r3(s.salientFraction), backend: c.p.model.backend.name,
+      gen_seconds: r3(s.genSeconds), nfe: s.nfe, salient_fraction: r3(s.salientFraction), backend, ...(failed ? { failed } : {}),
     }) + '\n');
     return;
   }
   process.stdout.write(`${s.method}: accuracy ${(s.accuracy * 100).toFixed(2)}% (${s.correct}/${s.n}), ${s.tokensPerS.toFixed(1)} tokens/s, ` +
-    `NFE ${s.nfe.toFixed(1)}, salient fraction ${s.salientFraction.toFixed(3)} (${c.p.model.backend.name})\n`);
+    `NFE ${s.nfe.toFixed(1)}, salient fraction ${s.salientFraction.toFixed(3)} (${backend})${failed ? `, ${failed} failed` : ''}\n`);
 }
 
 interface BenchRow extends EvalSummary {
@@ -295,6 +406,63 @@ interface BenchRow extends EvalSummary {
   readonly nu: number;
   readonly speedup: number;
   readonly identical: number;
+}
+
+/** One row of the bench matrix: the method, its group and setting, and which row is its dense reference. */
+export interface BenchMethod extends EvalMethod {
+  readonly group: string;
+  readonly parallel: boolean;
+  readonly nu: number;
+  /** Index of the dense row of the same n_u and decoding mode (itself for a dense row). */
+  readonly dense: number;
+}
+
+/** The bench's method matrix, every method's options checked against the model before anything runs. */
+export function benchMethods(values: Record<string, unknown>, model: EvalInputs['model']): { methods: BenchMethod[]; base: GenerateOptions } {
+  const gen = generationOptions(values);
+  const knobs = optionsFromFlags(values, BENCH_ACCEL) as AccelOptionsInput;
+  const pt = gen.parallelThreshold ?? 0.9;
+  delete gen.parallelThreshold;
+  const nus = typeof values['steps-per-token'] === 'string'
+    ? values['steps-per-token'].split(',').map((x) => intFlag('steps-per-token', x.trim(), 1)!)
+    : [1];
+  const base = resolveOptions(model.config, gen, model.generation);
+  const kinds: [string, AccelOptionsInput][] = [
+    ['dense', { method: 'none' }],
+    ['DyLLM τ=0.99', { method: 'dyllm', threshold: 0.99 }],
+    ['DyLLM τ=0.995', { method: 'dyllm', threshold: 0.995 }],
+    ['Fast-dLLM prefix', { method: 'prefix' }],
+    ['Fast-dLLM dual', { method: 'dual' }],
+    ['dLLM-Cache', { method: 'dllm-cache' }],
+  ];
+  const methods: BenchMethod[] = [];
+  for (const nu of nus) {
+    if (base.genLength % nu !== 0) throw new UsageError(`--steps-per-token: ${nu} does not divide the gen length ${base.genLength}`);
+    const steps = base.genLength / nu;
+    for (const parallel of nu === 1 && !values['no-parallel'] ? [false, true] : [false]) {
+      const dense = methods.length;
+      for (const [name, accel] of kinds) {
+        const g: GenerateOptionsInput = { ...gen, genLength: base.genLength, steps, blockLength: base.blockLength, ...(parallel ? { parallelThreshold: pt } : {}) };
+        if (model.config.arch === 'dream') delete g.blockLength;
+        const label = `${name}${nu > 1 ? ` n_u=${nu}` : ''}${parallel ? ` +parallel ${pt}` : ''}`;
+        const m: BenchMethod = { name: label, gen: g, accel: { ...knobs, ...accel }, group: name, parallel, nu, dense };
+        try {
+          requestFor(model, m);
+        } catch (e) {
+          if (e instanceof ConfigError) throw new ConfigError(`${label}: ${e.message}`);
+          throw e;
+        }
+        methods.push(m);
+      }
+    }
+  }
+  return { methods, base };
+}
+
+function benchRow(m: BenchMethod, s: EvalSummary, dense: EvalSummary): BenchRow {
+  let same = 0;
+  s.outputs.forEach((o, i) => (same += o.length > 0 && o.length === dense.outputs[i].length && o.every((t, j) => t === dense.outputs[i][j]) ? 1 : 0));
+  return { ...s, group: m.group, parallel: m.parallel, nu: m.nu, speedup: s.tokensPerS / dense.tokensPerS, identical: same / s.n };
 }
 
 export async function cmdBench(argv: string[]): Promise<void> {
@@ -306,73 +474,53 @@ export async function cmdBench(argv: string[]): Promise<void> {
     process.stdout.write(BENCH_HELP + '\n');
     return;
   }
-  const c = await common(values);
-  const gen = generationOptions(values);
-  const knobs = optionsFromFlags(values, BENCH_ACCEL) as AccelOptionsInput;
-  const pt = gen.parallelThreshold ?? 0.9;
-  delete gen.parallelThreshold;
-  const nus = typeof values['steps-per-token'] === 'string'
-    ? values['steps-per-token'].split(',').map((x) => intFlag('steps-per-token', x.trim(), 1)!)
-    : [1];
-  const base = resolveOptions(c.p.config, gen, c.p.generation);
-  const methods: [string, AccelOptionsInput][] = [
-    ['dense', { method: 'none' }],
-    ['DyLLM τ=0.99', { method: 'dyllm', threshold: 0.99 }],
-    ['DyLLM τ=0.995', { method: 'dyllm', threshold: 0.995 }],
-    ['Fast-dLLM prefix', { method: 'prefix' }],
-    ['Fast-dLLM dual', { method: 'dual' }],
-    ['dLLM-Cache', { method: 'dllm-cache' }],
-  ];
+  const inputs = evalInputs(values);
+  const { methods, base } = benchMethods(values, inputs.model);
+  const out = typeof values.out === 'string' ? values.out : undefined;
   const rows: BenchRow[] = [];
-  for (const nu of nus) {
-    if (base.genLength % nu !== 0) throw new UsageError(`--steps-per-token: ${nu} does not divide the gen length ${base.genLength}`);
-    const steps = base.genLength / nu;
-    for (const parallel of nu === 1 && !values['no-parallel'] ? [false, true] : [false]) {
-      let dense: EvalSummary | null = null;
-      for (const [name, accel] of methods) {
-        const g: GenerateOptionsInput = { ...gen, genLength: base.genLength, steps, blockLength: base.blockLength, ...(parallel ? { parallelThreshold: pt } : {}) };
-        if (c.p.config.arch === 'dream') delete g.blockLength;
-        const label = `${name}${nu > 1 ? ` n_u=${nu}` : ''}${parallel ? ` +parallel ${pt}` : ''}`;
-        let s: EvalSummary;
-        try {
-          s = await runEval(c.p, c.tasks, c.style, { name: label, gen: g, accel: { ...knobs, ...accel } }, c.batch, progressBar(label));
-        } catch (e) {
-          if (e instanceof ConfigError) throw new ConfigError(`${label}: ${e.message}`);
-          throw e;
-        }
-        dense ??= s;
-        let same = 0;
-        s.outputs.forEach((o, i) => (same += o.length === dense!.outputs[i].length && o.every((t, j) => t === dense!.outputs[i][j]) ? 1 : 0));
-        rows.push({ ...s, group: name, parallel, nu, speedup: s.tokensPerS / dense.tokensPerS, identical: same / s.n });
-        if (!process.stderr.isTTY) process.stderr.write(`${label}: ${(s.accuracy * 100).toFixed(1)}% ${s.tokensPerS.toFixed(1)} tok/s\n`);
-        // Written after every row, so an interrupted run keeps what it measured.
-        if (typeof values.out === 'string') writeOut(values.out, rows, c, base);
-      }
+  let backend: string;
+  if (values.queue !== undefined) {
+    const q = await (await queued()).queuedEval(values, inputs, methods, 'bench');
+    backend = q.backend;
+    methods.forEach((m, i) => rows.push(benchRow(m, q.summaries[i], q.summaries[m.dense])));
+  } else {
+    const c = await common(inputs);
+    backend = c.p.model.backend.name;
+    const summaries: EvalSummary[] = [];
+    for (const m of methods) {
+      const s = await runEval(c.p, c.tasks, c.style, m, c.batch, progressBar(m.name));
+      summaries.push(s);
+      rows.push(benchRow(m, s, summaries[m.dense]));
+      if (!process.stderr.isTTY) process.stderr.write(`${m.name}: ${(s.accuracy * 100).toFixed(1)}% ${s.tokensPerS.toFixed(1)} tok/s\n`);
+      // Written after every row, so an interrupted run keeps what it measured.
+      if (out !== undefined) writeOut(out, rows, info(c, backend), base);
     }
   }
-  const md = benchMarkdown(rows, c, base);
+  const inf = info(inputs, backend);
+  const md = benchMarkdown(rows, inf, base);
   if (values.json) {
     process.stdout.write(JSON.stringify({
-      backend: c.p.model.backend.name, n: c.tasks.length, gen_length: base.genLength, block_length: base.blockLength,
-      rows: rows.map((r) => ({ method: r.method, accuracy: r.accuracy, tokens_per_s: r3(r.tokensPerS), speedup: r3(r.speedup), salient_fraction: r3(r.salientFraction), nfe: r.nfe, identical_to_dense: r.identical, n_u: r.nu, parallel: r.parallel })),
+      backend, n: inputs.tasks.length, gen_length: base.genLength, block_length: base.blockLength,
+      rows: rows.map((r) => ({ method: r.method, accuracy: r.accuracy, tokens_per_s: r3(r.tokensPerS), speedup: r3(r.speedup), salient_fraction: r3(r.salientFraction), nfe: r.nfe, identical_to_dense: r.identical, n_u: r.nu, parallel: r.parallel, ...(r.failed ? { failed: r.failed } : {}) })),
     }) + '\n');
   } else {
     process.stdout.write(md);
   }
-  if (typeof values.out === 'string') writeOut(values.out, rows, c, base);
+  if (out !== undefined) writeOut(out, rows, inf, base);
 }
 
-function writeOut(dir: string, rows: readonly BenchRow[], c: Common, base: GenerateOptions): void {
+function writeOut(dir: string, rows: readonly BenchRow[], inf: EvalInfo, base: GenerateOptions): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'bench.md'), benchMarkdown(rows, c, base));
+  writeFileSync(join(dir, 'bench.md'), benchMarkdown(rows, inf, base));
   writeFileSync(join(dir, 'bench.svg'), benchSvg(rows));
 }
 
-function benchMarkdown(rows: readonly BenchRow[], c: Common, o: GenerateOptions): string {
-  const head = `${c.tasks.length} problems, gen ${o.genLength} / block ${o.blockLength}, ${c.style.chat ? 'chat template' : 'template'}${c.style.fewshot.length ? `, ${c.style.fewshot.length}-shot` : ''}, batch ${c.batch}, backend ${c.p.model.backend.name}; speed-up and identical outputs are against the dense row of the same n_u / decoding mode.\n\n`;
-  const lines = ['| method | steps | accuracy | tokens/s | speed-up | salient fraction | NFE | identical to dense |', '|---|---|---|---|---|---|---|---|'];
+function benchMarkdown(rows: readonly BenchRow[], c: EvalInfo, o: GenerateOptions): string {
+  const head = `${c.n} problems, gen ${o.genLength} / block ${o.blockLength}, ${c.chat ? 'chat template' : 'template'}${c.fewshot ? `, ${c.fewshot}-shot` : ''}, batch ${c.batch}, backend ${c.backend}; speed-up and identical outputs are against the dense row of the same n_u / decoding mode.\n\n`;
+  const failed = rows.some((r) => r.failed);
+  const lines = [`| method | steps | accuracy | tokens/s | speed-up | salient fraction | NFE | identical to dense |${failed ? ' failed |' : ''}`, `|---|---|---|---|---|---|---|---|${failed ? '---|' : ''}`];
   for (const r of rows) {
-    lines.push(`| ${r.method} | ${o.genLength / r.nu} | ${(r.accuracy * 100).toFixed(1)} % | ${r.tokensPerS.toFixed(1)} | ${r.speedup.toFixed(2)}× | ${r.salientFraction.toFixed(3)} | ${r.nfe.toFixed(1)} | ${(r.identical * 100).toFixed(0)} % |`);
+    lines.push(`| ${r.method} | ${o.genLength / r.nu} | ${(r.accuracy * 100).toFixed(1)} % | ${r.tokensPerS.toFixed(1)} | ${r.speedup.toFixed(2)}× | ${r.salientFraction.toFixed(3)} | ${r.nfe.toFixed(1)} | ${(r.identical * 100).toFixed(0)} % |${failed ? ` ${r.failed ?? 0} |` : ''}`);
   }
   return head + lines.join('\n') + '\n';
 }

@@ -9,13 +9,14 @@ import { loadConfig } from '../load/config.js';
 import { cliMessage } from '../engine/schema.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
-import { generate, type GenerateResult, type StepEvent } from '../engine/generate.js';
+import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
 import { ACCEL_HELP, GENERATION_HELP, UsageError, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
 import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
 import { cmdServe } from './serve.js';
 import { cmdBench, cmdEval } from './eval.js';
+import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 
 const USAGE = `Usage: dyllm <command> [options]
@@ -25,6 +26,7 @@ Commands:
   serve               OpenAI-compatible HTTP server + live web view (see docs/server.md)
   eval --tasks FILE   accuracy and throughput on GSM8K-format JSONL
   bench --tasks FILE  the paper's method matrix (dense, DyLLM, Fast-dLLM, dLLM-Cache) -> table + SVG
+  worker --queue URL  take eval, bench and generate jobs from a Redis queue (their --queue URL)
   pull ORG/NAME[@REV] download a model into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)
 
 Run "dyllm <command> --help" for its options.`;
@@ -39,6 +41,10 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --raw              send the prompt text as is, without the chat template
   --backend B        auto | native | reference (default auto)
   --json             print exactly one JSON object on stdout
+Batch generation over a Redis job queue (answered by "dyllm worker --queue URL" processes):
+  --input FILE       JSONL prompts, one {"prompt": "…"} or {"messages": […]} per line (needs --queue)
+  --output FILE      JSONL answers in input order: {"index", "text", "tokens", "stats"} or {"index", "error"}
+${QUEUE_HELP}
 ${GENERATION_HELP}
 ${ACCEL_HELP}`;
 
@@ -60,6 +66,9 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     backend: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
+    input: { type: 'string' },
+    output: { type: 'string' },
+    ...QUEUE_FLAGS,
     ...generationFlagConfig,
     ...accelFlagConfig,
   }, true);
@@ -67,6 +76,11 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     process.stdout.write(GENERATE_HELP + '\n');
     return;
   }
+  if (values.queue !== undefined || values.input !== undefined || values.output !== undefined) {
+    await generateQueued(values, positionals);
+    return;
+  }
+  refuseQueueFlagsWithoutQueue(values);
   if (positionals.length > 1) throw new UsageError(`expected at most one positional prompt, found ${positionals.length} (quote the prompt)`);
   const given = [positionals.length > 0, values.prompt !== undefined, values['prompt-ids'] !== undefined].filter(Boolean).length;
   if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS');
@@ -101,31 +115,52 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   report(p, result, accel, values.json === true);
 }
 
+/**
+ * `dyllm generate --json`'s object for one generated sequence: the answer text, the generated tokens and the
+ * run's statistics (also each line of a queued batch's output, src/queue).
+ */
+export function answerJson(p: Pipeline, tokens: ArrayLike<number>, s: GenerateStats, accel: AccelOptions): { text: string; tokens: number[]; stats: Record<string, unknown> } {
+  return {
+    text: decodeAnswer(p, tokens),
+    tokens: Array.from(tokens),
+    stats: {
+      steps: s.steps,
+      nfe: s.nfe,
+      elapsed_ms: Math.round(s.elapsedMs * 1000) / 1000,
+      tokens_per_s: Math.round(s.tokensPerS * 1000) / 1000,
+      generated_tokens: s.generatedTokens,
+      salient_fraction: s.salientFraction,
+      kv_fraction: s.kvFraction,
+      salient_rows_per_layer: s.salientRowsPerLayer,
+      accel: accel.method,
+      ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config, accel) } : {}),
+      backend: p.model.backend.name,
+    },
+  };
+}
+
+/** generate --queue --input FILE --output FILE: the prompts of a file as jobs for queue workers (src/queue). */
+async function generateQueued(values: Record<string, unknown>, positionals: string[]): Promise<void> {
+  if (values.queue === undefined) throw new UsageError('--input/--output: batch generation runs on queue workers; give --queue URL (and start dyllm worker --queue URL)');
+  if (typeof values.input !== 'string' || typeof values.output !== 'string') throw new UsageError('--queue: generate needs --input PROMPTS.jsonl and --output ANSWERS.jsonl');
+  if (positionals.length > 0 || values.prompt !== undefined || values['prompt-ids'] !== undefined) throw new UsageError('--input: the prompts come from the file; drop the positional prompt, --prompt and --prompt-ids');
+  if (values.json) throw new UsageError('--json: the queued answers go to --output as JSONL; drop --json');
+  if (values.chat && values.raw) throw new UsageError('--chat and --raw contradict each other: give one');
+  const { queuedGenerate } = await import('../queue/generate.js');
+  await queuedGenerate({
+    values, dir: modelDir(values.model), input: values.input, output: values.output,
+    chat: values.chat ? 'chat' : values.raw ? 'raw' : 'auto', gen: generationOptions(values), accel: accelOptions(values),
+  });
+}
+
 function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: boolean): void {
   const tokens = result.tokens[0];
-  const text = decodeAnswer(p, tokens);
   const s = result.stats;
   if (json) {
-    const out = {
-      text,
-      tokens: Array.from(tokens),
-      stats: {
-        steps: s.steps,
-        nfe: s.nfe,
-        elapsed_ms: Math.round(s.elapsedMs * 1000) / 1000,
-        tokens_per_s: Math.round(s.tokensPerS * 1000) / 1000,
-        generated_tokens: s.generatedTokens,
-        salient_fraction: s.salientFraction,
-        kv_fraction: s.kvFraction,
-        salient_rows_per_layer: s.salientRowsPerLayer,
-        accel: accel.method,
-        ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config, accel) } : {}),
-        backend: p.model.backend.name,
-      },
-    };
-    process.stdout.write(JSON.stringify(out) + '\n');
+    process.stdout.write(JSON.stringify(answerJson(p, tokens, s, accel)) + '\n');
     return;
   }
+  const text = decodeAnswer(p, tokens);
   process.stdout.write(text + '\n');
   const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}${accel.method === 'dyllm' ? `, τ ${accel.threshold}` : ''})`;
   process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name})\n`);
@@ -150,6 +185,10 @@ export async function main(argv: string[]): Promise<number> {
       case 'pull':
         await cmdPull(rest);
         return 0;
+      case 'worker':
+        // Imported here: commands without a queue never load the Redis client.
+        await (await import('../queue/worker.js')).cmdWorker(rest);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -157,7 +196,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench, pull)`);
+        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench, worker, pull)`);
     }
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);

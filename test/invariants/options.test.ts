@@ -22,6 +22,8 @@ import { parse, accelFlagConfig, generationFlagConfig, generationOptions, accelO
 import { fixturePath } from '../helpers/fixtures.js';
 import { repoRoot } from '../helpers/paths.js';
 import { Rng } from '../../src/sampler/rng.js';
+import { QUEUE_FLAGS } from '../../src/queue/flags.js';
+import { WORKER_FLAGS } from '../../src/queue/worker.js';
 
 const bin = join(repoRoot, 'bin', 'dyllm.js');
 const dyllm = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -227,7 +229,8 @@ test(`option fuzz: ${CASES} seeded option sets through both families and every m
 
 test('the README documents no option the schema does not declare', () => {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  const flags = new Set(allOptions().map((s) => s.flag));
+  // Option flags, and the queue commands' own (dyllm worker; eval, bench and generate with --queue).
+  const flags = new Set([...allOptions().map((s) => s.flag), ...Object.keys(QUEUE_FLAGS), ...Object.keys(WORKER_FLAGS), 'input', 'output']);
   const generic = new Set(['model', 'prompt', 'prompt-ids', 'chat', 'raw', 'backend', 'json', 'help', 'port', 'tasks', 'limit', 'template', 'out',
     'fewshot', 'fewshot-file', 'batch', 'steps-per-token', 'no-parallel', 'host', 'max-batch', 'max-queue', 'max-tokens', 'max-prompt-tokens',
     'timeout-ms', 'body-limit', 'model-name', 'e2e', 'synthetic-8b', 'gen', 'layers', 'api-key', 'cors-origin', 'quiet', 'verbose', 'threads', 'version']);
