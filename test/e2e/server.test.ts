@@ -1,22 +1,22 @@
 /**
  * `dyllm serve` end to end with real clients: the official `openai` package (streaming and not), raw HTTP for
  * the denoise-streaming extension and every limit, headless Chromium for the web view, and a child process for
- * SIGTERM draining. Servers listen on ephemeral loopback ports and are always shut down.
- * Set DYLLM_SKIP_BROWSER=1 to skip the browser test where Chromium is not installed (CI installs it).
+ * SIGTERM draining. Servers listen on ephemeral loopback ports and are always shut down. The browser is the npm
+ * Chromium (test/helpers/browser.ts; CHROMIUM_PATH overrides it).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { startServer, type DyllmServer } from '../../src/server/app.js';
 import { repoRoot } from '../helpers/paths.js';
+import { launchChromium } from '../helpers/browser.js';
 
 const DEMO = join(repoRoot, 'models', 'dyllm-demo');
 const QUESTION = 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?';
-const CHROMIUM = '/usr/bin/chromium';
 
 interface SseEvent { event: string | null; data: string }
 
@@ -210,19 +210,10 @@ describe('dyllm serve (bundled model)', () => {
     assert.ok((await metric(s.url, 'dyllm_generated_tokens_total')) > 0);
   });
 
-  test('web view in headless Chromium: the canvas denoises step by step', async (t) => {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.DYLLM_SKIP_BROWSER) return t.skip(`${CHROMIUM} not installed (DYLLM_SKIP_BROWSER set)`);
-      assert.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set DYLLM_SKIP_BROWSER=1 to skip this test locally`);
-    }
-    const { chromium } = await import('playwright-core');
-    const userDataDir = mkdtempSync(join(tmpdir(), 'dyllm-chromium-'));
-    const ctx = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+  test('web view in headless Chromium: the canvas denoises step by step', async () => {
+    const browser = await launchChromium();
     try {
-      const page = ctx.pages()[0] ?? (await ctx.newPage());
+      const page = await browser.newPage();
       await page.goto(s.url + '/');
       await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('dyllm-demo'));
       await page.fill('#prompt', QUESTION);
@@ -259,8 +250,7 @@ describe('dyllm serve (bundled model)', () => {
       assert.notEqual(await page.textContent('#s-tps'), '–');
       assert.match(await page.textContent('#s-salient') ?? '', /^0\.\d+$/);
     } finally {
-      await ctx.close();
-      rmSync(userDataDir, { recursive: true, force: true });
+      await browser.close();
     }
   });
 });
