@@ -57,16 +57,11 @@ after(() => {
 });
 
 let dream: Tokenizer;
-let dreamLoadMs = 0;
 before(async () => {
-  const t0 = performance.now();
   dream = await loadTokenizer(DREAM_DIR);
-  dreamLoadMs = performance.now() - t0;
 });
 
-test('Dream: the 151k vocabulary loads quickly', () => {
-  // Measured ~0.35 s on the dev machine; the bound leaves room for a loaded CI machine.
-  assert.ok(dreamLoadMs < 2500, `load took ${dreamLoadMs.toFixed(0)} ms`);
+test('Dream: the 151k vocabulary loads', () => {
   assert.equal(dream.vocabSize, 151667); // 151,643 BPE entries + 24 added tokens
 });
 

@@ -34,19 +34,16 @@ async function withBrowser(webgpu: boolean, fn: (b: Browser) => Promise<void>): 
 
 test('launchChromium runs the npm Chromium, or exactly the one CHROMIUM_PATH names', { timeout: 120_000 }, async () => {
   const exe = chromiumExecutable();
-  if (process.env.CHROMIUM_PATH) {
-    assert.equal(exe, process.env.CHROMIUM_PATH);
-  } else {
-    const { version } = npmChromiumPackage();
-    assert.equal(exe, `${repoRoot}node_modules/.cache/dyllm-chromium/${version}/chromium`);
+  const { version } = npmChromiumPackage();
+  if (process.env.CHROMIUM_PATH) assert.equal(exe, process.env.CHROMIUM_PATH);
+  else assert.equal(exe, `${repoRoot}node_modules/.cache/dyllm-chromium/${version}/chromium`);
+  await withBrowser(false, async (b) => {
     // The package's major version is the Chromium major it carries.
-    await withBrowser(false, async (b) => {
-      assert.equal(b.version().split('.')[0], version.split('.')[0], `browser ${b.version()} vs @sparticuz/chromium ${version}`);
-      const page = await b.newPage();
-      await page.goto(url);
-      assert.equal(await page.title(), 'dyllm browser test');
-    });
-  }
+    if (!process.env.CHROMIUM_PATH) assert.equal(b.version().split('.')[0], version.split('.')[0], `browser ${b.version()} vs @sparticuz/chromium ${version}`);
+    const page = await b.newPage();
+    await page.goto(url);
+    assert.equal(await page.title(), 'dyllm browser test');
+  });
 });
 
 test('launchChromium({ webgpu: true }): WebGPU adapter and device on http://127.0.0.1; a compute shader doubles an array', { timeout: 120_000 }, async () => {
