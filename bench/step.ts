@@ -23,7 +23,7 @@ import { resolveOptions } from '../src/engine/options.js';
 import { resolveAccel } from '../src/engine/accel.js';
 import type { SpecialIds } from '../src/engine/pipeline.js';
 import { bundledModelPath as BUNDLED_MODEL } from '../src/load/hub.js';
-import { sharedDirGuess } from './shared-path.js';
+import { upstreamModelDir } from './upstream-path.js';
 
 const { values } = parseArgs({
   options: {
@@ -53,7 +53,7 @@ function syntheticLlada(layers: number): string {
   const dir = `/tmp/dyllm-synthetic-llada8b-${layers}l`;
   if (existsSync(join(dir, 'model.safetensors'))) return dir;
   mkdirSync(dir, { recursive: true });
-  const up = join(sharedDirGuess(), 'data', 'llada-8b-instruct');
+  const up = upstreamModelDir('llada-8b-instruct');
   const cfg = JSON.parse(readFileSync(join(up, 'config.json'), 'utf8'));
   cfg.n_layers = layers;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg, null, 2));

@@ -2,7 +2,8 @@
  * Kernel conformance: every op of a backend against the ReferenceBackend (float64 oracle) on random, odd shapes.
  *
  * `runKernelSuite(label, makeBackend)` is the shared suite; it runs here for the native addon at every ISA tier this
- * CPU supports (skipped, with the reason, when the addon is not built). Error metric: max|Δ| / max|ref| over the
+ * CPU supports (when the addon is unavailable: reported as skipped with the reason, or failing under
+ * DYLLM_REQUIRE_NATIVE=1; see test/helpers/native.ts). Error metric: max|Δ| / max|ref| over the
  * compared elements (NaN anywhere counts as a failure). Tolerances:
  *   - f32 paths (f32 matmul, attention, rmsnorm, rope, siluMul, add): 1e-5;
  *   - bf16 matmul with activations that are already bf16 values: 1e-5 (products are exact, only summation differs);
@@ -19,10 +20,10 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import type { HostWeight, KernelBackend } from '../src/kernels/backend.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
-import { loadNativeBackend, nativeAddonPath, nativeIsaTiers } from '../src/kernels/native.js';
+import { loadNativeAddon, loadNativeBackend, nativeAddonPath, nativeIsaTiers } from '../src/kernels/native.js';
+import { needsNative, nativeStatus } from './helpers/native.js';
 
 export const TOL_F32 = 1e-5;
 export const TOL_BF16_EXACT_INPUT = 1e-5;
@@ -647,20 +648,24 @@ function runSabotageTests(label: string, makeBackend: () => KernelBackend): void
 
 // ---- run for the native addon at every tier --------------------------------------------------------------------
 
-const built = existsSync(nativeAddonPath);
+const native = nativeStatus();
 
-test('native addon loads when build/Release/dyllm_kernels.node exists', { skip: built ? false : `not built: ${nativeAddonPath}` }, () => {
-  const tiers = nativeIsaTiers();
-  assert.ok(tiers.length >= 1, 'nativeIsaTiers() lists at least one tier');
+test('native addon loads and lists its ISA tiers', needsNative(), () => {
+  const tiers = loadNativeAddon().tiers(); // throws the loader's reason when the addon is unavailable
+  assert.ok(tiers.length >= 1, 'the addon lists at least one tier');
   assert.ok(tiers.includes('portable'), 'portable tier always present');
+  assert.deepEqual(nativeIsaTiers(), tiers);
   const be = loadNativeBackend();
-  assert.equal(be.name, `native-${tiers[0]}`);
+  assert.equal(be.name, process.env.DYLLM_ISA ? `native-${process.env.DYLLM_ISA}` : `native-${tiers[0]}`);
   assert.throws(() => loadNativeBackend({ isa: 'nonexistent-isa' }), /not available/);
 });
 
-if (!built) {
-  test('native kernel conformance', { skip: `native addon not built (${nativeAddonPath} missing); run npm rebuild` }, () => {});
+if (native.reason !== null) {
+  // One entry standing for every tier's suite: skipped with the reason, or (DYLLM_REQUIRE_NATIVE=1) failing with it.
+  test(`native kernel conformance (every ISA tier) at ${nativeAddonPath}`, needsNative(), () => {
+    loadNativeAddon();
+  });
 } else {
-  for (const isa of nativeIsaTiers()) runKernelSuite(`native-${isa}`, () => loadNativeBackend({ isa }));
+  for (const isa of native.tiers) runKernelSuite(`native-${isa}`, () => loadNativeBackend({ isa }));
   runSabotageTests('native', () => loadNativeBackend());
 }

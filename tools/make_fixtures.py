@@ -25,9 +25,7 @@ from safetensors_io import read_checkpoint, round_to_bf16, write_safetensors, wr
 SEED = 20240611
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(ROOT, "test", "fixtures")
-UPSTREAM = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
-if not os.path.isdir(UPSTREAM):
-    UPSTREAM = "/work/shared/data"
+UPSTREAM = os.path.join(OUT, "upstream")  # the released models' config/tokenizer files (see its README.md)
 LLADA_UP = os.path.join(UPSTREAM, "llada-8b-instruct")
 DREAM_UP = os.path.join(UPSTREAM, "dream-v0-instruct-7b")
 

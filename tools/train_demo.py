@@ -33,7 +33,7 @@ import tiny_tokenizer as tt  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LLADA_UP = os.environ.get("LLADA_UPSTREAM", os.path.join(HERE, "..", "..", "shared", "data", "llada-8b-instruct"))
+LLADA_UP = os.environ.get("LLADA_UPSTREAM", os.path.join(HERE, "..", "test", "fixtures", "upstream", "llada-8b-instruct"))
 SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 GEN = 48  # response canvas the model is trained to fill
 

@@ -3,14 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadChatTemplate, loadSpecialTokens, renderChatTemplate } from './chat-template.js';
 import { loadTokenizer } from './tokenizer.js';
 import { LoadError } from './errors.js';
+import { upstreamDream as DREAM_DIR, upstreamLlada as LLADA_DIR } from '../../test/helpers/paths.js';
 
-const DATA = fileURLToPath(new URL('../../../../shared/data/', import.meta.url));
-const LLADA_DIR = join(DATA, 'llada-8b-instruct');
-const DREAM_DIR = join(DATA, 'dream-v0-instruct-7b');
 const made: string[] = [];
 const tmp = (): string => {
   const d = mkdtempSync(join(tmpdir(), 'dyllm-chat-'));

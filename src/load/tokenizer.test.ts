@@ -1,15 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadTokenizer, QWEN2_PRETOKENIZE_REGEX, QWEN2_PRETOKENIZE_REGEX_JS, type Tokenizer } from './tokenizer.js';
 import { LoadError } from './errors.js';
-
-// dist/src/load/ → repo root → ../shared (kept beside the repository, never copied into it).
-const DREAM_DIR = fileURLToPath(new URL('../../../../shared/data/dream-v0-instruct-7b/', import.meta.url));
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+import { fixturesDir, upstreamDream as DREAM_DIR } from '../../test/helpers/paths.js';
 
 /**
  * Expected ids computed independently with a Python transcription of transformers' Qwen2Tokenizer (slow; Dream's
@@ -65,8 +61,7 @@ before(async () => {
   dream = await loadTokenizer(DREAM_DIR);
 });
 
-test('Dream: the 151k vocabulary loads whole', () => {
-  // Load time is a benchmark figure, not a test assertion (it varies with the machine's load).
+test('Dream: the 151k vocabulary loads', () => {
   assert.equal(dream.vocabSize, 151667); // 151,643 BPE entries + 24 added tokens
 });
 
@@ -315,11 +310,10 @@ test('tokenizer.json route: clean_up_tokenization_spaces is honoured (default of
   assert.equal(b.decode(b.encode('hi , hi .')), 'hi, hi.');
 });
 
-/** Tiny fixtures written by other parts of the project (test/fixtures/*-tiny); tested only when present. */
+/** The tiny model fixtures (test/fixtures/*-tiny, written by tools/make_fixtures.py). */
 function fixtureTest(name: string, maskToken: string, bos: string, text: string, skipped: string): void {
-  const dir = join(REPO_ROOT, 'test/fixtures', name);
-  const present = existsSync(join(dir, 'tokenizer.json')) || existsSync(join(dir, 'vocab.json'));
-  test(`fixture ${name}: loads, mask token matches config.json`, { skip: !present && 'fixture not present' }, async () => {
+  const dir = join(fixturesDir, name);
+  test(`fixture ${name}: loads, mask token matches config.json`, async () => {
     const tok = await loadTokenizer(dir);
     const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     const mask = tok.tokenToId(maskToken);

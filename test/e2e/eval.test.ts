@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { extractAnswer, readTasks } from '../../src/cli/eval.js';
 import { LoadError } from '../../src/load/errors.js';
 import { repoRoot } from '../helpers/paths.js';
+import { NATIVE_SPEED, needsNative } from '../helpers/native.js';
 
 const tasksFile = join(repoRoot, 'data', 'arith-test.jsonl');
 const fewshotFile = join(repoRoot, 'data', 'arith-fewshot.jsonl');
@@ -82,7 +83,7 @@ test('eval runs the baselines and few-shot prompts; bad input exits with one lin
   assert.ok(l.code === 1 && oneLine(l) && l.stderr.includes(`${bad}:2:`), l.stderr);
 });
 
-test('bench writes the table and the SVG with every method', () => {
+test('bench writes the table and the SVG with every method', needsNative(NATIVE_SPEED), () => {
   const dir = mkdtempSync(join(tmpdir(), 'dyllm-bench-'));
   const res = dyllm('bench', '--tasks', tasksFile, '--chat', '--limit', '1', '--gen-length', '16', '--steps', '16', '--block-length', '8', '--no-parallel', '--out', dir);
   assert.equal(res.code, 0, res.stderr);

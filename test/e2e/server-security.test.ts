@@ -9,18 +9,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { startServer, type DyllmServer } from '../../src/server/app.js';
 import { isLoopbackAddress, isLoopbackHost, parseCorsOrigins } from '../../src/server/security.js';
 import { repoRoot } from '../helpers/paths.js';
+import { launchChromium } from '../helpers/browser.js';
 
 const DEMO = join(repoRoot, 'models', 'dyllm-demo');
 const QUESTION = 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?';
-const CHROMIUM = '/usr/bin/chromium';
 const KEY = 'sk-test-0123456789';
 const ALLOWED = 'http://allowed.example:3000';
 
@@ -149,19 +147,11 @@ describe('dyllm serve access control (bundled model, --api-key, --cors-origin)',
     await assert.rejects(() => wrong.models.list(), (e: Error & { status?: number }) => e.status === 401);
   });
 
-  test('web view in headless Chromium: asks for the key once on 401, keeps it in sessionStorage, generates', async (t) => {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.DYLLM_SKIP_BROWSER) return t.skip(`${CHROMIUM} not installed (DYLLM_SKIP_BROWSER set)`);
-      assert.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set DYLLM_SKIP_BROWSER=1 to skip this test locally`);
-    }
-    const { chromium } = await import('playwright-core');
-    const userDataDir = mkdtempSync(join(tmpdir(), 'dyllm-chromium-'));
-    const ctx = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+  test('web view in headless Chromium: asks for the key once on 401, keeps it in sessionStorage, generates', async () => {
+    const browser = await launchChromium();
+    const ctx = await browser.newContext();
     try {
-      const page = ctx.pages()[0] ?? (await ctx.newPage());
+      const page = await ctx.newPage();
       const dialogs: string[] = [];
       page.on('dialog', (d) => {
         dialogs.push(d.message());
@@ -178,8 +168,7 @@ describe('dyllm serve access control (bundled model, --api-key, --cors-origin)',
       assert.match(await page.textContent('#answer') ?? '', /12\+7=19\. #### 19/);
       assert.equal(dialogs.length, 1, 'the key is asked for once');
     } finally {
-      await ctx.close();
-      rmSync(userDataDir, { recursive: true, force: true });
+      await browser.close();
     }
   });
 });

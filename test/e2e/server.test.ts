@@ -1,22 +1,23 @@
 /**
  * `dyllm serve` end to end with real clients: the official `openai` package (streaming and not), raw HTTP for
  * the denoise-streaming extension and every limit, headless Chromium for the web view, and a child process for
- * SIGTERM draining. Servers listen on ephemeral loopback ports and are always shut down.
- * Set DYLLM_SKIP_BROWSER=1 to skip the browser test where Chromium is not installed (CI installs it).
+ * SIGTERM draining. Servers listen on ephemeral loopback ports and are always shut down. The browser is the npm
+ * Chromium (test/helpers/browser.ts; CHROMIUM_PATH overrides it).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { startServer, type DyllmServer } from '../../src/server/app.js';
 import { repoRoot } from '../helpers/paths.js';
+import { launchChromium } from '../helpers/browser.js';
+import { NATIVE_SPEED, needsNative } from '../helpers/native.js';
 
 const DEMO = join(repoRoot, 'models', 'dyllm-demo');
 const QUESTION = 'Tom has 12 apples. Tom buys 7 more. How many apples does Tom have now?';
-const CHROMIUM = '/usr/bin/chromium';
 
 interface SseEvent { event: string | null; data: string }
 
@@ -58,11 +59,14 @@ async function readUntil(res: Response, pred: (text: string) => boolean): Promis
   return text;
 }
 
-describe('dyllm serve (bundled model)', () => {
+// No request timeout here (0 = none): these tests are about answers, not speed (the limits suite below tests the
+// timeout), and on the reference backend or a loaded machine a merged batch can take minutes. The suite's own
+// timeout still ends a hang.
+describe('dyllm serve (bundled model)', { timeout: 30 * 60_000 }, () => {
   let s: DyllmServer;
   let client: OpenAI;
   before(async () => {
-    s = await startServer({ modelDir: DEMO, port: 0, maxBatch: 8, maxQueue: 8 });
+    s = await startServer({ modelDir: DEMO, port: 0, maxBatch: 8, maxQueue: 8, timeoutMs: 0 });
     client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
   });
   after(() => s?.close());
@@ -216,19 +220,10 @@ describe('dyllm serve (bundled model)', () => {
     assert.ok((await metric(s.url, 'dyllm_generated_tokens_total')) > 0);
   });
 
-  test('web view in headless Chromium: the canvas denoises step by step', async (t) => {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.DYLLM_SKIP_BROWSER) return t.skip(`${CHROMIUM} not installed (DYLLM_SKIP_BROWSER set)`);
-      assert.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set DYLLM_SKIP_BROWSER=1 to skip this test locally`);
-    }
-    const { chromium } = await import('playwright-core');
-    const userDataDir = mkdtempSync(join(tmpdir(), 'dyllm-chromium-'));
-    const ctx = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+  test('web view in headless Chromium: the canvas denoises step by step', needsNative(NATIVE_SPEED), async () => {
+    const browser = await launchChromium();
     try {
-      const page = ctx.pages()[0] ?? (await ctx.newPage());
+      const page = await browser.newPage();
       await page.goto(s.url + '/');
       await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('dyllm-demo'));
       await page.fill('#prompt', QUESTION);
@@ -265,13 +260,13 @@ describe('dyllm serve (bundled model)', () => {
       assert.notEqual(await page.textContent('#s-tps'), '–');
       assert.match(await page.textContent('#s-salient') ?? '', /^0\.\d+$/);
     } finally {
-      await ctx.close();
-      rmSync(userDataDir, { recursive: true, force: true });
+      await browser.close();
     }
   });
 });
 
-describe('dyllm serve limits and faults', () => {
+// The limits below race generations against a 1.5 s request timeout: they need the native kernels' speed.
+describe('dyllm serve limits and faults', needsNative(NATIVE_SPEED), () => {
   let s: DyllmServer;
   before(async () => {
     s = await startServer({ modelDir: DEMO, port: 0, maxBatch: 1, maxQueue: 1, timeoutMs: 1500, bodyLimit: 2048, maxTokens: 256 });
@@ -300,11 +295,10 @@ describe('dyllm serve limits and faults', () => {
     a.abort();
     b.abort();
     for (let i = 0; i < 100 && (await metric(s.url, 'dyllm_inflight_requests')) > 0; i++) await new Promise((res) => setTimeout(res, 20));
-    // A 256-step run takes many seconds; with both cancelled a short request is served at once (< the timeout).
-    const t0 = Date.now();
+    // A 256-step run takes many seconds; with both cancelled a short request is served within the 1.5 s request
+    // timeout (200, not 504).
     const r = await post(`${s.url}/v1/chat/completions`, { messages: [{ role: 'user', content: QUESTION }], max_tokens: 8 });
     assert.equal(r.status, 200, await r.clone().text());
-    assert.ok(Date.now() - t0 < 1500);
     assert.equal(await metric(s.url, 'dyllm_requests_cancelled_total{reason="disconnect"}'), 2);
     assert.equal(await metric(s.url, 'dyllm_inflight_requests'), 0);
   });

@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-/** The project's shared spec and upstream data (a sibling of the repository). */
-export const sharedDir = join(repoRoot, '..', 'shared');
 export const fixturesDir = join(repoRoot, 'test', 'fixtures');
-export const upstreamLlada = join(sharedDir, 'data', 'llada-8b-instruct');
-export const upstreamDream = join(sharedDir, 'data', 'dream-v0-instruct-7b');
+/** The released models' upstream config and tokenizer files, byte-identical (test/fixtures/upstream/README.md). */
+export const upstreamDir = join(fixturesDir, 'upstream');
+export const upstreamLlada = join(upstreamDir, 'llada-8b-instruct');
+export const upstreamDream = join(upstreamDir, 'dream-v0-instruct-7b');

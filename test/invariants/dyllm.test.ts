@@ -11,8 +11,7 @@ import { resolveAccel, type AccelOptionsInput } from '../../src/engine/accel.js'
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { SequenceCache, cacheBytesPerToken } from '../../src/cache/layer-cache.js';
 import { cosineThreshold, recomputeAll } from '../../src/cache/saliency.js';
-import type { KernelBackend } from '../../src/kernels/backend.js';
-import { loadNativeBackend, nativeIsaTiers } from '../../src/kernels/native.js';
+import { backendCases } from '../helpers/native.js';
 import { paddedBatch } from '../../src/models/types.js';
 import { fixturePath, relMaxError } from '../helpers/fixtures.js';
 
@@ -65,12 +64,9 @@ for (const [name, opts] of CASES) {
   });
 }
 
-const BACKENDS: Array<[string, () => KernelBackend]> = [['reference', () => new ReferenceBackend()]];
-if (nativeIsaTiers().length > 0) BACKENDS.push(['native', () => loadNativeBackend()]);
-
-for (const [bname, makeBackend] of BACKENDS) {
+for (const { name: bname, make: makeBackend, options } of backendCases()) {
   for (const [name, opts] of CASES) {
-    test(`${bname} ${name} ${JSON.stringify(opts)}: o_proj reuse (ΔV projected per head) generates the recompute path's tokens`, async () => {
+    test(`${bname} ${name} ${JSON.stringify(opts)}: o_proj reuse (ΔV projected per head) generates the recompute path's tokens`, options, async () => {
       const p = await loadPipeline(fixturePath(name), { backend: makeBackend() });
       const ev: StepEvent[] = [];
       const recompute = run(p, [...PROMPTS], opts as GenerateOptionsInput, { method: 'dyllm', threshold: 0.9, oProj: 'recompute' });

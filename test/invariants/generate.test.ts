@@ -9,8 +9,9 @@ import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
 import { generateSteps, type GenerateResult } from '../../src/engine/generate.js';
 import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
-import { selectBackend } from '../../src/kernels/select.js';
+import { loadNativeBackend } from '../../src/kernels/native.js';
 import { fixturePath, relMaxError } from '../helpers/fixtures.js';
+import { needsNative } from '../helpers/native.js';
 import { paddedBatch } from '../../src/models/types.js';
 
 function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput): GenerateResult {
@@ -74,9 +75,8 @@ test('the same seed gives the same output; another seed gives another (temperatu
   }
 });
 
-test('greedy decoding gives the same tokens on the native and reference backends (f32 checkpoints)', async (t) => {
-  const native = selectBackend('auto', () => {});
-  if (native.name === 'reference') return t.skip('native addon not built');
+test('greedy decoding gives the same tokens on the native and reference backends (f32 checkpoints)', needsNative(), async () => {
+  const native = loadNativeBackend();
   for (const [name, opts] of [
     ['llada-tiny-f32-sharded', { genLength: 16, steps: 16, blockLength: 8 }],
     ['dream-tiny-f32-sharded', { genLength: 16, steps: 16, alg: 'entropy' }],

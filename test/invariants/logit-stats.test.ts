@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
-import { selectBackend } from '../../src/kernels/select.js';
+import { backendCases } from '../helpers/native.js';
 import type { KernelBackend } from '../../src/kernels/backend.js';
 import type { RowStats } from '../../src/sampler/confidence.js';
 import { lladaSelect } from '../../src/sampler/llada.js';
@@ -31,18 +31,15 @@ function stats(be: KernelBackend, logits: Float32Array, M: number, V: number): R
   return s;
 }
 
-const backends: KernelBackend[] = [new ReferenceBackend()];
-const native = selectBackend('auto', () => {});
-if (native.name !== 'reference') backends.push(native);
-
-test('logitStats agrees across backends', () => {
-  const M = 9;
-  const V = 1031;
-  const logits = logitsBlock(M, V, 7);
-  const ref = stats(new ReferenceBackend(), logits, M, V);
-  assert.equal(ref.argmax[1], 3);
-  assert.ok(Math.abs(ref.p1[2] - ref.p2[2]) < 1e-15);
-  for (const be of backends) {
+for (const { name, make, options } of backendCases()) {
+  test(`logitStats agrees with the reference backend's (${name})`, options, () => {
+    const M = 9;
+    const V = 1031;
+    const logits = logitsBlock(M, V, 7);
+    const ref = stats(new ReferenceBackend(), logits, M, V);
+    assert.equal(ref.argmax[1], 3);
+    assert.ok(Math.abs(ref.p1[2] - ref.p2[2]) < 1e-15);
+    const be = make();
     const s = stats(be, logits, M, V);
     assert.deepEqual([...s.argmax], [...ref.argmax], be.name);
     for (let m = 0; m < M; m++) {
@@ -50,14 +47,13 @@ test('logitStats agrees across backends', () => {
       assert.ok(Math.abs(s.p2[m] - ref.p2[m]) <= 1e-12, `${be.name} p2 row ${m}`);
       assert.ok(Math.abs(s.negEntropy![m] - ref.negEntropy![m]) <= 1e-9 * Math.abs(ref.negEntropy![m]), `${be.name} entropy row ${m}`);
     }
-  }
-});
+  });
 
-test('the samplers pick the same rows and tokens with or without precomputed statistics', () => {
-  const M = 12;
-  const V = 517;
-  const logits = logitsBlock(M, V, 11);
-  for (const be of backends) {
+  test(`the samplers pick the same rows and tokens with or without precomputed statistics (${name})`, options, () => {
+    const M = 12;
+    const V = 517;
+    const logits = logitsBlock(M, V, 11);
+    const be = make();
     const s = stats(be, logits, M, V);
     const ones = new Uint8Array(M).fill(1);
     const opts = { temperature: 0, remasking: 'low_confidence' as const, logitsEosInf: false, confidenceEosEotInf: false, eosId: 0, eotId: 1, parallelThreshold: null };
@@ -74,5 +70,5 @@ test('the samplers pick the same rows and tokens with or without precomputed sta
       assert.deepEqual([...b.x0], [...a.x0], `${be.name} ${alg} x0`);
       for (let i = 0; i < M; i++) assert.ok(Math.abs(b.conf[i] - a.conf[i]) <= 1e-6 * Math.max(1, Math.abs(a.conf[i])), `${be.name} ${alg} conf ${i}: ${b.conf[i]} vs ${a.conf[i]}`);
     }
-  }
-});
+  });
+}

@@ -1,13 +1,11 @@
 /**
- * The corrected attention update (issue 8): when the queries do not change and only a few key/value columns do,
+ * The corrected attention update: when the queries do not change and only a few key/value columns do,
  * 'rescale' (exact normaliser) and 'rescale-incremental' (normaliser updated from the changed columns) give the
  * exact new attention output to fp32 rounding, on every backend; the official 'delta' update does not.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReferenceBackend } from '../../src/kernels/reference.js';
-import { selectBackend } from '../../src/kernels/select.js';
-import type { KernelBackend } from '../../src/kernels/backend.js';
+import { backendCases } from '../helpers/native.js';
 import { relMaxError } from '../helpers/fixtures.js';
 
 function rand(n: number, seed: number, scale = 1): Float32Array {
@@ -20,13 +18,10 @@ function rand(n: number, seed: number, scale = 1): Float32Array {
   return a;
 }
 
-const backends: [string, KernelBackend][] = [['reference', new ReferenceBackend()]];
-const native = selectBackend('auto', () => {});
-if (native.name !== 'reference') backends.push([native.name, native]);
-
-for (const [name, be] of backends) {
+for (const { name, make, options } of backendCases()) {
   for (const [H, Hkv, Dh] of [[4, 4, 16], [6, 2, 32]]) {
-    test(`${name}: rescale is exact for unchanged queries when a few columns change (H=${H}, Hkv=${Hkv})`, () => {
+    test(`${name}: rescale is exact for unchanged queries when a few columns change (H=${H}, Hkv=${Hkv})`, options, () => {
+      const be = make();
       const Mq = 7;
       const Mk = 23;
       const kv = Hkv * Dh;

@@ -11,13 +11,14 @@
  * fixtures are deliberately peaky). The 25 % margin covers rounding at other points than PyTorch does: native
  * round's worst llada-tiny case is 7.8e-2, 1.05 x PyTorch's worst (dream-tiny: 5.9e-2, 0.78 x).
  */
-import { test } from 'node:test';
+import { test, type TestOptions } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/models/load-model.js';
 import { paddedBatch } from '../../src/models/types.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import type { KernelBackend } from '../../src/kernels/backend.js';
 import { loadNativeBackend } from '../../src/kernels/native.js';
+import { needsNative } from '../helpers/native.js';
 import { MODEL_FIXTURES, fixturePath, readJsonFixture, relMaxError, type ForwardFixture } from '../helpers/fixtures.js';
 
 /** <fixture>/bf16-reference.json (tools/bf16_reference.py): PyTorch-bf16 errors against reference.json, per case. */
@@ -39,18 +40,15 @@ function bf16RoundBound(name: string, fx: ForwardFixture): number {
   return 1.25 * worst;
 }
 
-const backends: [string, () => KernelBackend][] = [['reference', () => new ReferenceBackend()]];
-try {
-  loadNativeBackend();
-  backends.push(['native-round', () => loadNativeBackend({ bf16Activations: 'round' })]);
-  backends.push(['native-split', () => loadNativeBackend({ bf16Activations: 'split' })]);
-} catch {
-  // The kernel conformance suite reports a missing addon; parity runs on what is there.
-}
+const backends: [string, () => KernelBackend, TestOptions][] = [
+  ['reference', () => new ReferenceBackend(), {}],
+  ['native-round', () => loadNativeBackend({ bf16Activations: 'round' }), needsNative()],
+  ['native-split', () => loadNativeBackend({ bf16Activations: 'split' }), needsNative()],
+];
 
 for (const name of MODEL_FIXTURES) {
-  for (const [bname, make] of backends) {
-    test(`${name} logits match the PyTorch reference (${bname} backend)`, () => {
+  for (const [bname, make, options] of backends) {
+    test(`${name} logits match the PyTorch reference (${bname} backend)`, options, () => {
       const fx = readJsonFixture<ForwardFixture>(name, 'reference.json');
       const { model, config, unusedTensors } = loadModel(fixturePath(name), { backend: make() });
       assert.deepEqual(unusedTensors, []);
