@@ -26,7 +26,11 @@
     {
       "target_name": "dyllm_kernels",
       "dependencies": ["dyllm_tier_avx512", "dyllm_tier_avx2"],
-      "sources": ["src/kernels/native/addon.cc", "src/kernels/native/tier_portable.cc"],
+      "sources": [
+        "src/kernels/native/module.cc", "src/kernels/native/gemm.cc", "src/kernels/native/attention.cc",
+        "src/kernels/native/dyllm_update.cc", "src/kernels/native/stats.cc", "src/kernels/native/rowwise.cc",
+        "src/kernels/native/bench.cc", "src/kernels/native/tier_portable.cc"
+      ],
       "cflags_cc": ["<@(dyllm_opt)", "-pthread"],
       "ldflags": ["-pthread"]
     }
