@@ -8,7 +8,7 @@
       "type": "static_library",
       "conditions": [
         ["target_arch=='x64'", {
-          "sources": ["src/kernels/native/tier_avx512.cc"],
+          "sources": ["src/kernels/native/tier_avx512.cc", "src/kernels/native/tier_avx512_attn.cc", "src/kernels/native/tier_avx512_stats.cc"],
           "cflags_cc": ["<@(dyllm_opt)", "-march=x86-64-v4", "-mavx512bf16", "-mtune=znver3"]
         }]
       ]
