@@ -8,11 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { nativeAddonPath, nativeIsaTiers } from '../src/kernels/native.js';
-import { fuzzReport, fuzzSeed, runFuzzChild } from './helpers/kernel-fuzz.js';
+import { fuzzCases, fuzzReport, fuzzSeed, runFuzzChild } from './helpers/kernel-fuzz.js';
 
 const built = existsSync(nativeAddonPath);
 const seed = fuzzSeed();
-const cases = Number(process.env.DYLLM_FUZZ_CASES ?? 1500);
+const cases = fuzzCases(1500);
 console.log(`kernel fuzz: seed ${seed}, ${cases} cases per tier (replay: DYLLM_FUZZ_SEED=${seed})`);
 
 if (!built) {

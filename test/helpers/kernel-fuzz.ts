@@ -493,6 +493,15 @@ export interface FuzzResult {
   replay: string;
 }
 
+/** The case budget from DYLLM_FUZZ_CASES (or the fallback when unset). */
+export function fuzzCases(fallback: number): number {
+  const s = process.env.DYLLM_FUZZ_CASES;
+  if (s === undefined || s === '') return fallback;
+  const n = Number(s);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`DYLLM_FUZZ_CASES must be a positive integer, found '${s}'`);
+  return n;
+}
+
 export function fuzzSeed(): number {
   const s = process.env.DYLLM_FUZZ_SEED;
   if (s === undefined || s === '') return randomInt(0, 2 ** 31);
@@ -548,8 +557,8 @@ async function cliMain(argv: string[]): Promise<void> {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const cases = Number(opt('--cases') ?? process.env.DYLLM_FUZZ_CASES ?? 20000);
-  if (!Number.isSafeInteger(cases) || cases <= 0) throw new Error(`--cases must be a positive integer, found '${opt('--cases')}'`);
+  if (opt('--cases') !== undefined) process.env.DYLLM_FUZZ_CASES = opt('--cases');
+  const cases = fuzzCases(20000);
   if (opt('--seed') !== undefined) process.env.DYLLM_FUZZ_SEED = opt('--seed');
   const seed = fuzzSeed();
   const isaOpt = opt('--isa');
