@@ -281,7 +281,7 @@ function mutate(r: Rng, c: Base, k: number): [string, boolean] {
     }
     case 'array':
     case 'index': {
-      const a = old as AnyTyped | null;
+      const a = ArrayBuffer.isView(old) && !(old instanceof DataView) ? (old as AnyTyped) : null; // an earlier mutation may have replaced it
       const roll = r.next();
       if (roll < 0.3) {
         const kind = r.pick(WRONG_KINDS[role.kind]);
