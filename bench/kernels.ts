@@ -8,7 +8,10 @@
  * that the weights streamed per call exceed the 32 MiB L3 (the GEMV numbers are DRAM numbers, not cache-hot).
  * Each result is spot-checked against float64 dot products. bf16 weights run in both activation modes: `round`
  * (the default: activations rounded to bf16 once) and `split` (hi + lo bf16 parts, fp32-accurate, two dot
- * products per product). Env: DYLLM_ISA, DYLLM_THREADS.
+ * products per product). Then the other kernels at LLaDA-8B shapes (H = 32, Dh = 128, D = 4096, V = 126464): attention,
+ * DyLLM's attentionDelta / attentionRescale, logitStats, the row-wise kernels, gemm and matmulCols — median ms of
+ * ≥ 5 calls and ≥ 0.3 s after a warm-up. Env: DYLLM_ISA, DYLLM_THREADS, DYLLM_BENCH_SECTIONS (comma list of
+ * `peaks`, `matmul`, `other`; default all three).
  */
 import { loadNativeAddon, loadNativeBackend, loadNativeTier } from '../src/kernels/native.js';
 import type { PreparedWeight } from '../src/kernels/backend.js';
@@ -24,6 +27,13 @@ const be = loadNativeBackend({ bf16Activations: 'round' });
 const beSplit = loadNativeBackend({ bf16Activations: 'split' });
 const tier = loadNativeTier(be.name.replace(/^native-/, ''));
 const threads = addon.threads();
+const sections = new Set((process.env.DYLLM_BENCH_SECTIONS || 'peaks,matmul,other').split(',').map((x) => x.trim()));
+for (const x of sections) {
+  if (x !== 'peaks' && x !== 'matmul' && x !== 'other') {
+    console.error(`DYLLM_BENCH_SECTIONS: unknown section '${x}' (expected a comma list of peaks, matmul, other)`);
+    process.exit(2);
+  }
+}
 
 console.log(`dyllm kernel benchmark — backend ${be.name}, ${threads} thread(s), node ${process.version}`);
 
@@ -36,29 +46,35 @@ function peak(kind: 'bf16' | 'fma', nt: number): number {
 }
 let bf16Peak = NaN;
 let bf16Peak1 = NaN;
-try {
-  bf16Peak1 = peak('bf16', 1);
-  bf16Peak = peak('bf16', threads);
-} catch {
-  /* tier without vdpbf16ps */
-}
-const fmaPeak1 = peak('fma', 1);
-const fmaPeak = peak('fma', threads);
+let fmaPeak1 = NaN;
+let fmaPeak = NaN;
 let streamBw = NaN;
 let streamRuns: number[] = [];
-try {
-  streamRuns = tier.streamRead(1 << 30, threads, 7);
-  streamBw = median(streamRuns.slice(1));
-} catch {
-  /* portable tier: no stream kernel */
+if (sections.has('peaks')) {
+  try {
+    bf16Peak1 = peak('bf16', 1);
+    bf16Peak = peak('bf16', threads);
+  } catch {
+    /* tier without vdpbf16ps */
+  }
+  fmaPeak1 = peak('fma', 1);
+  fmaPeak = peak('fma', threads);
+  try {
+    streamRuns = tier.streamRead(1 << 30, threads, 7);
+    streamBw = median(streamRuns.slice(1));
+  } catch {
+    /* portable tier: no stream kernel */
+  }
 }
 const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '–');
-console.log('');
-console.log(`| peak (microbenchmark) | 1 thread | ${threads} thread(s) |`);
-console.log('|---|---|---|');
-console.log(`| bf16 vdpbf16ps zmm, 24 chains (GFLOP/s, best of 7) | ${f1(bf16Peak1)} | **${f1(bf16Peak)}** |`);
-console.log(`| fp32 FMA zmm, 12 chains (GFLOP/s, best of 7) | ${f1(fmaPeak1)} | **${f1(fmaPeak)}** |`);
-console.log(`| stream read, 1 GiB, 4 MiB chunks claimed dynamically (GB/s, median of ${Math.max(0, streamRuns.length - 1)} after 1 warm-up; runs ${streamRuns.map((x) => x.toFixed(1)).join(', ')}) | | **${f1(streamBw)}** |`);
+if (sections.has('peaks')) {
+  console.log('');
+  console.log(`| peak (microbenchmark) | 1 thread | ${threads} thread(s) |`);
+  console.log('|---|---|---|');
+  console.log(`| bf16 vdpbf16ps zmm, 24 chains (GFLOP/s, best of 7) | ${f1(bf16Peak1)} | **${f1(bf16Peak)}** |`);
+  console.log(`| fp32 FMA zmm, 12 chains (GFLOP/s, best of 7) | ${f1(fmaPeak1)} | **${f1(fmaPeak)}** |`);
+  console.log(`| stream read, 1 GiB, 4 MiB chunks claimed dynamically (GB/s, median of ${Math.max(0, streamRuns.length - 1)} after 1 warm-up; runs ${streamRuns.map((x) => x.toFixed(1)).join(', ')}) | | **${f1(streamBw)}** |`);
+}
 
 // ---- matmul ----
 function randomWeight(dtype: 'bf16' | 'f32', N: number, K: number, seed: number): Uint16Array | Float32Array {
@@ -92,7 +108,7 @@ const rows: Row[] = [];
 const shapes: Array<[number, number, number]> = [[1, 4096, 4096], [8, 4096, 4096], [64, 4096, 4096], [256, 4096, 4096], [256, 4096, 12288]];
 
 const cache = new Map<string, { ws: PreparedWeight[]; host: Uint16Array | Float32Array }>();
-for (const [dtype, mode] of [['bf16', 'round'], ['bf16', 'split'], ['f32', '']] as const) {
+for (const [dtype, mode] of sections.has('matmul') ? [['bf16', 'round'], ['bf16', 'split'], ['f32', '']] as const : []) {
   const bk = mode === 'split' ? beSplit : be;
   for (const [M, K, N] of shapes) {
     const key = `${dtype}:${N}x${K}`;
@@ -139,16 +155,83 @@ for (const [dtype, mode] of [['bf16', 'round'], ['bf16', 'split'], ['f32', '']] 
   }
 }
 
-console.log('');
-console.log('| weights | M × K × N | ms (median) | GFLOP/s | GB/s of weights | % of compute peak | % of stream BW | spot err |');
-console.log('|---|---|---|---|---|---|---|---|');
-for (const r of rows) {
-  const gemv = r.M <= 8;
-  const pk = r.dtype === 'bf16' && Number.isFinite(bf16Peak) ? 'bf16' : 'fp32';
-  console.log(
-    `| ${r.dtype}${r.mode ? ` (${r.mode})` : ''} | ${r.M} × ${r.K} × ${r.N} | ${r.ms.toFixed(2)} | ${r.gflops.toFixed(1)} | ${r.gbs.toFixed(1)} | ` +
-      `${gemv ? `(${r.pctPeak.toFixed(0)} %)` : `**${r.pctPeak.toFixed(0)} %** of ${pk}`} | ${gemv ? `**${r.pctStream.toFixed(0)} %**` : `(${r.pctStream.toFixed(0)} %)`} | ${r.err.toExponential(1)} |`,
-  );
+if (sections.has('matmul')) {
+  console.log('');
+  console.log('| weights | M × K × N | ms (median) | GFLOP/s | GB/s of weights | % of compute peak | % of stream BW | spot err |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const gemv = r.M <= 8;
+    const pk = r.dtype === 'bf16' && Number.isFinite(bf16Peak) ? 'bf16' : 'fp32';
+    console.log(
+      `| ${r.dtype}${r.mode ? ` (${r.mode})` : ''} | ${r.M} × ${r.K} × ${r.N} | ${r.ms.toFixed(2)} | ${r.gflops.toFixed(1)} | ${r.gbs.toFixed(1)} | ` +
+        `${gemv ? `(${r.pctPeak.toFixed(0)} %)` : `**${r.pctPeak.toFixed(0)} %** of ${pk}`} | ${gemv ? `**${r.pctStream.toFixed(0)} %**` : `(${r.pctStream.toFixed(0)} %)`} | ${r.err.toExponential(1)} |`,
+    );
 }
 console.log('');
 console.log(`Peaks used: bf16 ${f1(bf16Peak)} GFLOP/s, fp32 ${f1(fmaPeak)} GFLOP/s, stream ${f1(streamBw)} GB/s (${threads} threads).`);
+}
+
+// ---- the other kernels ----
+/** Median ms of fn() over ≥ 5 calls and ≥ 0.3 s (≤ 200 calls), after one warm-up call. */
+function timeMs(fn: () => void): number {
+  fn();
+  const times: number[] = [];
+  const t0 = performance.now();
+  while (times.length < 200 && (times.length < 5 || performance.now() - t0 < 300)) {
+    const t = performance.now();
+    fn();
+    times.push(performance.now() - t);
+  }
+  return median(times);
+}
+
+if (sections.has('other')) {
+  let seed = 12345;
+  const rnd = (n: number, scale = 1): Float32Array => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      a[i] = (seed / 4294967296 - 0.5) * 2 * scale;
+    }
+    return a;
+  };
+  const H = 32, Dh = 128, D = H * Dh, Mq = 257, Mk = 320, nc = 32, V = 126464;
+  const q = rnd(Mq * D), k = rnd(Mk * D), v = rnd(Mk * D), ctx = new Float32Array(Mq * D), lse = new Float32Array(Mq * H);
+  const cols = Int32Array.from({ length: nc }, (_, i) => (i * 7) % Mk);
+  const dv = rnd(nc * D, 0.1), kOld = rnd(nc * D), vOld = rnd(nc * D);
+  const probs = new Float32Array(Mq * H * nc);
+  const logits = rnd(32 * V, 8);
+  const am = new Int32Array(32), p1 = new Float64Array(32), p2 = new Float64Array(32), ne = new Float64Array(32);
+  const M = 256, FF = 12288;
+  const x = rnd(M * D), wn = rnd(D), y = new Float32Array(M * D);
+  const theta = rnd(1024 * (Dh / 2), Math.PI), cs = theta.map(Math.cos), sn = theta.map(Math.sin); // rotations: rope keeps norms
+  const pos = Int32Array.from({ length: M }, (_, i) => i);
+  const g = rnd(64 * FF), u = rnd(64 * FF), gu = new Float32Array(64 * FF), cosOut = new Float32Array(M);
+  const gb = rnd(4096 * 256), gOut = new Float32Array(M * 256);
+  const wo = be.prepareWeight({ dtype: 'bf16', data: randomWeight('bf16', D, D, 7) as Uint16Array, outFeatures: D, inFeatures: D });
+  const xc = rnd(nc * Dh), oc = new Float32Array(nc * D);
+  be.attention(q, Mq, k, v, Mk, H, H, Dh, null, ctx, lse);
+  const base = ctx.slice(), baseLse = lse.slice();
+  const cases: Array<[string, string, () => void]> = [
+    ['attention', `${Mq} q × ${Mk} k × ${H} heads × Dh ${Dh}, lse`, () => be.attention(q, Mq, k, v, Mk, H, H, Dh, null, ctx, lse)],
+    ['attentionDelta', `${Mq} × ${Mk} × ${H} heads, ${nc} columns, probs`, () => be.attentionDelta(q, Mq, k, Mk, H, H, Dh, null, cols, dv, ctx, probs)],
+    ['attentionRescale (exact Z)', `${Mq} × ${Mk} × ${H} heads, ${nc} columns`, () => {
+      ctx.set(base);
+      lse.set(baseLse);
+      be.attentionRescale(q, Mq, k, Mk, H, H, Dh, null, cols, kOld, vOld, v, lse, ctx, false);
+    }],
+    ['logitStats', `32 × ${V}`, () => be.logitStats(logits, 32, V, am, p1, p2, null)],
+    ['logitStats + entropy', `32 × ${V}`, () => be.logitStats(logits, 32, V, am, p1, p2, ne)],
+    ['rmsnorm', `${M} × ${D}`, () => be.rmsnorm(x, M, D, wn, 1e-5, y)],
+    ['rope', `${M} × ${H} heads × ${Dh}`, () => be.rope(y, M, H, Dh, pos, cs, sn)],
+    ['siluMul', `64 × ${FF}`, () => be.siluMul(g, u, 64 * FF, gu)],
+    ['add', `${M} × ${D}`, () => be.add(y, x, M * D)],
+    ['cosineRows', `${M} × ${D}`, () => be.cosineRows(x, y, M, D, cosOut)],
+    ['gemm (fp32 operands)', `${M} × 4096 × 256`, () => be.gemm(x, M, 4096, gb, 256, gOut)],
+    ['matmulCols (bf16)', `${nc} × ${Dh} of ${D} × ${D}`, () => be.matmulCols(xc, nc, wo, 2 * Dh, Dh, oc)],
+  ];
+  console.log('');
+  console.log('| kernel | shape | ms (median) |');
+  console.log('|---|---|---|');
+  for (const [name, shape, fn] of cases) console.log(`| ${name} | ${shape} | ${timeMs(fn).toFixed(3)} |`);
+}

@@ -532,7 +532,8 @@ export function runKernelSuite(label: string, makeBackend: () => KernelBackend):
       assert.throws(() => be.matmul(new Float32Array(12), 2, w, new Float32Array(8), null, new Int32Array([0, 2])), /xRows/);
       assert.throws(() => be.matmul(new Float32Array(12), 2, w, new Float32Array(8), null, new Int32Array([0])), /xRows/);
       assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(16), new Float32Array(16), 1, 4, 3, 4, null, new Float32Array(16)), /Hkv/);
-      assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(15), new Float32Array(16), 1, 4, 4, 4, null, new Float32Array(16)), /k\/v/);
+      assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(15), new Float32Array(16), 1, 4, 4, 4, null, new Float32Array(16)),
+        { name: 'RangeError', message: 'attention: k has 15 elements, needs Mk*Hkv*Dh = 1*4*4 = 16' });
       assert.throws(() => be.attention(new Float32Array(16), 1, new Float32Array(16), new Float32Array(16), 1, 4, 4, 4, new Uint8Array(0), new Float32Array(16)), /keyMask/);
       assert.throws(() => be.rope(new Float32Array(8), 1, 1, 8, new Int32Array([3]), new Float32Array(12), new Float32Array(12)), /positions/);
       assert.throws(() => be.rmsnorm(new Float32Array(8), 2, 4, new Float32Array(3), 1e-6, new Float32Array(8)), /rmsnorm/);

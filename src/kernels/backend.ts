@@ -6,6 +6,10 @@
  *
  * Shape legend: M rows (tokens), K in-features, N out-features, H query heads, Hkv key/value heads, Dh head dim.
  * Arrays may be subarray views: backends honour byteOffset and never read past `length`.
+ * Every op checks its arguments before touching memory (src/kernels/args.ts; the native addon again in C++): a wrong
+ * array kind or a non-number size throws a TypeError, a size that is not a safe non-negative integer in its range,
+ * an array shorter than the sizes need or an index out of range throws a RangeError — one line naming the op and
+ * the argument — and nothing is written.
  */
 
 /** A linear weight as PyTorch stores it: row-major [outFeatures, inFeatures], used as y = x·Wᵀ. */

@@ -14,8 +14,16 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
+import {
+  checkAdd, checkAttention, checkAttentionDelta, checkAttentionRescale, checkCosineRows, checkGemm, checkLogitStats,
+  checkMatmul, checkMatmulCols, checkPrepareWeight, checkRmsnorm, checkRope, checkSiluMul, describe,
+} from './args.js';
 
-/** The addon's functions bound to one ISA tier. */
+/**
+ * The addon's functions bound to one ISA tier. Each checks its arguments in C++ (src/kernels/native/napi_args.h)
+ * and throws a TypeError or RangeError naming the argument instead of touching memory it was not given; the
+ * NativeBackend runs the same checks in TypeScript first (./args.ts).
+ */
 export interface NativeTier {
   readonly isa: string;
   /** split: bf16 weights × activations split into hi + lo bf16 parts (fp32-accurate, half the speed). */
@@ -37,9 +45,12 @@ export interface NativeTier {
   rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void;
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   add(dst: Float32Array, src: Float32Array, n: number): void;
-  /** Peak microbenchmark: GFLOP/s of `iters` iterations of independent vdpbf16ps ('bf16', 24 chains) or FMA ('fma', 12 chains) zmm chains per thread. */
+  /**
+   * Peak microbenchmark: GFLOP/s of `iters` (≤ 2^30) iterations of independent vdpbf16ps ('bf16', 24 chains) or FMA
+   * ('fma', 12 chains) zmm chains per thread, on 1..256 threads.
+   */
   peak(kind: 'bf16' | 'fma', threads: number, iters: number): number;
-  /** Stream-read bandwidth over a `bytes` buffer: GB/s for each of `reps` passes. */
+  /** Stream-read bandwidth over a `bytes` buffer (4 KiB..1 GiB): GB/s for each of `reps` (≤ 1000) passes on 1..256 threads. */
   streamRead(bytes: number, threads: number, reps: number): number[];
 }
 
@@ -119,36 +130,42 @@ class NativeBackend implements KernelBackend {
   }
 
   prepareWeight(w: HostWeight): PreparedWeight {
+    checkPrepareWeight(w);
     const { dtype, data, outFeatures: N, inFeatures: K } = w;
-    if (dtype === 'bf16' && !(data instanceof Uint16Array)) throw new Error('prepareWeight: bf16 weights must be a Uint16Array');
-    if (dtype === 'f32' && !(data instanceof Float32Array)) throw new Error('prepareWeight: f32 weights must be a Float32Array');
-    if (data.length !== N * K) throw new Error(`prepareWeight: data has ${data.length} elements, expected ${N}x${K}`);
     const packed = this.addon.prepare(dtype, data, N, K);
     const p: NativePreparedWeight = { dtype, outFeatures: N, inFeatures: K, nbytes: packed.byteLength, packed };
     return p;
   }
 
+  /** The packed panels of a weight this backend prepared. */
+  private packed(fn: string, w: PreparedWeight): ArrayBuffer {
+    const packed = (w as NativePreparedWeight | null)?.packed;
+    if (!(packed instanceof ArrayBuffer)) throw new TypeError(`${fn}: weight must be a weight prepared by the native backend, found ${describe(w)}`);
+    return packed;
+  }
+
   matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void {
-    const packed = (w as NativePreparedWeight).packed;
-    if (!(packed instanceof ArrayBuffer)) throw new Error('matmul: weight was not prepared by the native backend');
-    this.tier.matmul(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, out, bias, xRows, this.split);
+    checkMatmul(x, M, w, out, bias, xRows);
+    this.tier.matmul(x, M, this.packed('matmul', w), w.outFeatures, w.inFeatures, w.dtype, out, bias, xRows, this.split);
   }
 
   matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void {
-    const packed = (w as NativePreparedWeight).packed;
-    if (!(packed instanceof ArrayBuffer)) throw new Error('matmulCols: weight was not prepared by the native backend');
-    this.tier.matmulCols(x, M, packed, w.outFeatures, w.inFeatures, w.dtype, k0, kLen, out, this.split);
+    checkMatmulCols(x, M, w, k0, kLen, out);
+    this.tier.matmulCols(x, M, this.packed('matmulCols', w), w.outFeatures, w.inFeatures, w.dtype, k0, kLen, out, this.split);
   }
 
   gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void {
+    checkGemm(a, M, K, b, N, out);
     this.tier.gemm(a, M, K, b, N, out);
   }
 
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void {
+    checkRmsnorm(x, M, D, weight, eps, out);
     this.tier.rmsnorm(x, M, D, weight, eps, out);
   }
 
   rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void {
+    checkRope(x, M, nHeads, Dh, positions, cos, sin);
     this.tier.rope(x, M, nHeads, Dh, positions, cos, sin);
   }
 
@@ -156,6 +173,7 @@ class NativeBackend implements KernelBackend {
     q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number,
     H: number, Hkv: number, Dh: number, keyMask: Uint8Array | null, out: Float32Array, lse?: Float32Array | null,
   ): void {
+    checkAttention(q, Mq, k, v, Mk, H, Hkv, Dh, keyMask, out, lse);
     this.tier.attention(q, Mq, k, v, Mk, H, Hkv, Dh, keyMask, out, lse);
   }
 
@@ -163,10 +181,12 @@ class NativeBackend implements KernelBackend {
     q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array, probs?: Float32Array | null,
   ): void {
+    checkAttentionDelta(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, dv, ctx, probs);
     this.tier.attentionDelta(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, dv, ctx, probs);
   }
 
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {
+    checkCosineRows(a, b, M, D, out);
     this.tier.cosineRows(a, b, M, D, out);
   }
 
@@ -175,18 +195,22 @@ class NativeBackend implements KernelBackend {
     keyMask: Uint8Array | null, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
     lse: Float32Array, ctx: Float32Array, incremental: boolean,
   ): void {
+    checkAttentionRescale(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, kOld, vOld, vNew, lse, ctx, incremental);
     this.tier.attentionRescale(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, kOld, vOld, vNew, lse, ctx, incremental);
   }
 
   logitStats(logits: Float32Array, M: number, V: number, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy: Float64Array | null): void {
+    checkLogitStats(logits, M, V, argmax, p1, p2, negEntropy);
     this.tier.logitStats(logits, M, V, argmax, p1, p2, negEntropy);
   }
 
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    checkSiluMul(gate, up, n, out);
     this.tier.siluMul(gate, up, n, out);
   }
 
   add(dst: Float32Array, src: Float32Array, n: number): void {
+    checkAdd(dst, src, n);
     this.tier.add(dst, src, n);
   }
 }

@@ -1,9 +1,14 @@
 /**
  * The reference backend: plain TypeScript, float64 accumulation, no cleverness. It is the oracle every fast
  * backend is tested against and the fallback when the native addon cannot load. It must stay obviously correct;
- * speed is not its job.
+ * speed is not its job. Arguments are checked as the native backend checks them (./args.ts), so a wrong size throws
+ * instead of reading undefined (NaN) past an array's end.
  */
 import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
+import {
+  checkAdd, checkAttention, checkAttentionDelta, checkAttentionRescale, checkCosineRows, checkGemm, checkLogitStats,
+  checkMatmul, checkMatmulCols, checkPrepareWeight, checkRmsnorm, checkRope, checkSiluMul, describe,
+} from './args.js';
 
 interface RefWeight extends PreparedWeight {
   readonly f32: Float32Array; // [N, K], widened once
@@ -18,20 +23,27 @@ function widen(w: HostWeight): Float32Array {
   return out;
 }
 
+/** The widened weight of a weight this backend prepared. */
+function refWeight(fn: string, w: PreparedWeight): Float32Array {
+  const f32 = (w as RefWeight | null)?.f32;
+  if (!(f32 instanceof Float32Array)) throw new TypeError(`${fn}: weight must be a weight prepared by the reference backend, found ${describe(w)}`);
+  return f32;
+}
+
 export class ReferenceBackend implements KernelBackend {
   readonly name = 'reference';
 
   prepareWeight(w: HostWeight): PreparedWeight {
-    if (w.data.length !== w.outFeatures * w.inFeatures) {
-      throw new Error(`prepareWeight: data has ${w.data.length} elements, expected ${w.outFeatures}x${w.inFeatures}`);
-    }
+    checkPrepareWeight(w);
     const f32 = widen(w);
     const p: RefWeight = { dtype: w.dtype, outFeatures: w.outFeatures, inFeatures: w.inFeatures, nbytes: f32.byteLength, f32 };
     return p;
   }
 
   matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void {
-    const W = (w as RefWeight).f32;
+    checkMatmul(x, M, w, out, bias, xRows);
+    const W = refWeight('matmul', w);
+    if (w.outFeatures === 0) return; // nothing to write: no loop over an M the arrays do not bound
     const K = w.inFeatures;
     const N = w.outFeatures;
     for (let m = 0; m < M; m++) {
@@ -46,13 +58,11 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void {
-    const W = (w as RefWeight).f32;
+    checkMatmulCols(x, M, w, k0, kLen, out);
+    const W = refWeight('matmulCols', w);
+    if (w.outFeatures === 0) return; // nothing to write: no loop over an M the arrays do not bound
     const K = w.inFeatures;
     const N = w.outFeatures;
-    if (k0 < 0 || kLen < 0 || k0 + kLen > K) throw new RangeError(`matmulCols: columns [${k0}, ${k0 + kLen}) are outside the weight's ${K} input features`);
-    if (w.dtype === 'bf16' && (k0 % 2 !== 0 || (kLen % 2 !== 0 && k0 + kLen !== K))) {
-      throw new RangeError(`matmulCols: bf16 weights are packed in input pairs; k0 (${k0}) and kLen (${kLen}) must be even`);
-    }
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let s = 0;
@@ -63,6 +73,8 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void {
+    checkGemm(a, M, K, b, N, out);
+    if (N === 0) return; // nothing to write: no loop over an M the arrays do not bound
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let s = 0;
@@ -73,6 +85,8 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   rmsnorm(x: Float32Array, M: number, D: number, weight: Float32Array, eps: number, out: Float32Array): void {
+    checkRmsnorm(x, M, D, weight, eps, out);
+    if (D === 0) return; // nothing to write: no loop over an M the arrays do not bound
     for (let m = 0; m < M; m++) {
       const o = m * D;
       let ss = 0;
@@ -83,6 +97,8 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   rope(x: Float32Array, M: number, nHeads: number, Dh: number, positions: Int32Array, cos: Float32Array, sin: Float32Array): void {
+    checkRope(x, M, nHeads, Dh, positions, cos, sin);
+    if (nHeads === 0 || Dh === 0) return; // nothing to rotate: no loop over a head count the arrays do not bound
     const h = Dh >> 1;
     for (let m = 0; m < M; m++) {
       const t = positions[m] * h;
@@ -104,6 +120,7 @@ export class ReferenceBackend implements KernelBackend {
     q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number,
     H: number, Hkv: number, Dh: number, keyMask: Uint8Array | null, out: Float32Array, lse?: Float32Array | null,
   ): void {
+    checkAttention(q, Mq, k, v, Mk, H, Hkv, Dh, keyMask, out, lse);
     const group = H / Hkv;
     const scale = 1 / Math.sqrt(Dh);
     const scores = new Float64Array(Mk);
@@ -144,6 +161,7 @@ export class ReferenceBackend implements KernelBackend {
     q: Float32Array, Mq: number, k: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null, cols: Int32Array, dv: Float32Array, ctx: Float32Array, probs?: Float32Array | null,
   ): void {
+    checkAttentionDelta(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, dv, ctx, probs);
     const group = H / Hkv;
     const scale = 1 / Math.sqrt(Dh);
     const nc = cols.length;
@@ -183,6 +201,7 @@ export class ReferenceBackend implements KernelBackend {
     keyMask: Uint8Array | null, cols: Int32Array, kOld: Float32Array, vOld: Float32Array, vNew: Float32Array,
     lse: Float32Array, ctx: Float32Array, incremental: boolean,
   ): void {
+    checkAttentionRescale(q, Mq, k, Mk, H, Hkv, Dh, keyMask, cols, kOld, vOld, vNew, lse, ctx, incremental);
     const group = H / Hkv;
     const scale = 1 / Math.sqrt(Dh);
     const kvDim = Hkv * Dh;
@@ -242,6 +261,7 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   cosineRows(a: Float32Array, b: Float32Array, M: number, D: number, out: Float32Array): void {
+    checkCosineRows(a, b, M, D, out);
     for (let m = 0; m < M; m++) {
       let dot = 0;
       let aa = 0;
@@ -258,6 +278,7 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   logitStats(logits: Float32Array, M: number, V: number, argmax: Int32Array, p1: Float64Array, p2: Float64Array, negEntropy: Float64Array | null): void {
+    checkLogitStats(logits, M, V, argmax, p1, p2, negEntropy);
     for (let m = 0; m < M; m++) {
       const o = m * V;
       let best = 0;
@@ -282,6 +303,7 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   siluMul(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    checkSiluMul(gate, up, n, out);
     for (let i = 0; i < n; i++) {
       const g = gate[i];
       out[i] = (g / (1 + Math.exp(-g))) * up[i];
@@ -289,6 +311,7 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   add(dst: Float32Array, src: Float32Array, n: number): void {
+    checkAdd(dst, src, n);
     for (let i = 0; i < n; i++) dst[i] += src[i];
   }
 }

@@ -1,8 +1,10 @@
 // dyllm native kernels: the per-ISA tier interface.
 //
 // Each tier (portable, AVX2+FMA, AVX-512+BF16) lives in its own translation unit compiled with its own flags and
-// exports one TierOps table. The N-API glue (addon.cc, compiled for baseline x86-64) owns threading, packing,
-// validation and dispatch; the tier functions are single-threaded and work on the ranges they are given.
+// exports one TierOps table. The N-API bindings (module.cc, gemm.cc, attention.cc, ..., see glue.h; compiled for
+// baseline x86-64) own threading, packing, validation (napi_args.h) and dispatch; the tier functions are
+// single-threaded and work on the ranges they are given. Tier-independent kernels are written once in *_generic.h
+// and included by each tier, so they compile with that tier's flags.
 //
 // Weight layout (shared by every tier, produced once by prepare):
 //   panels of NR = 32 output columns; panel p covers columns [32p, 32p+32) (zero padded past N).

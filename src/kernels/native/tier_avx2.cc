@@ -323,7 +323,7 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Logit row statistics (the AVX-512 tier's three passes with 8-lane compares and 4-lane doubles; no tables).
+// Logit row statistics (logit_stats_generic.h) on 8 float lanes and 4 double lanes; exp/log without tables.
 
 // exp(d) in double for d <= 0 (NaN stays NaN; d < −708 gives 0, not a subnormal: far below any sum's ulp).
 // d = k·ln2 + r with |r| <= ln2/2, 2^k written into the exponent field, expm1(r) by its degree-13 Taylor polynomial
@@ -369,97 +369,46 @@ inline __m256d log_pd(__m256d y) {
                          _mm256_fmadd_pd(E, _mm256_set1_pd(0x1.cf79abc9e3b3ap-40), lm));
 }
 
-// 8 floats at r (n < 8: the first n, the rest −inf) as two double vectors minus mx.
-inline void load_sub(const float* r, long n, __m256d mx, __m256d* lo, __m256d* hi) {
-  __m256 x;
-  if (n >= 8) x = _mm256_loadu_ps(r);
-  else {
+struct LogitLanes {
+  static constexpr int W = 8, S = 4;
+  using F = __m256;
+  using I = __m256i;
+  using M = __m256;  // compare result: all-ones lanes
+  using D = __m256d;
+  struct Ctx {};
+  static F ninf() { return _mm256_set1_ps(-INFINITY); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load_tail(const float* p, long n) {
     const __m256i k = tail_mask8(n);
-    x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(r, k), _mm256_castsi256_ps(k));
+    return _mm256_blendv_ps(ninf(), _mm256_maskload_ps(p, k), _mm256_castsi256_ps(k));
   }
-  *lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), mx);
-  *hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), mx);
-}
-
-inline double hsum_pd(__m256d v) {
-  const __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
-}
-
-void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2, double* ne) {
-  // Pass 1: per lane the max, the iteration where it was first reached (lowest index on ties) and the second value.
-  constexpr int S = 4;
-  const __m256 ninf = _mm256_set1_ps(-INFINITY);
-  __m256 m1[S], m2[S], it[S];
-  for (int s = 0; s < S; s++) m1[s] = m2[s] = ninf, it[s] = _mm256_setzero_ps();
-  __m256i cnt = _mm256_setzero_si256();
-  auto step = [&](int s, __m256 x) {
-    const __m256 gt = _mm256_cmp_ps(x, m1[s], _CMP_GT_OQ), gt2 = _mm256_cmp_ps(x, m2[s], _CMP_GT_OQ);
-    m2[s] = _mm256_blendv_ps(_mm256_blendv_ps(m2[s], x, gt2), m1[s], gt);
-    m1[s] = _mm256_blendv_ps(m1[s], x, gt);
-    it[s] = _mm256_blendv_ps(it[s], _mm256_castsi256_ps(cnt), gt);
-  };
-  long v = 0;
-  for (; v + 8 * S <= V; v += 8 * S) {
-    for (int s = 0; s < S; s++) step(s, _mm256_loadu_ps(r + v + 8 * s));
-    cnt = _mm256_add_epi32(cnt, _mm256_set1_epi32(1));
+  static M gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static F sel(M m, F a, F b) { return _mm256_blendv_ps(a, b, m); }
+  static I seli(M m, I a, I b) {
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
   }
-  for (int s = 0; s < S && v + 8 * s < V; s++) {
-    const long n = V - v - 8 * s;
-    const __m256i k = tail_mask8(n);
-    step(s, _mm256_blendv_ps(ninf, _mm256_maskload_ps(r + v + 8 * s, k), _mm256_castsi256_ps(k)));
+  static I izero() { return _mm256_setzero_si256(); }
+  static I iinc(I c) { return _mm256_add_epi32(c, _mm256_set1_epi32(1)); }
+  static void store(float* p, F x) { _mm256_store_ps(p, x); }
+  static void storei(int32_t* p, I x) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), x); }
+  static void load_sub(const float* r, long n, D mx, D* lo, D* hi) {
+    const __m256 x = n >= 8 ? _mm256_loadu_ps(r) : load_tail(r, n);
+    *lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), mx);
+    *hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), mx);
   }
-  alignas(32) float f1[S][8], f2[S][8];
-  alignas(32) int32_t fi[S][8];
-  for (int s = 0; s < S; s++) {
-    _mm256_store_ps(f1[s], m1[s]);
-    _mm256_store_ps(f2[s], m2[s]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(fi[s]), _mm256_castps_si256(it[s]));
+  static D dset(double x) { return _mm256_set1_pd(x); }
+  static D dadd(D a, D b) { return _mm256_add_pd(a, b); }
+  static D dmul(D a, D b) { return _mm256_mul_pd(a, b); }
+  static D dfma(D a, D b, D c) { return _mm256_fmadd_pd(a, b, c); }
+  static double reduce(D v) {
+    const __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
   }
-  float mx = -INFINITY, second = -INFINITY;
-  long best = 0;
-  int bs = -1, bl = -1;
-  for (int s = 0; s < S; s++)
-    for (int l = 0; l < 8; l++) {
-      if (!(f1[s][l] > -INFINITY)) continue;
-      const long idx = long(fi[s][l]) * 8 * S + 8 * s + l;
-      if (f1[s][l] > mx || (f1[s][l] == mx && idx < best)) mx = f1[s][l], best = idx, bs = s, bl = l;
-    }
-  for (int s = 0; s < S; s++)
-    for (int l = 0; l < 8; l++) {
-      if (f2[s][l] > second) second = f2[s][l];
-      if ((s != bs || l != bl) && f1[s][l] > second) second = f1[s][l];
-    }
+  static D exp_le0(D d, const Ctx&) { return exp_le0_pd(d); }
+  static D log(D y, const Ctx&) { return log_pd(y); }
+};
 
-  // Pass 2: z = Σ exp(x − mx) (NaN when a value is NaN or the maximum is infinite or absent, as in the reference).
-  const __m256d mxd = _mm256_set1_pd(double(mx));
-  __m256d z0 = _mm256_setzero_pd(), z1 = _mm256_setzero_pd();
-  for (v = 0; v < V; v += 8) {
-    __m256d a, b;
-    load_sub(r + v, V - v, mxd, &a, &b);
-    z0 = _mm256_add_pd(z0, exp_le0_pd(a));
-    z1 = _mm256_add_pd(z1, exp_le0_pd(b));
-  }
-  const double z = hsum_pd(_mm256_add_pd(z0, z1));
-  *argmax = int32_t(best);
-  *p1 = 1.0 / z;
-  *p2 = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
-  if (!want_entropy) return;
-
-  // Pass 3: Σ p·log(p + 1e-10).
-  const __m256d rz = _mm256_set1_pd(1.0 / z), tiny = _mm256_set1_pd(1e-10);
-  __m256d h0 = _mm256_setzero_pd(), h1 = _mm256_setzero_pd();
-  for (v = 0; v < V; v += 8) {
-    __m256d a, b;
-    load_sub(r + v, V - v, mxd, &a, &b);
-    const __m256d pa = _mm256_mul_pd(exp_le0_pd(a), rz), pb = _mm256_mul_pd(exp_le0_pd(b), rz);
-    h0 = _mm256_fmadd_pd(pa, log_pd(_mm256_add_pd(pa, tiny)), h0);
-    h1 = _mm256_fmadd_pd(pb, log_pd(_mm256_add_pd(pb, tiny)), h1);
-  }
-  *ne = hsum_pd(_mm256_add_pd(h0, h1));
-}
-
-
+#include "logit_stats_generic.h"
 #include "delta_cols_generic.h"
 
 }  // namespace

@@ -158,31 +158,81 @@ void score_row(const float* q, const float* k, long kvStride, long Mk, int Dh, c
   *z_out = z;
 }
 
-// The scalar definition, line for line the reference's: four passes, exp/log in double.
-void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2, double* ne) {
-  long best = 0;
-  float mx = -INFINITY;
-  for (long v = 0; v < V; v++)
-    if (r[v] > mx) mx = r[v], best = v;
-  float second = -INFINITY;
-  for (long v = 0; v < V; v++)
-    if (v != best && r[v] > second) second = r[v];
-  double z = 0;
-  for (long v = 0; v < V; v++) z += std::exp(double(r[v]) - double(mx));
-  *argmax = int32_t(best);
-  *p1 = 1.0 / z;
-  *p2 = second == -INFINITY ? 0.0 : std::exp(double(second) - double(mx)) / z;
-  if (want_entropy) {
-    double h = 0;
-    for (long v = 0; v < V; v++) {
-      const double p = std::exp(double(r[v]) - double(mx)) / z;
-      h += p * std::log(p + 1e-10);
-    }
-    *ne = h;
+// Logit row statistics (logit_stats_generic.h) on 8 plain float lanes (the compiler may vectorise the lane loops);
+// exp and log are std::exp and std::log, as in the reference.
+struct LogitLanes {
+  static constexpr int W = 8, S = 4;
+  struct F { float v[8]; };
+  struct I { int32_t v[8]; };
+  struct M { bool v[8]; };
+  struct D { double v[4]; };
+  struct Ctx {};
+  static F ninf() {
+    F f;
+    for (float& x : f.v) x = -INFINITY;
+    return f;
   }
-}
+  static F load(const float* p) {
+    F f;
+    for (int i = 0; i < 8; i++) f.v[i] = p[i];
+    return f;
+  }
+  static F load_tail(const float* p, long n) {
+    F f;
+    for (int i = 0; i < 8; i++) f.v[i] = i < n ? p[i] : -INFINITY;
+    return f;
+  }
+  static M gt(F a, F b) {
+    M m;
+    for (int i = 0; i < 8; i++) m.v[i] = a.v[i] > b.v[i];
+    return m;
+  }
+  static F sel(M m, F a, F b) {
+    for (int i = 0; i < 8; i++) a.v[i] = m.v[i] ? b.v[i] : a.v[i];
+    return a;
+  }
+  static I seli(M m, I a, I b) {
+    for (int i = 0; i < 8; i++) a.v[i] = m.v[i] ? b.v[i] : a.v[i];
+    return a;
+  }
+  static I izero() { return I{}; }
+  static I iinc(I c) {
+    for (int32_t& x : c.v) x++;
+    return c;
+  }
+  static void store(float* p, F x) { std::memcpy(p, x.v, sizeof x.v); }
+  static void storei(int32_t* p, I x) { std::memcpy(p, x.v, sizeof x.v); }
+  static void load_sub(const float* r, long n, D mx, D* lo, D* hi) {
+    for (int i = 0; i < 4; i++) {
+      lo->v[i] = double(i < n ? r[i] : -INFINITY) - mx.v[i];
+      hi->v[i] = double(i + 4 < n ? r[i + 4] : -INFINITY) - mx.v[i];
+    }
+  }
+  static D dset(double x) { return D{{x, x, x, x}}; }
+  static D dadd(D a, D b) {
+    for (int i = 0; i < 4; i++) a.v[i] += b.v[i];
+    return a;
+  }
+  static D dmul(D a, D b) {
+    for (int i = 0; i < 4; i++) a.v[i] *= b.v[i];
+    return a;
+  }
+  static D dfma(D a, D b, D c) {
+    for (int i = 0; i < 4; i++) c.v[i] += a.v[i] * b.v[i];
+    return c;
+  }
+  static double reduce(D a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
+  static D exp_le0(D d, const Ctx&) {
+    for (double& x : d.v) x = std::exp(x);
+    return d;
+  }
+  static D log(D y, const Ctx&) {
+    for (double& x : y.v) x = std::log(x);
+    return y;
+  }
+};
 
-
+#include "logit_stats_generic.h"
 #include "delta_cols_generic.h"
 
 }  // namespace
