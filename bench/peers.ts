@@ -2,7 +2,7 @@
  * llama.cpp's `llama-diffusion-cli` as a peer in our own benchmark (not a test):
  *
  *   npm run bench:peers -- [--out DIR] [--threads 2] [--gens 64,256] [--block 32] [--repeat 3]
- *                          [--models demo,8b-2l,8b-32l] [--seed 1]
+ *                          [--models fixtures,demo,8b-2l,8b-32l] [--seed 1]
  *
  * 1. Builds llama.cpp (bench/peers-build.sh: node-llama-cpp@3.22.1's git bundle, CPU only, cached under
  *    ~/.cache/dyllm/peers) and converts each model with tools/hf_to_gguf.py (GGUFs cached in bench-out/peers-gguf/,
@@ -17,7 +17,8 @@
  * 4. Writes results.md, results.json, peers.svg and every run's output under a fresh folder
  *    (default bench-out/peers-<date>/), never over an existing one.
  *
- * Models: `demo` = models/dyllm-demo; `8b-2l` = the synthetic LLaDA-8B-shaped checkpoint of
+ * Models: `fixtures` = token checks only, on the tiny random LLaDA and Dream test fixtures (the Dream path of the
+ * converter); `demo` = models/dyllm-demo; `8b-2l` = the synthetic LLaDA-8B-shaped checkpoint of
  * `npm run bench:step -- --synthetic-8b --layers 2` (under /tmp; run that first); `8b-32l` = the same at full
  * depth (16 GB bf16, written here from the 2-layer config) when memory and disk allow, gen 32 only.
  * The seed of the synthetic prompt ids is printed; DYLLM_PEERS_SEED or --seed replays it.
@@ -58,7 +59,7 @@ const { values } = (() => {
         gens: { type: 'string', default: '64,256' },
         block: { type: 'string', default: '32' },
         repeat: { type: 'string', default: '3' },
-        models: { type: 'string', default: 'demo,8b-2l,8b-32l' },
+        models: { type: 'string', default: 'fixtures,demo,8b-2l,8b-32l' },
         seed: { type: 'string', default: process.env.DYLLM_PEERS_SEED ?? '1' },
       },
     });
@@ -78,7 +79,7 @@ const SEED = intFlag('seed', values.seed!, 0, 2 ** 31 - 1);
 const GENS = values.gens!.split(',').map((g) => intFlag('gens', g, 1, 1024));
 for (const g of GENS) if (g % BLOCK) die(`--gens: ${g} is not a multiple of --block ${BLOCK}`);
 const MODELS = values.models!.split(',');
-for (const m of MODELS) if (!['demo', '8b-2l', '8b-32l'].includes(m)) die(`--models: expected demo, 8b-2l or 8b-32l, found "${m}"`);
+for (const m of MODELS) if (!['fixtures', 'demo', '8b-2l', '8b-32l'].includes(m)) die(`--models: expected fixtures, demo, 8b-2l or 8b-32l, found "${m}"`);
 
 const stamp = new Date().toISOString().slice(0, 16).replace(':', '');
 const OUT = resolve(values.out ?? join(ROOT, 'bench-out', `peers-${stamp}`));
@@ -210,12 +211,16 @@ async function ours(name: string, dir: string, prompt: readonly number[], G: num
  */
 const LLAMA_ENV: Record<string, string> = { OMP_WAIT_POLICY: 'passive' };
 
+/**
+ * block > 0: LLaDA's block schedule (generate.py settings, mapped by llamaSchedule); block 0: Dream's timestep
+ * schedule (eps 1e-3, as Dream's diffusion_generate default) with `steps` steps.
+ */
 async function theirs(name: string, gguf: string, promptText: string, P: number, G: number, steps: number, block: number, bin: string, idVocab: boolean, env: Record<string, string> = LLAMA_ENV): Promise<Generation & { emptyBlockDecodes: number; retries: number }> {
-  const s = llamaSchedule(P, G, block, steps);
+  const s = block > 0 ? llamaSchedule(P, G, block, steps) : { ub: P + G, steps, emptyBlockDecodes: 0 };
   const args = ['-m', gguf, '-p', promptText, '-t', String(THREADS), '-tb', String(THREADS),
-    '-ub', String(s.ub), '-b', String(s.ub), '-c', String(s.ub),
-    '--diffusion-steps', String(s.steps), '--diffusion-block-length', String(block), '--diffusion-algorithm', '4',
-    '--temp', '0', '--top-k', '1', '--top-p', '1', '--seed', '0'];
+    '-ub', String(s.ub), '-b', String(s.ub), '-c', String(s.ub), '--diffusion-steps', String(s.steps),
+    ...(block > 0 ? ['--diffusion-block-length', String(block)] : ['--diffusion-eps', '0.001']),
+    '--diffusion-algorithm', '4', '--temp', '0', '--top-k', '1', '--top-p', '1', '--seed', '0'];
   // Its logger is an intentionally leaked singleton with a writer thread (common/log.cpp, common_log_main): when
   // the process exits before that thread has written the last messages, the answer (and sometimes the loop time)
   // is lost although the exit status is 0 — often, on this busy machine. Such a run is repeated (at most 3 times).
@@ -334,6 +339,45 @@ function fullDepth(): { dir: string } | { skip: string } {
   return { dir };
 }
 
+/**
+ * Converter coverage on the tiny random test fixtures (test/fixtures/llada-tiny, dream-tiny): seeded 12-id
+ * prompts, gen 20; LLaDA left to right (block 1), Dream in one step (every position at once: the order cannot
+ * matter, and it exercises Dream's shifted logits, NEOX RoPE, q/k/v biases and GQA). Random weights have near-ties,
+ * so an isolated flip (or, left to right, a flip and what follows from it) is expected now and then.
+ */
+async function fixtureChecks(env: Record<string, string>): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  for (const m of ['llada-tiny', 'dream-tiny']) {
+    const dir = join(ROOT, 'test', 'fixtures', m);
+    let gguf: string;
+    try {
+      gguf = convert(m, dir, 'ids', env).path;
+    } catch (e) {
+      out.push({ model: m, check: 'convert', prompt: '', P: 0, G: 0, block: 0, steps: 0, error: (e as Error).message });
+      continue;
+    }
+    const dream = m.startsWith('dream');
+    for (let k = 0; k < 8; k++) {
+      const next = lcg(SEED * 1000 + k);
+      const ids = Array.from({ length: 12 }, () => next() % 290); // below both fixtures' special ids
+      const G = 20;
+      const [steps, block] = dream ? [1, 0] : [G, 1];
+      const r: CheckResult = { model: `${m} (fixture)`, check: dream ? 'one step, all positions at once' : 'block 1 (left to right)', prompt: `12 ids, seed ${SEED * 1000 + k}`, P: 12, G, block, steps };
+      try {
+        const o = await ours(`${m}-check-${k}-dyllm`, dir, ids, G, steps, block || G, 'none');
+        const t = await theirs(`${m}-check-${k}-llama`, gguf, idPrompt(ids), 12, G, steps, block, env.LLAMA_BIN, true);
+        r.agreement = compareTokens(o.tokens!, t.tokens!);
+      } catch (e) {
+        r.error = (e as Error).message;
+      }
+      out.push(r);
+    }
+    const rs = out.filter((r) => r.model.startsWith(m));
+    log(`fixture ${m}: ${rs.filter((r) => r.agreement?.identical).length}/${rs.length} prompts identical, ${rs.reduce((n, r) => n + (r.agreement?.same ?? 0), 0)}/${rs.reduce((n, r) => n + (r.agreement?.total ?? 0), 0)} tokens`);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- main
 
 interface CheckResult {
@@ -376,7 +420,7 @@ async function main(): Promise<void> {
   for (const s of skipped) log(s);
 
   const conversions: Record<string, unknown>[] = [];
-  const checks: CheckResult[] = [];
+  const checks: CheckResult[] = MODELS.includes('fixtures') ? await fixtureChecks(env) : [];
   const groups: TimedGroup[] = [];
   const failures: string[] = [];
 
