@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-diffusion-cli (+ llama-quantize, llama-tokenize) CPU-only, for `npm run bench:peers`.
+# Builds llama.cpp's llama-diffusion-cli (+ llama-quantize, llama-tokenize) CPU-only, for `npm run bench:peers`,
+# and our exit-time shim bench/peers-logflush.c next to them.
 #
 #   bash bench/peers-build.sh            # prints KEY=VALUE lines on stdout (paths), progress on stderr
 #
@@ -60,7 +61,15 @@ if ! have_all; then
   have_all || die "build finished but ${TARGETS[*]} are not all in $BIN"
 fi
 
+# our exit-time shim (bench/peers-logflush.c: lets llama.cpp's log writer thread finish before the process ends)
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CC_BIN="${CC:-gcc}"
+command -v "$CC_BIN" >/dev/null 2>&1 || die "C compiler '$CC_BIN' not found: install gcc (Debian: apt-get install gcc) or set CC"
+"$CC_BIN" -shared -fPIC -O2 -o "$BUILD/peers-logflush.so.tmp" "$HERE/peers-logflush.c" \
+  && mv "$BUILD/peers-logflush.so.tmp" "$BUILD/peers-logflush.so" || die "compiling $HERE/peers-logflush.c failed"
+
 echo "LLAMA_COMMIT=$COMMIT"
+echo "LOGFLUSH=$BUILD/peers-logflush.so"
 echo "LLAMA_SRC=$SRC"
 echo "LLAMA_BIN=$BIN"
 echo "GGUF_PY=$SRC/gguf-py"

@@ -47,6 +47,7 @@ function die(msg: string): never {
   process.exit(1);
 }
 const log = (msg: string) => process.stderr.write(`bench:peers: ${msg}\n`);
+const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '–');
 
 // ---------------------------------------------------------------- flags
 
@@ -97,11 +98,13 @@ interface Run {
 }
 
 /** Runs cmd under /usr/bin/time (peak RSS); stdout/stderr also saved as logs/<name>.{out,err}. */
-function timed(name: string, cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+function timed(name: string, cmd: string, args: readonly string[], env: Record<string, string> = {}, preload?: string): Promise<Run> {
   const rssFile = join(OUT, 'logs', `${name}.rss`);
   return new Promise((done) => {
     const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // a preloaded library goes to the command only (through env(1)), not to /usr/bin/time
+    const argv = preload ? ['env', `LD_PRELOAD=${preload}`, cmd, ...args] : [cmd, ...args];
+    const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -137,7 +140,7 @@ function buildLlama(): Record<string, string> {
     const i = line.indexOf('=');
     if (i > 0) kv[line.slice(0, i)] = line.slice(i + 1);
   }
-  for (const k of ['LLAMA_BIN', 'GGUF_PY', 'LLAMA_COMMIT']) if (!kv[k]) die(`bench/peers-build.sh printed no ${k}`);
+  for (const k of ['LLAMA_BIN', 'GGUF_PY', 'LLAMA_COMMIT', 'LOGFLUSH']) if (!kv[k]) die(`bench/peers-build.sh printed no ${k}`);
   return kv;
 }
 
@@ -210,6 +213,9 @@ async function ours(name: string, dir: string, prompt: readonly number[], G: num
  * run uses here; the timing tables add one bf16 run with the default spinning wait to show the difference.
  */
 const LLAMA_ENV: Record<string, string> = { OMP_WAIT_POLICY: 'passive' };
+let LOGFLUSH = '';
+/** How long bench/peers-logflush.c waited at each llama.cpp exit (part of its whole-process time). */
+const flushWaitMs: number[] = [];
 
 /**
  * block > 0: LLaDA's block schedule (generate.py settings, mapped by llamaSchedule); block 0: Dream's timestep
@@ -223,16 +229,20 @@ async function theirs(name: string, gguf: string, promptText: string, P: number,
     '--diffusion-algorithm', '4', '--temp', '0', '--top-k', '1', '--top-p', '1', '--seed', '0'];
   // Its logger is an intentionally leaked singleton with a writer thread (common/log.cpp, common_log_main): when
   // the process exits before that thread has written the last messages, the answer (and sometimes the loop time)
-  // is lost although the exit status is 0 — often, on this busy machine. Such a run is repeated (at most 3 times).
+  // is lost although the exit status is 0 — most of the time on this busy machine. bench/peers-logflush.c, preloaded,
+  // waits inside exit() until that thread is idle (a few ms, reported); a run that still lost them is repeated.
   for (let attempt = 0; ; attempt++) {
-    const run = await timed(attempt ? `${name}-again${attempt}` : name, join(bin, 'llama-diffusion-cli'), args, env);
+    const run = await timed(attempt ? `${name}-again${attempt}` : name, join(bin, 'llama-diffusion-cli'), args, env, LOGFLUSH);
     if (run.code !== 0) throw new BenchError(`llama.cpp ${name}: ${lastLine(run.stderr) || lastLine(run.stdout) || `exit ${run.code}`}`);
-    // it logs everything, the answer included, on stderr
-    const log = run.stderr.includes('total time:') ? run.stderr : run.stdout;
+    // it logs everything, the answer included, on stderr; the shim's line comes last
+    const flush = /\npeers-logflush: waited (\d+) ms\n/.exec(run.stderr);
+    const stderr = flush ? run.stderr.slice(0, flush.index) + run.stderr.slice(flush.index + flush[0].length) : run.stderr;
+    const log = stderr.includes('total time:') ? stderr : run.stdout;
     if ((!log.includes('total time:') || !parseLlamaOutput(log).complete) && attempt < 3) {
       process.stderr.write(`bench:peers: ${name}: llama-diffusion-cli exited 0 without its last log lines (lost at exit); running it again\n`);
       continue;
     }
+    flushWaitMs.push(flush ? Number(flush[1]) : NaN);
     const o = parseLlamaOutput(log);
     if (!o.complete) throw new BenchError(`llama.cpp ${name}: its answer was lost at exit ${attempt + 1} times in a row`);
     let tokens: number[] | null = null;
@@ -398,6 +408,7 @@ interface CheckResult {
 async function main(): Promise<void> {
   mkdirSync(join(OUT, 'logs'), { recursive: true });
   const env = buildLlama();
+  LOGFLUSH = env.LOGFLUSH;
   checkPython();
   log(`llama.cpp ${env.LLAMA_COMMIT.slice(0, 12)} (node-llama-cpp ${env.NODE_LLAMA_CPP}), results in ${OUT}`);
   log(`synthetic prompt seed ${SEED} (replay: DYLLM_PEERS_SEED=${SEED})`);
@@ -581,13 +592,15 @@ async function main(): Promise<void> {
     ...(skipped.length ? ['', ...skipped.map((s) => `- ${s}`)] : []),
     ...(failures.length ? ['', '## Failures', '', ...failures.map((s) => `- ${s}`)] : []),
     '',
+    `llama.cpp exits: bench/peers-logflush.c waited ${f1(median(flushWaitMs.filter(Number.isFinite)))} ms (median; max ${f1(Math.max(0, ...flushWaitMs.filter(Number.isFinite)))} ms over ${flushWaitMs.length} runs) for llama.cpp's log writer thread; included in its whole-process times.`,
+    '',
     '## Conversions',
     '',
     ...conversions.map((c) => `- ${JSON.stringify(c)}`),
     '',
   ].join('\n');
   writeFileSync(join(OUT, 'results.md'), md);
-  writeFileSync(join(OUT, 'results.json'), JSON.stringify({ date: new Date().toISOString(), machine, threads: THREADS, llama_commit: env.LLAMA_COMMIT, seed: SEED, conversions, checks, groups, skipped, failures }, null, 2));
+  writeFileSync(join(OUT, 'results.json'), JSON.stringify({ date: new Date().toISOString(), machine, threads: THREADS, llama_commit: env.LLAMA_COMMIT, seed: SEED, conversions, checks, groups, skipped, failures, logflush_wait_ms: flushWaitMs }, null, 2));
   writeFileSync(join(OUT, 'peers.svg'), svgReport(groups, `dyllm vs llama.cpp (${THREADS} threads, ${cpus()[0]?.model ?? ''})`));
   rmSync(join(OUT, 'results.partial.json'), { force: true });
   process.stdout.write(md);
