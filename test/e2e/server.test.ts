@@ -182,7 +182,7 @@ describe('dyllm serve (bundled model)', () => {
       [{ dyllm: { steps: 8 }, max_tokens: 16, max_completion_tokens: 32 }, 'max_completion_tokens', /conflicts/],
       [{ dyllm: { stepz: 8 } }, 'dyllm.stepz', /did you mean "steps"/],
       [{ max_tokens: 4096 }, 'max_tokens', /exceeds this server's limit of 1024/],
-      [{ n: 3 }, 'n', /n = 1/],
+      [{ n: 9 }, 'n', /^n: expected an integer in \[1, 8\] \(choices are denoised together: at most 8 on this server, --max-batch\), found 9$/],
       [{ bogus: true }, 'bogus', /unknown field/],
       [{ dyllm: { stream_steps: true } }, 'dyllm.stream_steps', /stream/],
     ];
