@@ -4,13 +4,14 @@
  * SIGTERM draining. Servers listen on ephemeral loopback ports and are always shut down.
  * Set DYLLM_SKIP_BROWSER=1 to skip the browser test where Chromium is not installed (CI installs it).
  */
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import type { Page } from 'playwright-core';
 import { startServer, type DyllmServer } from '../../src/server/app.js';
 import { repoRoot } from '../helpers/paths.js';
 
@@ -56,6 +57,26 @@ async function readUntil(res: Response, pred: (text: string) => boolean): Promis
   }
   reader.releaseLock();
   return text;
+}
+
+/** Runs `fn` on a page of a fresh headless Chromium (skipped only when DYLLM_SKIP_BROWSER is set and it is missing). */
+async function withPage(t: TestContext, fn: (page: Page) => Promise<void>): Promise<void> {
+  if (!existsSync(CHROMIUM)) {
+    if (process.env.DYLLM_SKIP_BROWSER) return t.skip(`${CHROMIUM} not installed (DYLLM_SKIP_BROWSER set)`);
+    assert.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set DYLLM_SKIP_BROWSER=1 to skip this test locally`);
+  }
+  const { chromium } = await import('playwright-core');
+  const userDataDir = mkdtempSync(join(tmpdir(), 'dyllm-chromium-'));
+  const ctx = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+  });
+  try {
+    await fn(ctx.pages()[0] ?? (await ctx.newPage()));
+  } finally {
+    await ctx.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
 }
 
 describe('dyllm serve (bundled model)', () => {
@@ -217,18 +238,7 @@ describe('dyllm serve (bundled model)', () => {
   });
 
   test('web view in headless Chromium: the canvas denoises step by step', async (t) => {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.DYLLM_SKIP_BROWSER) return t.skip(`${CHROMIUM} not installed (DYLLM_SKIP_BROWSER set)`);
-      assert.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set DYLLM_SKIP_BROWSER=1 to skip this test locally`);
-    }
-    const { chromium } = await import('playwright-core');
-    const userDataDir = mkdtempSync(join(tmpdir(), 'dyllm-chromium-'));
-    const ctx = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
-    try {
-      const page = ctx.pages()[0] ?? (await ctx.newPage());
+    await withPage(t, async (page) => {
       await page.goto(s.url + '/');
       await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('dyllm-demo'));
       await page.fill('#prompt', QUESTION);
@@ -264,10 +274,57 @@ describe('dyllm serve (bundled model)', () => {
       assert.match(await page.textContent('#answer') ?? '', /12\+7=19\. #### 19/);
       assert.notEqual(await page.textContent('#s-tps'), '–');
       assert.match(await page.textContent('#s-salient') ?? '', /^0\.\d+$/);
-    } finally {
-      await ctx.close();
-      rmSync(userDataDir, { recursive: true, force: true });
-    }
+    });
+  });
+
+  test('web view polish: stats reset per run, the end of text as ∎, a note for an empty answer, a favicon (no 404)', async (t) => {
+    await withPage(t, async (page) => {
+      const failed: string[] = [];
+      page.on('response', (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
+      page.on('requestfailed', (r) => failed.push(`failed ${r.url()}`));
+      page.on('console', (m) => m.type() === 'error' && failed.push(`console: ${m.text()}`));
+      await page.goto(s.url + '/');
+      await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('dyllm-demo'));
+      assert.match(await page.textContent('#model') ?? '', /\d+ threads?$/);
+      assert.match(await page.getAttribute('link[rel="icon"]', 'href') ?? '', /^data:image\/svg\+xml,/);
+      const done = () => page.waitForFunction(() => !(document.getElementById('go') as HTMLButtonElement).disabled && document.getElementById('s-step')!.textContent !== '–', null, { timeout: 30_000 });
+      // A DyLLM run, then a dense one: the second starts from empty stats and ends with its own.
+      await page.fill('#prompt', QUESTION);
+      await page.check('#accel');
+      await page.click('#go');
+      await done();
+      assert.match(await page.textContent('#s-salient') ?? '', /^0\.\d+$/);
+      await page.uncheck('#accel');
+      const atStart = await page.evaluate(() => {
+        document.getElementById('go')!.click(); // run() resets the stats before its first await
+        return ['s-step', 's-masked', 's-tps', 's-salient', 's-rec'].map((id) => document.getElementById(id)!.textContent);
+      });
+      assert.deepEqual(atStart, ['–', '–', '–', '–', '–']);
+      await done();
+      assert.equal(await page.textContent('#s-salient'), '1.000');
+      assert.equal(await page.textContent('#s-rec'), 'all (dense)');
+      // The answer ends with the end of turn: drawn as ∎ (its text in the tooltip), never spelled out.
+      const ends = await page.$$eval('#canvas .tok.end', (els) => els.map((e) => [e.textContent, e.getAttribute('title')]));
+      assert.ok(ends.length > 0, 'the end of text is marked');
+      for (const [text, title] of ends) {
+        assert.equal(text, '∎');
+        assert.match(title ?? '', /^end of text \(<\|(eot_id|endoftext)\|>\)$/);
+      }
+      assert.ok(!(await page.textContent('#canvas'))!.includes('<|'), 'no special token text on the canvas');
+      assert.equal(await page.textContent('#note'), '');
+      // A prompt the demo model answers with the end of text at once: the page says so.
+      await page.fill('#prompt', 'x');
+      await page.click('#go');
+      await done();
+      assert.equal(await page.textContent('#answer'), '');
+      assert.match(await page.textContent('#note') ?? '', /^The answer is empty: the model ended it at once — try a longer or shorter max tokens/);
+      // The next run clears the note.
+      await page.fill('#prompt', QUESTION);
+      await page.click('#go');
+      await done();
+      assert.equal(await page.textContent('#note'), '');
+      assert.deepEqual(failed, []);
+    });
   });
 });
 
