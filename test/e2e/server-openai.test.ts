@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import ts from 'typescript';
 import { startServer, type DyllmServer } from '../../src/server/app.js';
+import { firstStop, heldBackStopPrefix, tokenBytes } from '../../src/server/text.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
+import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { repoRoot } from '../helpers/paths.js';
 
 const DEMO = join(repoRoot, 'models', 'dyllm-demo');
@@ -290,4 +293,21 @@ test('n is bounded by the batch: --max-batch 1 takes only n = 1', async () => {
   } finally {
     await s.close();
   }
+});
+
+test('stop-string and byte helpers: earliest stop, held-back stop prefixes, bytes of byte-level pieces', async () => {
+  assert.equal(firstStop('12+7=19. #### 19', ['####', '+']), 2);
+  assert.equal(firstStop('12+7', ['####']), -1);
+  assert.equal(heldBackStopPrefix('12+7=19. ##', ['####']), 2);
+  assert.equal(heldBackStopPrefix('12+7=19. #', ['x', ' #### ']), 2);
+  assert.equal(heldBackStopPrefix('12+7=19.', ['####']), 0);
+  assert.equal(heldBackStopPrefix('a', ['a']), 0, 'a whole stop string is cut, not held back');
+  // The demo tokenizer is byte-level: é and 😀 are split into pieces that are not UTF-8 alone.
+  const p = await loadPipeline(DEMO, { backend: new ReferenceBackend() });
+  const text = 'é😀 ok';
+  const ids = p.tokenizer.encode(text);
+  const pieces = ids.map((id) => p.tokenizer.decode([id], { skipSpecialTokens: false }));
+  assert.ok(pieces.some((x) => x.includes('\uFFFD')), 'some piece is a partial character');
+  const bytes = ids.flatMap((id, i) => tokenBytes(pieces[i], p.tokenizer.idToToken(id)));
+  assert.deepEqual(bytes, [...Buffer.from(text, 'utf8')]);
 });
