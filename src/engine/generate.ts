@@ -57,7 +57,23 @@ export interface SequenceStep {
   /** Offsets in [0, G) committed this step. */
   readonly committed: Int32Array;
   readonly done: boolean;
+  /** With GenerateRequest.logprobs: one entry per `committed` offset, in the same order (see committedLogprob). */
+  readonly logprobs?: readonly CommittedLogprob[];
 }
+
+/** A token id and its log-probability. */
+export interface TokenLogprob {
+  readonly token: number;
+  readonly logprob: number;
+}
+
+/** The committed token's log-probability at its commit step, and the `top` most likely tokens of that row. */
+export interface CommittedLogprob extends TokenLogprob {
+  readonly top: readonly TokenLogprob[];
+}
+
+/** Most alternatives GenerateRequest.logprobs may ask for (OpenAI's top_logprobs bound). */
+export const MAX_TOP_LOGPROBS = 20;
 
 export interface StepEvent {
   readonly step: number; // 0-based
@@ -100,6 +116,11 @@ export interface GenerateRequest {
   readonly stepForward?: (layout: CanvasLayout) => StepForward;
   /** Checked between steps: true stops the loop (the result is then partial). */
   readonly cancelled?: () => boolean;
+  /**
+   * Report each committed token's log-probability (SequenceStep.logprobs) with this many top alternatives
+   * (0..MAX_TOP_LOGPROBS); undefined = off (nothing computed).
+   */
+  readonly logprobs?: number;
 }
 
 /** How sequences sit in the model's rows: each owns [start, start + length) with its generation at genStart. */
@@ -187,6 +208,9 @@ export class DenoiseRun {
     const G = o.genLength;
     const maskId = ids.mask;
     validatePrompts(req.prompts, cfg, G);
+    if (req.logprobs !== undefined && !(Number.isSafeInteger(req.logprobs) && req.logprobs >= 0 && req.logprobs <= MAX_TOP_LOGPROBS)) {
+      throw new ConfigError(`logprobs: expected an integer in [0, ${MAX_TOP_LOGPROBS}] (top alternatives per token), found ${String(req.logprobs)}`);
+    }
     this.dream = cfg.arch === 'dream';
     // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
     this.rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
@@ -354,16 +378,27 @@ export class DenoiseRun {
 
     // Commit, advance blocks, early stop.
     const committedByActive: Int32Array[] = [];
+    const logprobsByActive: CommittedLogprob[][] = [];
+    let rowOff = 0; // this sequence's first row in `logits`
     active.forEach((b, ai) => {
       const s = this.seqs[b];
       const sel = selections[ai];
       const got: number[] = [];
+      const lps: CommittedLogprob[] = [];
       for (let j = 0; j < sel.rows.length; j++) {
         const pos = cand[ai][sel.rows[j]];
         s.tokens[pos] = sel.tokens[j];
-        if (pos >= s.genStart) got.push(pos - s.genStart);
+        if (pos >= s.genStart) {
+          got.push(pos - s.genStart);
+          if (this.req.logprobs !== undefined) {
+            const r = rowOff + sel.rows[j];
+            lps.push(committedLogprob(logits.subarray(r * V, (r + 1) * V), sel.tokens[j], this.req.logprobs, o.temperature));
+          }
+        }
       }
+      rowOff += cand[ai].length;
       committedByActive.push(Int32Array.from(got));
+      logprobsByActive.push(lps);
       if (!this.dream) {
         s.blockStep++;
         // Next block when this one is filled (early with parallel decoding) or its steps are spent.
@@ -385,7 +420,8 @@ export class DenoiseRun {
     this.step++;
     const sequences: SequenceStep[] = this.seqs.map((s, b) => {
       const ai = active.indexOf(b);
-      return { canvas: s.tokens.slice(s.genStart), committed: ai >= 0 ? committedByActive[ai] : new Int32Array(0), done: s.done };
+      const seqStep: SequenceStep = { canvas: s.tokens.slice(s.genStart), committed: ai >= 0 ? committedByActive[ai] : new Int32Array(0), done: s.done };
+      return this.req.logprobs === undefined ? seqStep : { ...seqStep, logprobs: ai >= 0 ? logprobsByActive[ai] : [] };
     });
     return { step, maxSteps: o.steps, sequences, forwardMs, sampleMs, nfe: this.nfe, accel };
   }
@@ -463,6 +499,37 @@ export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBa
     off += n;
   }
   return out;
+}
+
+/**
+ * The committed token's log-probability under the distribution the sampler read: log-softmax of the logit row
+ * (CFG-guided when guidance is on; Dream's rows already shifted), divided by the temperature when it is > 0. Also
+ * the `k` most likely tokens of that row, most likely first (ties: lower id first). Float64 arithmetic.
+ */
+export function committedLogprob(row: Float32Array, token: number, k: number, temperature: number): CommittedLogprob {
+  const V = row.length;
+  const inv = temperature > 0 ? 1 / temperature : 1;
+  let max = -Infinity;
+  for (let j = 0; j < V; j++) if (row[j] * inv > max) max = row[j] * inv;
+  let sum = 0;
+  for (let j = 0; j < V; j++) sum += Math.exp(row[j] * inv - max);
+  const lse = max + Math.log(sum);
+  // The k largest, kept sorted (k ≤ MAX_TOP_LOGPROBS: insertion is cheaper than sorting V values).
+  const ids: number[] = [];
+  const vals: number[] = [];
+  for (let j = 0; j < V && k > 0; j++) {
+    const x = row[j];
+    if (ids.length === k && x <= vals[k - 1]) continue;
+    let at = ids.length === k ? k - 1 : ids.length;
+    while (at > 0 && vals[at - 1] < x) at--;
+    ids.splice(at, 0, j);
+    vals.splice(at, 0, x);
+    if (ids.length > k) {
+      ids.pop();
+      vals.pop();
+    }
+  }
+  return { token, logprob: row[token] * inv - lse, top: ids.map((id, i) => ({ token: id, logprob: vals[i] * inv - lse })) };
 }
 
 function blockHasMask(s: Seq, blockLength: number, maskId: number): boolean {
