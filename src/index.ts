@@ -13,3 +13,8 @@ export type { KernelBackend } from './kernels/backend.js';
 export { LoadError, ConfigError } from './load/errors.js';
 export { bundledModelPath, resolveModelDir, pullModel, hubCacheDir, parseRepoRef } from './load/hub.js';
 export type { ModelConfig } from './load/config.js';
+export {
+  load, type DyllmModel, type LoadOptions, type Prompt, type GenerationOptions, type AccelCallOptions, type Completion, type CompletionStats,
+  type Step, type BatchStep, type StepInfo, type CanvasView,
+} from './api.js';
+export type { ChatMessage } from './load/chat-template.js';
