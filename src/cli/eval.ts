@@ -11,6 +11,7 @@ import { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from 
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult } from '../engine/generate.js';
 import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
+import { accelMethod, accelMethods } from '../engine/accel/registry.js';
 import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
@@ -116,7 +117,7 @@ export interface EvalSummary {
 function requestFor(p: Pipeline, m: EvalMethod): { options: GenerateOptions; accel: AccelOptions; label: string } {
   const options = resolveOptions(p.config, m.gen, p.generation);
   const accel = resolveAccel(p.config, m.accel, options);
-  return { options, accel, label: accel.method === 'dyllm' ? `dyllm τ=${accel.threshold}` : accel.method === 'none' ? 'dense' : accel.method };
+  return { options, accel, label: accelMethod(accel.method).label(accel) };
 }
 
 export async function runEval(
@@ -315,14 +316,8 @@ export async function cmdBench(argv: string[]): Promise<void> {
     ? values['steps-per-token'].split(',').map((x) => intFlag('steps-per-token', x.trim(), 1)!)
     : [1];
   const base = resolveOptions(c.p.config, gen, c.p.generation);
-  const methods: [string, AccelOptionsInput][] = [
-    ['dense', { method: 'none' }],
-    ['DyLLM τ=0.99', { method: 'dyllm', threshold: 0.99 }],
-    ['DyLLM τ=0.995', { method: 'dyllm', threshold: 0.995 }],
-    ['Fast-dLLM prefix', { method: 'prefix' }],
-    ['Fast-dLLM dual', { method: 'dual' }],
-    ['dLLM-Cache', { method: 'dllm-cache' }],
-  ];
+  // The registered methods' comparison rows, dense first (the speed-up reference).
+  const methods: [string, AccelOptionsInput][] = accelMethods().flatMap((m) => (m.benchRows ?? []).map((r): [string, AccelOptionsInput] => [r.name, { ...r.options, method: m.name }]));
   const rows: BenchRow[] = [];
   for (const nu of nus) {
     if (base.genLength % nu !== 0) throw new UsageError(`--steps-per-token: ${nu} does not divide the gen length ${base.genLength}`);
@@ -377,9 +372,7 @@ function benchMarkdown(rows: readonly BenchRow[], c: Common, o: GenerateOptions)
   return head + lines.join('\n') + '\n';
 }
 
-const COLORS: Record<string, string> = {
-  dense: '#555555', 'DyLLM τ=0.99': '#d62728', 'DyLLM τ=0.995': '#ff7f0e', 'Fast-dLLM prefix': '#1f77b4', 'Fast-dLLM dual': '#2ca02c', 'dLLM-Cache': '#9467bd',
-};
+const COLORS: Readonly<Record<string, string>> = Object.fromEntries(accelMethods().flatMap((m) => (m.benchRows ?? []).map((r) => [r.name, r.color])));
 
 /** Accuracy (y) against throughput (x), one point per method and setting; hand-written SVG. */
 export function benchSvg(rows: readonly { group: string; method: string; tokensPerS: number; accuracy: number; parallel: boolean; nu: number }[]): string {

@@ -12,7 +12,8 @@ import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engi
 import { generate, type GenerateResult, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
 import { ACCEL_HELP, GENERATION_HELP, UsageError, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
-import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
+import { resolveAccel, type AccelOptions } from '../engine/accel.js';
+import { accelMethod } from '../engine/accel/registry.js';
 import { LiveView } from './live-view.js';
 import { cmdServe } from './serve.js';
 import { cmdBench, cmdEval } from './eval.js';
@@ -105,7 +106,9 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
   const tokens = result.tokens[0];
   const text = decodeAnswer(p, tokens);
   const s = result.stats;
+  const method = accelMethod(accel.method);
   if (json) {
+    const cacheBytes = method.cacheBytesPerToken(p.config, accel);
     const out = {
       text,
       tokens: Array.from(tokens),
@@ -119,7 +122,8 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
         kv_fraction: s.kvFraction,
         salient_rows_per_layer: s.salientRowsPerLayer,
         accel: accel.method,
-        ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config, accel) } : {}),
+        ...method.stats?.(accel),
+        ...(cacheBytes > 0 ? { cache_bytes_per_token: cacheBytes } : {}),
         backend: p.model.backend.name,
       },
     };
@@ -127,7 +131,7 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
     return;
   }
   process.stdout.write(text + '\n');
-  const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}${accel.method === 'dyllm' ? `, τ ${accel.threshold}` : ''})`;
+  const sal = method.dense ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${method.label(accel)})`;
   process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name})\n`);
 }
 

@@ -5,7 +5,7 @@
  *
  * What the loop owns: the canvas (prompt + G masks per sequence), LLaDA's blocks and per-block schedule, Dream's
  * timesteps and logit shift, the batch layout, parallel decoding, early stop and the statistics. What it does not
- * own: which token/rows to pick (sampler/), how logits are computed (the model, or an accelerator in cache/).
+ * own: which token/rows to pick (sampler/), how logits are computed (the acceleration method: engine/accel/).
  */
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
 import { lladaSelect, validateLladaOptions } from '../sampler/llada.js';
@@ -20,36 +20,11 @@ import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
 import { OptionError } from './schema.js';
 import type { GenerateOptions } from './options.js';
-import { dyllmStepForward, type AccelOptions } from './accel.js';
-import { isBaselineMethod, makeStepForward, resolveMethod } from './baselines.js';
+import { accelMethod } from './accel/registry.js';
+import type { AccelOptions, AccelTelemetry, CanvasLayout, StepForward } from './accel/types.js';
 import type { SpecialIds } from './pipeline.js';
 
-/** What a step computes logits with: the dense model, or an accelerated forward holding per-request caches. */
-export interface StepForward {
-  /** Logits [logitRows, V] for `batch`; `active` are the request's sequence indices in batch order. */
-  forward(batch: ForwardBatch, active: readonly number[], step: number): Float32Array;
-  /** Per-step acceleration telemetry (null for dense). */
-  telemetry(): AccelTelemetry | null;
-}
-
-/** Recompute counts reported by accelerated forwards (cache/); dense steps report null. */
-export interface AccelTelemetry {
-  readonly method: string;
-  /** Salient (FFN-recomputed) rows per layer this step. */
-  readonly salientPerLayer: readonly number[];
-  /** FFN rows recomputed ÷ the rows a dense step computes, this step. */
-  readonly ffnFraction: number;
-  /** K/V rows recomputed ÷ dense, this step. */
-  readonly kvFraction: number;
-  /** Absolute positions per sequence whose FFN was recomputed in the last layer (for visualisation). */
-  readonly recomputed?: readonly Int32Array[];
-  readonly ffnRows: number;
-  readonly kvRows: number;
-  /** Rows a dense step computes in all layers (Σ sequence lengths × layers). */
-  readonly denseFfnRows: number;
-  /** (sequence, layer) pairs whose o_proj outputs were updated through the projected ΔV instead of recomputed. */
-  readonly oProjReused?: number;
-}
+const NO_ACCEL: AccelOptions = Object.freeze({ method: 'none' });
 
 export interface SequenceStep {
   /** The generated region [G]; the mask id where still masked. */
@@ -94,22 +69,10 @@ export interface GenerateResult {
 export interface GenerateRequest {
   readonly prompts: readonly (readonly number[])[];
   readonly options: GenerateOptions;
-  /** Acceleration (default none: the dense forward). */
+  /** Acceleration (default none: the dense forward), as resolveAccel returns it. */
   readonly accel?: AccelOptions;
-  /** Overrides the forward entirely (custom acceleration methods); created per request. */
-  readonly stepForward?: (layout: CanvasLayout) => StepForward;
   /** Checked between steps: true stops the loop (the result is then partial). */
   readonly cancelled?: () => boolean;
-}
-
-/** How sequences sit in the model's rows: each owns [start, start + length) with its generation at genStart. */
-export interface CanvasLayout {
-  readonly lengths: readonly number[];
-  /** Offset of the generated region inside each sequence. */
-  readonly genStart: readonly number[];
-  readonly genLength: number;
-  /** Attention mask per sequence (left-pad layout) or null. */
-  readonly masks: readonly (Uint8Array | null)[];
 }
 
 /** Sequences one request may denoise together (a batch larger than this is a mistake, not a workload). */
@@ -143,11 +106,6 @@ function validatePrompts(prompts: readonly (readonly number[])[], cfg: ModelConf
       if (!Number.isSafeInteger(t) || t < 0 || t >= V) throw new ConfigError(`prompt ${b}: token id ${t} is outside the vocabulary [0, ${V})`);
     }
   });
-}
-
-/** Dense forward: the model as is. */
-export function denseStepForward(model: DiffusionModel): StepForward {
-  return { forward: (batch) => model.forward(batch), telemetry: () => null };
 }
 
 /**
@@ -208,20 +166,13 @@ export class DenoiseRun {
       return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, block: 0, blockStep: 0, schedule: new Int32Array(0), generated: 0 };
     });
     const layout: CanvasLayout = { lengths: this.seqs.map((s) => s.tokens.length), genStart: this.seqs.map((s) => s.genStart), genLength: G, masks: this.seqs.map((s) => s.mask) };
-    if (req.accel && req.accel.method !== 'none' && o.cfgScale > 0) {
+    const accel = req.accel ?? NO_ACCEL;
+    const method = accelMethod(accel.method);
+    if (!method.dense && o.cfgScale > 0) {
       throw new ConfigError('accel: classifier-free guidance with cached acceleration is not supported; use --accel none with --cfg-scale');
     }
-    this.batchable = !req.stepForward && !(req.accel && req.accel.method !== 'none');
-    const a = req.accel;
-    this.stepper = req.stepForward
-      ? req.stepForward(layout)
-      : a && a.method === 'dyllm'
-        ? dyllmStepForward(model, layout, a)
-        : a && isBaselineMethod(a.method)
-          ? makeStepForward(model, layout, resolveMethod(cfg.arch, {
-            method: a.method, blockLength: a.cacheBlock, promptInterval: a.promptInterval, genInterval: a.genInterval, transferRatio: a.transferRatio,
-          }, o))
-          : denseStepForward(model);
+    this.batchable = method.dense === true;
+    this.stepper = method.create({ model, layout, gen: o }, accel);
 
     // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
     this.numBlocks = this.dream ? 1 : G / o.blockLength;
@@ -289,7 +240,7 @@ export class DenoiseRun {
     return buildBatch(this.seqs, active, cand, this.dream, this.o.cfgScale > 0, this.ids.mask);
   }
 
-  /** This run's own forward (dense model or its accelerator). */
+  /** This run's own forward (its acceleration method's; the dense model for none). */
   forwardOwn(batch: ForwardBatch): Float32Array {
     return this.stepper.forward(batch, this.pending!.active, this.step);
   }
