@@ -8,7 +8,7 @@
 import type { KernelBackend } from '../kernels/backend.js';
 import type { ModelConfig } from '../load/config.js';
 import type { WeightStore } from '../load/weights.js';
-import { loadWeights, Transformer, type PaddingRules, type WeightNames } from './layers.js';
+import { loadWeights, Transformer, type PaddingRules, type WeightNames } from './transformer.js';
 
 export const dreamWeightNames: WeightNames = {
   embed: 'model.embed_tokens.weight',

@@ -2,11 +2,11 @@
  * `dllm-cache`: dLLM-Cache with V-verify (arXiv 2506.06295; maomaocun/dLLM-cache), the paper's third comparison
  * method. The prompt is refreshed every K_p steps and the response every K_r steps; in between, V-verify recomputes
  * the int(G·ρ) response rows whose value vectors moved most. It runs its own forward on the model's weights
- * (models/dllm-cache-forward.ts), not the planned forward.
+ * (models/forward/dllm-cache.ts), not the planned forward.
  */
 import { ConfigError } from '../../load/errors.js';
-import { DllmSequenceCache, dllmCacheForward, type DllmCounts, type DllmSequencePlan } from '../../models/dllm-cache-forward.js';
-import { Transformer } from '../../models/layers.js';
+import { DllmSequenceCache, dllmCacheForward, type DllmCounts, type DllmSequencePlan } from '../../models/forward/dllm-cache.js';
+import { Transformer } from '../../models/transformer.js';
 import { MAX_COUNT, type OptionSpec } from '../schema.js';
 import { accelTelemetry } from './telemetry.js';
 import type { AccelMethod, AccelOptions, AccelTelemetry } from './types.js';
