@@ -12,6 +12,7 @@ import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engi
 import { generate, type GenerateResult } from '../engine/generate.js';
 import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
 import { accelMethod, accelMethods } from '../engine/accel/registry.js';
+import { familyOf } from '../families/registry.js';
 import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
@@ -326,7 +327,7 @@ export async function cmdBench(argv: string[]): Promise<void> {
       let dense: EvalSummary | null = null;
       for (const [name, accel] of methods) {
         const g: GenerateOptionsInput = { ...gen, genLength: base.genLength, steps, blockLength: base.blockLength, ...(parallel ? { parallelThreshold: pt } : {}) };
-        if (c.p.config.arch === 'dream') delete g.blockLength;
+        if (!familyOf(c.p.config.arch).usesBlocks) delete g.blockLength;
         const label = `${name}${nu > 1 ? ` n_u=${nu}` : ''}${parallel ? ` +parallel ${pt}` : ''}`;
         let s: EvalSummary;
         try {

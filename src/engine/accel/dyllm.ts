@@ -8,7 +8,7 @@
 import { cacheBytesPerToken, SequenceCache } from '../../cache/layer-cache.js';
 import type { AttnUpdate, RecomputePlan, SequencePlan, StepCounts } from '../../cache/plan.js';
 import { cosineThreshold, recomputeAll } from '../../cache/saliency.js';
-import type { Architecture } from '../../load/config.js';
+import { allFamilies } from '../../families/registry.js';
 import { ConfigError } from '../../load/errors.js';
 import { MAX_COUNT, type OptionSpec } from '../schema.js';
 import { addLogitPositions, iota, sortedRows } from './rows.js';
@@ -34,11 +34,16 @@ export interface DyllmOptions extends AccelOptions {
   readonly allSalient: boolean;
 }
 
-/** The paper's fast settings: τ 0.99 for LLaDA, 0.995 for Dream. */
-const DEFAULT_THRESHOLD: Readonly<Record<Architecture, number>> = { llada: 0.99, dream: 0.995 };
+/** τ when the model's family sets none (DiffusionFamily.accelDefaults; the paper: 0.99 LLaDA, 0.995 Dream). */
+const THRESHOLD = 0.99;
+
+/** The families' defaults as help text: "0.99 LLaDA, 0.995 Dream". */
+function thresholdHelp(): string {
+  return allFamilies().map((f) => `${f.accelDefaults.dyllm?.threshold ?? THRESHOLD} ${f.label}`).join(', ');
+}
 
 const OPTIONS: readonly OptionSpec[] = [
-  { key: 'threshold', flag: 'threshold', field: 'dyllm.threshold', type: 'number', metavar: 'T', range: { min: -1, max: 1.5, minExclusive: true }, help: 'DyLLM cosine threshold τ: a row is salient when cos < τ', defaultHelp: '0.99 LLaDA, 0.995 Dream' },
+  { key: 'threshold', flag: 'threshold', field: 'dyllm.threshold', type: 'number', metavar: 'T', range: { min: -1, max: 1.5, minExclusive: true }, help: 'DyLLM cosine threshold τ: a row is salient when cos < τ', defaultHelp: thresholdHelp() },
   { key: 'fullSteps', flag: 'full-steps', field: 'dyllm.full_steps', type: 'int', metavar: 'N', range: { min: 1, max: MAX_COUNT }, help: 'DyLLM dense warm-up steps', defaultHelp: '4' },
   { key: 'promptPeriod', flag: 'prompt-period', field: 'dyllm.prompt_period', type: 'int', metavar: 'N', range: { min: 1, max: MAX_COUNT }, help: 'DyLLM: query the prompt rows every N-th step', defaultHelp: '4' },
   {
@@ -65,12 +70,12 @@ export const dyllm: AccelMethod<DyllmOptions> = {
     { name: 'DyLLM τ=0.99', options: { threshold: 0.99 }, color: '#d62728' },
     { name: 'DyLLM τ=0.995', options: { threshold: 0.995 }, color: '#ff7f0e' },
   ],
-  resolve(input, ctx) {
+  resolve(input) {
     const allSalient = input.allSalient ?? false;
     if (typeof allSalient !== 'boolean') throw new ConfigError(`allSalient: expected true or false, found ${JSON.stringify(allSalient)}`);
     return {
       method: 'dyllm',
-      threshold: (input.threshold as number | undefined) ?? DEFAULT_THRESHOLD[ctx.arch],
+      threshold: (input.threshold as number | undefined) ?? THRESHOLD,
       fullSteps: (input.fullSteps as number | undefined) ?? 4,
       promptPeriod: (input.promptPeriod as number | undefined) ?? 4,
       attnUpdate: (input.attnUpdate as AttnUpdate | undefined) ?? 'delta',
@@ -78,7 +83,7 @@ export const dyllm: AccelMethod<DyllmOptions> = {
       allSalient,
     };
   },
-  create: ({ model, layout }, opts) => {
+  create: ({ model, layout, family }, opts) => {
     const cfg = model.config;
     const reuseOutput = !keepsOutputs(opts) ? undefined : opts.oProj === 'reuse-always' ? 'always' as const : 'when-cheaper' as const;
     const caches = layout.lengths.map((n) => new SequenceCache(cfg, n, { outputs: reuseOutput !== undefined }));
@@ -103,11 +108,10 @@ export const dyllm: AccelMethod<DyllmOptions> = {
           if (queryAll) {
             rows = iota(0, N);
           } else {
-            // Response rows, plus any row whose logits the sampler reads. Shifted-logit models (Dream) always add
-            // the last prompt row g0 − 1, whose output predicts the first response position (HF semantics; the
-            // official DyLLM code, scale-snu/DyLLM, shifts the flattened query rows instead).
-            const set = new Set<number>();
-            if (cfg.shiftLogits && g0 > 0) set.add(g0 - 1);
+            // Response rows, plus any row whose logits the sampler reads. The row predicting the first response
+            // position is always one (with shifted logits the last prompt row, HF semantics; the official DyLLM code,
+            // scale-snu/DyLLM, shifts the flattened query rows instead).
+            const set = new Set<number>([family.logitRow(g0)]);
             for (let i = g0; i < N; i++) set.add(i);
             addLogitPositions(batch, ai, set);
             rows = sortedRows(set);

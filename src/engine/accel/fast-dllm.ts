@@ -37,9 +37,9 @@ const CACHE_BLOCK: OptionSpec = {
 };
 
 /** The cache block of a request; refused when it cannot tile the request's blocks. */
-function cacheBlockOf({ model, gen }: AccelRequest, opts: FastDllmOptions): number {
+function cacheBlockOf({ gen, family }: AccelRequest, opts: FastDllmOptions): number {
   const G = gen.genLength;
-  const blocks = model.config.arch === 'llada';
+  const blocks = family.usesBlocks;
   const bl = opts.cacheBlock ?? (blocks ? gen.blockLength : Math.min(UNBLOCKED_CACHE_BLOCK, G));
   if (blocks && gen.blockLength % bl !== 0) throw new ConfigError(`cacheBlock: ${bl} must divide the generation block length ${gen.blockLength}`);
   if (bl > G) throw new ConfigError(`cacheBlock: ${bl} is longer than the generation (${G})`);
@@ -49,7 +49,7 @@ function cacheBlockOf({ model, gen }: AccelRequest, opts: FastDllmOptions): numb
 function create(req: AccelRequest, opts: FastDllmOptions): StepForward {
   const { model, layout, gen } = req;
   const cfg = model.config;
-  const blocks = cfg.arch === 'llada';
+  const blocks = req.family.usesBlocks;
   const bl = cacheBlockOf(req, opts);
   const caches = layout.lengths.map((n) => new SequenceCache(cfg, n));
   const lastBlock = layout.lengths.map(() => -1);

@@ -4,9 +4,10 @@
  * creates per request a StepForward — the object that computes each step's logits (through the model's planned
  * forward, a forward of its own, or the plain dense model) and reports what it recomputed.
  *
- * May import: load/, models/types, cache/ (types), engine/schema and engine/options (types). Imported by every method
+ * May import: load/, models/, cache/, families/ (types), engine/schema and engine/options (types). Imported by every method
  * file, the registry and the loop; never the other way round.
  */
+import type { DiffusionFamily } from '../../families/types.js';
 import type { ModelConfig } from '../../load/config.js';
 import type { DiffusionModel, ForwardBatch } from '../../models/types.js';
 import type { GenerateOptions } from '../options.js';
@@ -67,6 +68,8 @@ export interface AccelRequest {
   readonly layout: CanvasLayout;
   /** The request's resolved generation options. */
   readonly gen: GenerateOptions;
+  /** The model's diffusion family (which rows predict which positions, whether it denoises in blocks). */
+  readonly family: DiffusionFamily;
 }
 
 /** A row of `dyllm bench`'s comparison matrix that a method contributes. */
