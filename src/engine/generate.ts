@@ -22,7 +22,8 @@ import { buildBatch, buildCanvas, canvasLayout, finishIfDone, guide, sliceStats,
 import type { GenerateOptions } from './options.js';
 import type { SpecialIds } from './pipeline.js';
 
-export { forwardMerged, MAX_BATCH } from './canvas.js';
+// Where callers stepping several runs (server/scheduler.ts) find the merged dense forward.
+export { forwardMerged } from './canvas.js';
 
 const NO_ACCEL: AccelOptions = Object.freeze({ method: 'none' });
 

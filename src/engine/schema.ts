@@ -9,7 +9,8 @@
  * that knows its option, so each surface names it the way its user typed it (`--gen-length`, `max_tokens`,
  * `genLength`).
  *
- * May import: load/ (types, errors), families/ (help marks). Imported by: engine/options.ts, engine/accel/, cli/, server/.
+ * May import: load/ (types, errors), families/ (help marks). Imported by: engine/options.ts, engine/accel/, cli/,
+ * server/.
  */
 import { allFamilies } from '../families/registry.js';
 import type { Architecture } from '../load/config.js';

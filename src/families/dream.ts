@@ -1,8 +1,9 @@
 /**
- * The Dream family (Dream-org/Dream generation_utils.py `_sample`): no blocks — every masked position may commit at
- * every step, with counts from the timesteps linspace(1, eps, steps + 1); logits are shifted (position i reads the
- * model row i − 1, position 0 its own); the confidences and the choice are sampler/dream.ts. The official padded
- * batch shares one transfer count (the batch mean) and one generator; packed sequences each compute alone.
+ * The Dream family (Dream-org/Dream-v0-Instruct-7B generation_utils.py `_sample`): no blocks — every masked
+ * position may commit at every step, with counts from the timesteps linspace(1, eps, steps + 1); logits are shifted
+ * (position i reads the model row i − 1, position 0 its own); the confidences and the choice are sampler/dream.ts.
+ * The official padded batch shares one transfer count (the batch mean) and one generator; packed sequences each
+ * compute alone.
  */
 import { dreamSelect, validateDreamOptions, type DreamOptions, type DreamSequence } from '../sampler/dream.js';
 import { dreamTimesteps } from '../sampler/schedule.js';

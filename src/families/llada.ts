@@ -1,5 +1,5 @@
 /**
- * The LLaDA family (GSAI-ML/LLaDA generate.py): the canvas is denoised in semi-autoregressive blocks, each given
+ * The LLaDA family (ML-GSAI/LLaDA generate.py): the canvas is denoised in semi-autoregressive blocks, each given
  * steps / blocks steps with `get_num_transfer_tokens`' counts; only the masked positions of the current block (and
  * any prompt masks before it) may commit; position i reads its own logits row; the confidences and the choice are
  * sampler/llada.ts. A block ends when its steps are spent or it has no mask left (parallel decoding fills blocks

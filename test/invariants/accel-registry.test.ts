@@ -10,12 +10,12 @@ import { accelMethod, accelMethods, registerAccel, ACCEL_OPTIONS } from '../../s
 import { accelTelemetry } from '../../src/engine/accel/telemetry.js';
 import type { AccelMethod, AccelOptions, AccelTelemetry } from '../../src/engine/accel/types.js';
 import { resolveAccel } from '../../src/engine/accel.js';
-import { generateSteps, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
-import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
-import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
+import type { StepEvent } from '../../src/engine/generate.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { loadConfig } from '../../src/load/config.js';
 import { fixturePath } from '../helpers/fixtures.js';
+import { runGeneration as run } from '../helpers/run-generation.js';
 
 interface StaleOptions extends AccelOptions {
   readonly period: number;
@@ -66,16 +66,6 @@ const stale: AccelMethod<StaleOptions> = {
 };
 
 registerAccel(stale);
-
-function run(p: Pipeline, prompts: number[][], gen: GenerateOptionsInput, accel?: Record<string, unknown>, events?: StepEvent[]): GenerateResult {
-  const options = resolveOptions(p.config, gen, p.generation);
-  const it = generateSteps(p.model, p.ids, { prompts, options, accel: accel ? resolveAccel(p.config, accel, options) : undefined });
-  for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-    events?.push(r.value);
-  }
-}
 
 const PROMPTS = [[12, 40, 41, 42, 7], [99, 3]];
 

@@ -6,23 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
-import { generateSteps, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
+import { DenoiseRun, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
 import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
-import { resolveAccel, type AccelOptionsInput } from '../../src/engine/accel.js';
-import { DenoiseRun } from '../../src/engine/generate.js';
+import { resolveAccel } from '../../src/engine/accel.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { fixturePath } from '../helpers/fixtures.js';
-
-function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput, base?: AccelOptionsInput, events?: StepEvent[]): GenerateResult {
-  const options = resolveOptions(p.config, opts, p.generation);
-  const it = generateSteps(p.model, p.ids, { prompts, options, accel: base ? resolveAccel(p.config, base, options) : undefined });
-  for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-    events?.push(r.value);
-  }
-}
+import { runGeneration as run } from '../helpers/run-generation.js';
 
 const PROMPTS = [[12, 40, 41, 42, 7], [99, 3], [5, 6, 7, 8, 9, 10, 11, 13]];
 const toArrays = (r: GenerateResult) => r.tokens.map((t) => [...t]);

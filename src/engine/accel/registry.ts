@@ -43,7 +43,7 @@ export function registerAccel<O extends AccelOptions>(m: AccelMethod<O>): void {
   if (!/^[a-z][a-z0-9-]*$/.test(m.name)) throw new Error(`acceleration method "${m.name}": expected a lowercase name (letters, digits, dashes)`);
   if (methods.has(m.name)) throw new Error(`acceleration method "${m.name}" is registered twice`);
   for (const s of declareOptions(m.options)) if (!specs.includes(s)) specs.push(s);
-  methods.set(m.name, m as unknown as AccelMethod);
+  methods.set(m.name, m as AccelMethod);
   names.push(m.name);
 }
 
@@ -60,4 +60,4 @@ export function accelMethods(): readonly AccelMethod[] {
 }
 
 // The built-in methods: a new one is a file in this folder and an entry here.
-for (const m of [dense, dyllm, prefix, dual, dllmCache] as AccelMethod[]) registerAccel(m);
+for (const m of [dense, dyllm, prefix, dual, dllmCache]) registerAccel(m);

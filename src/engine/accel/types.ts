@@ -4,8 +4,8 @@
  * creates per request a StepForward — the object that computes each step's logits (through the model's planned
  * forward, a forward of its own, or the plain dense model) and reports what it recomputed.
  *
- * May import: load/, models/, cache/, families/ (types), engine/schema and engine/options (types). Imported by every method
- * file, the registry and the loop; never the other way round.
+ * May import: load/, models/, cache/, families/ (types), engine/schema and engine/options (types). Imported by
+ * every method file, the registry and the loop; never the other way round.
  */
 import type { DiffusionFamily } from '../../families/types.js';
 import type { ModelConfig } from '../../load/config.js';
