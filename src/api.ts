@@ -13,10 +13,11 @@
  * Built on the lower-level exports (loadPipeline, encodePrompt, generate, resolveOptions, resolveAccel), which stay
  * available for custom loops.
  */
-import { generate as denoise, MAX_BATCH, type GenerateResult, type GenerateStats, type StepEvent } from './engine/generate.js';
+import { MAX_BATCH } from './engine/canvas.js';
+import { generate as denoise, type GenerateResult, type GenerateStats, type StepEvent } from './engine/generate.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline, type PipelineOptions } from './engine/pipeline.js';
 import { GENERATION_OPTIONS, resolveOptions, type GenerateOptionsInput } from './engine/options.js';
-import { ACCEL_OPTIONS, resolveAccel, type AccelMethod, type AccelOptions, type AccelOptionsInput } from './engine/accel.js';
+import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from './engine/accel.js';
 import { didYouMean, OptionError } from './engine/schema.js';
 import type { ChatMessage } from './load/chat-template.js';
 import { ConfigError } from './load/errors.js';
@@ -27,7 +28,7 @@ export type Prompt = string | readonly ChatMessage[];
 /** The acceleration options of a call, flat; the method itself is `accel`. */
 export type AccelCallOptions = Omit<AccelOptionsInput, 'method' | 'allSalient'> & {
   /** none (dense, default), dyllm (DyLLM), prefix / dual (Fast-dLLM), dllm-cache (dLLM-Cache). */
-  accel?: AccelMethod;
+  accel?: string;
 };
 
 /** Options of one `generate` / `stream` call. Unset options take the model's defaults (generation_config.json). */
@@ -42,7 +43,7 @@ export type GenerationOptions = GenerateOptionsInput & AccelCallOptions & {
 export interface CompletionStats extends GenerateStats {
   /** The kernel backend that ran it: 'native-avx512bf16', 'native-avx2', 'native-portable' or 'reference'. */
   readonly backend: string;
-  readonly accel: AccelMethod;
+  readonly accel: string;
 }
 
 export interface Completion {

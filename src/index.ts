@@ -4,9 +4,11 @@
  * loops), with the types around them. Everything else is internal.
  */
 export { loadPipeline, encodePrompt, decodeAnswer, type Pipeline, type SpecialIds } from './engine/pipeline.js';
-export { generate, generateSteps, type GenerateRequest, type GenerateResult, type GenerateStats, type StepEvent, type SequenceStep, type AccelTelemetry } from './engine/generate.js';
+export { generate, generateSteps, type GenerateRequest, type GenerateResult, type GenerateStats, type StepEvent, type SequenceStep } from './engine/generate.js';
 export { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from './engine/options.js';
 export { resolveAccel, type AccelOptions, type AccelOptionsInput } from './engine/accel.js';
+export { registerAccel, accelMethod, accelMethods } from './engine/accel/registry.js';
+export type { AccelMethod, AccelRequest, AccelTelemetry, CanvasLayout, StepForward } from './engine/accel/types.js';
 export { loadModel, type LoadedModel } from './models/load-model.js';
 export type { DiffusionModel, ForwardBatch } from './models/types.js';
 export { selectBackend, type BackendName } from './kernels/select.js';

@@ -13,7 +13,7 @@ import { resolveModelDir } from '../load/hub.js';
 import { Checkpoint } from '../load/safetensors.js';
 import { loadTokenizer } from '../load/tokenizer.js';
 import { loadNativeAddon, loadNativeBackend } from '../kernels/native.js';
-import { turnEndTokens } from '../models/registry.js';
+import { familyOf } from '../families/registry.js';
 import { parse, UsageError } from './args.js';
 
 export const INFO_HELP = `Usage: dyllm info MODEL [--json]
@@ -83,7 +83,7 @@ export async function cmdInfo(argv: string[]): Promise<void> {
   const tokenizer = await loadTokenizer(dir);
   const template = await loadChatTemplate(dir);
   const tokenizerKind = pathExists(join(dir, 'tokenizer.json')) ? 'tokenizer.json' : 'vocab.json + merges.txt (Qwen2 byte-level BPE)';
-  const eot = tokenizer.tokenToId(turnEndTokens[config.arch]) ?? null;
+  const eot = tokenizer.tokenToId(familyOf(config.arch).turnEndToken) ?? null;
   const special: Record<string, { id: number; token: string | null } | null> = {};
   for (const [k, id] of [['mask', config.maskTokenId], ['eos', config.eosTokenId], ['eot', eot], ['bos', config.bosTokenId], ['pad', config.padTokenId]] as const) {
     special[k] = id === null ? null : { id, token: tokenizer.idToToken(id) ?? null };

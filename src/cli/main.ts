@@ -15,11 +15,14 @@ import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engi
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
 import { ACCEL_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
-import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
+import { resolveAccel, type AccelOptions } from '../engine/accel.js';
+import { accelMethod } from '../engine/accel/registry.js';
 import { LiveView, LoadBar } from './live-view.js';
 import { cmdInfo } from './info.js';
+import { answerJson } from './answer.js';
 import { cmdServe } from './serve.js';
-import { cmdBench, cmdEval } from './eval.js';
+import { cmdEval } from './eval.js';
+import { cmdBench } from './bench.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 
@@ -150,30 +153,6 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   report(p, result, accel, values.json === true, quiet, threads);
 }
 
-/**
- * `dyllm generate --json`'s object for one generated sequence: the answer text, the generated tokens and the
- * run's statistics (also each line of a queued batch's output, src/queue).
- */
-export function answerJson(p: Pipeline, tokens: ArrayLike<number>, s: GenerateStats, accel: AccelOptions, threads?: number): { text: string; tokens: number[]; stats: Record<string, unknown> } {
-  return {
-    text: decodeAnswer(p, tokens),
-    tokens: Array.from(tokens),
-    stats: {
-      steps: s.steps,
-      nfe: s.nfe,
-      elapsed_ms: Math.round(s.elapsedMs * 1000) / 1000,
-      tokens_per_s: Math.round(s.tokensPerS * 1000) / 1000,
-      generated_tokens: s.generatedTokens,
-      salient_fraction: s.salientFraction,
-      kv_fraction: s.kvFraction,
-      salient_rows_per_layer: s.salientRowsPerLayer,
-      accel: accel.method,
-      ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config, accel) } : {}),
-      backend: p.model.backend.name,
-      ...(threads !== undefined ? { threads } : {}),
-    },
-  };
-}
 
 /** generate --queue --input FILE --output FILE: the prompts of a file as jobs for queue workers (src/queue). */
 async function generateQueued(values: Record<string, unknown>, positionals: string[]): Promise<void> {
@@ -208,6 +187,7 @@ function version(): string {
 function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: boolean, quiet: boolean, threads: number): void {
   const tokens = result.tokens[0];
   const s = result.stats;
+  const method = accelMethod(accel.method);
   if (json) {
     process.stdout.write(JSON.stringify(answerJson(p, tokens, s, accel, threads)) + '\n');
     return;
@@ -215,7 +195,7 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
   const text = decodeAnswer(p, tokens);
   process.stdout.write(text + '\n');
   if (quiet) return;
-  const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}${accel.method === 'dyllm' ? `, τ ${accel.threshold}` : ''})`;
+  const sal = method.dense ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${method.label(accel)})`;
   process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'})\n`);
 }
 

@@ -13,6 +13,7 @@
  */
 import { DenoiseRun, forwardMerged, type CommittedLogprob, type StepEvent } from '../engine/generate.js';
 import type { Pipeline } from '../engine/pipeline.js';
+import { familyOf } from '../families/registry.js';
 import { ConfigError, LoadError } from '../load/errors.js';
 import type { ForwardBatch } from '../models/types.js';
 import { THROW_STEP_AT } from './faults.js';
@@ -73,7 +74,8 @@ export class Scheduler {
     let job: Job;
     try {
       const prompt = m.tokens;
-      if (prompt.length === 0 && this.p.config.arch === 'dream') throw new ConfigError('prompt: Dream needs at least one prompt token');
+      const family = familyOf(this.p.config.arch);
+      if (prompt.length === 0 && family.needsPrompt) throw new ConfigError(`prompt: ${family.label} needs at least one prompt token`);
       if (prompt.length > this.opts.maxPromptTokens) {
         throw new ConfigError(`prompt: ${prompt.length} tokens exceed this server's limit of ${this.opts.maxPromptTokens}`);
       }
