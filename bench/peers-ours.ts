@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/models/load-model.js';
-import { generate, type GenerateResult } from '../src/engine/generate.js';
+import { generateAll } from '../src/engine/generate.js';
 import { resolveOptions } from '../src/engine/options.js';
 import { resolveAccel } from '../src/engine/accel.js';
 import type { SpecialIds } from '../src/engine/pipeline.js';
@@ -53,15 +53,7 @@ try {
   if (prompt.some((t) => t >= config.vocabSize)) fail(`--prompt-ids: ids must be below the model's ${config.vocabSize} embedding rows`);
   const options = resolveOptions(config.arch, { genLength: gen, steps, blockLength: block }, generation);
   const accel = resolveAccel(config.arch, { method: values.accel as 'none' | 'dyllm' });
-  const it = generate(model, ids, { prompts: [prompt], options, accel });
-  let result: GenerateResult;
-  for (;;) {
-    const r = await it.next();
-    if (r.done) {
-      result = r.value;
-      break;
-    }
-  }
+  const result = await generateAll(model, ids, { prompts: [prompt], options, accel });
   const s = result.stats;
   process.stdout.write(JSON.stringify({
     tokens: Array.from(result.tokens[0]),

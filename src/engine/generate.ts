@@ -357,3 +357,12 @@ export function committedLogprob(row: Float32Array, token: number, k: number, te
   }
   return { token, logprob: row[token] * inv - lse, top: ids.map((id, i) => ({ token: id, logprob: vals[i] * inv - lse })) };
 }
+
+/** Runs a request to the end (yielding to the event loop between steps, as `generate` does) and returns its result. */
+export async function generateAll(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): Promise<GenerateResult> {
+  const it = generate(model, ids, req);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
+  }
+}

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { LoadError } from '../load/errors.js';
 import { resolveOptions, type GenerateOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, type Pipeline } from '../engine/pipeline.js';
-import { generate, type GenerateResult } from '../engine/generate.js';
+import { generateAll } from '../engine/generate.js';
 import { resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
 import { accelMethod } from '../engine/accel/registry.js';
 import type { GenerateOptionsInput } from '../engine/options.js';
@@ -149,16 +149,7 @@ export interface CallOutcome {
 export async function evaluateTasks(p: Pipeline, tasks: readonly Task[], style: PromptStyle, m: EvalMethod): Promise<CallOutcome> {
   const { options, accel } = requestFor(p, m);
   const prompts = tasks.map((t) => buildPrompt(p, t, style));
-  const it = generate(p.model, p.ids, { prompts, options, accel });
-  let r: GenerateResult;
-  for (;;) {
-    const s = await it.next();
-    if (s.done) {
-      r = s.value;
-      break;
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+  const r = await generateAll(p.model, p.ids, { prompts, options, accel });
   return {
     tasks: tasks.map((t, j) => {
       const text = decodeAnswer(p, r.tokens[j]);
