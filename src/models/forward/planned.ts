@@ -264,8 +264,10 @@ class PlannedStep {
       if (kOld) {
         const vNewB = this.vNew.subarray(j0 * d.kvDim, j1 * d.kvDim);
         be.attentionRescale(qb, nR, store.k, N, d.H, d.Hkv, d.Dh, km, cols, kOld, dv, vNewB, lb, cb, this.plan.attnUpdate === 'rescale-incremental');
-      } else {
+      } else if (probs) {
         be.attentionDelta(qb, nR, store.k, N, d.H, d.Hkv, d.Dh, km, cols, dv, cb, probs);
+      } else {
+        this.deltaNonSalient(p, cols, dv);
       }
       const sc = this.core.scratch;
       const qe = sc.f32('qe', nb * d.qDim);
@@ -279,6 +281,42 @@ class PlannedStep {
       }
     }
     be.cosineRows(cb, oldC, nR, d.qDim, this.cos.subarray(r0, r0 + nR));
+  }
+
+  /**
+   * The delta update C_old + S·ΔV of the rows outside A_in only: the A_in rows' contexts are replaced by exact
+   * attention right after, so updating them would be wasted work (as much as a full attention pass when most rows
+   * are salient). Each row's update depends on that row alone, so the skipped rows change nothing else. The rows
+   * are gathered when A_in splits them; with no A_in row the call runs in place.
+   */
+  private deltaNonSalient(p: SeqPart, cols: Int32Array, dv: Float32Array): void {
+    const { d } = this;
+    const { store, N, r0, nR, j0, j1 } = p;
+    const nb = j1 - j0;
+    const nOut = nR - nb;
+    if (nOut === 0) return;
+    const qb = this.q.subarray(r0 * d.qDim, (r0 + nR) * d.qDim);
+    const cb = this.ctx.subarray(r0 * d.qDim, (r0 + nR) * d.qDim);
+    const be = this.core.backend;
+    const km = this.keyMasks[p.b];
+    if (nb === 0) {
+      be.attentionDelta(qb, nR, store.k, N, d.H, d.Hkv, d.Dh, km, cols, dv, cb, null);
+      return;
+    }
+    const sc = this.core.scratch;
+    const idx = sc.i32('nsIdx', nOut); // local indices of the rows outside A_in, ascending
+    let n = 0;
+    let j = j0;
+    for (let i = 0; i < nR; i++) {
+      if (j < j1 && this.salient[j] - r0 === i) j++;
+      else idx[n++] = i;
+    }
+    const qn = sc.f32('nsQ', nOut * d.qDim);
+    const cn = sc.f32('nsC', nOut * d.qDim);
+    gatherRows(qn, qb, idx, d.qDim);
+    gatherRows(cn, cb, idx, d.qDim);
+    be.attentionDelta(qn, nOut, store.k, N, d.H, d.Hkv, d.Dh, km, cols, dv, cn, null);
+    scatterRows(cb, cn, idx, d.qDim);
   }
 
   /**
