@@ -61,4 +61,27 @@ export interface StepCounts {
   oProjReused: number;
   /** Per sequence, positions salient in the last layer. */
   recomputed: Int32Array[];
+  /**
+   * When given (one entry per sequence of the plan, zeroed), the same counts split by sequence, so a forward that
+   * merges several requests' plans can report each request its own (engine/accel/merge.ts).
+   */
+  readonly perSequence?: SequenceCounts[];
+}
+
+/** One sequence's share of StepCounts. */
+export interface SequenceCounts {
+  readonly salientPerLayer: number[];
+  kvRows: number;
+  ffnRows: number;
+  queryRows: number;
+  oProjReused: number;
+}
+
+/** Zeroed StepCounts for `numLayers` layers (with per-sequence counts for `perSequence` sequences when given). */
+export function emptyCounts(numLayers: number, perSequence?: number): StepCounts {
+  const zero = (): number[] => new Array<number>(numLayers).fill(0);
+  return {
+    salientPerLayer: zero(), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [],
+    ...(perSequence === undefined ? {} : { perSequence: Array.from({ length: perSequence }, () => ({ salientPerLayer: zero(), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0 })) }),
+  };
 }

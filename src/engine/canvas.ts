@@ -10,7 +10,8 @@ import { ConfigError } from '../load/errors.js';
 import type { DiffusionModel, ForwardBatch } from '../models/types.js';
 import type { RowStats } from '../sampler/confidence.js';
 import type { GenerateOptions } from '../sampler/options.js';
-import type { CanvasLayout } from './accel/types.js';
+import { emptyCounts } from '../cache/plan.js';
+import type { CanvasLayout, PlannedPart } from './accel/types.js';
 import type { SpecialIds } from './pipeline.js';
 import { OptionError } from './schema.js';
 
@@ -121,12 +122,8 @@ export function buildBatch(seqs: readonly Seq[], active: readonly number[], cand
   return { tokens, seqStart, attentionMask: mask, logitRows };
 }
 
-/**
- * One forward for several dense runs' batches (sequences never attend across requests, so each gets exactly
- * the logits it would get alone). Returns each batch's logits.
- */
-export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBatch[]): Float32Array[] {
-  if (batches.length === 1) return [model.forward(batches[0])];
+/** Several requests' batches as one (their rows and logit rows in order; sequences never attend across requests). */
+function mergeBatches(batches: readonly ForwardBatch[]): ForwardBatch {
   let T = 0;
   let S = 0;
   let L = 0;
@@ -152,8 +149,11 @@ export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBa
     t += b.tokens.length;
   }
   seqStart[S] = T;
-  const all = model.forward({ tokens, seqStart, attentionMask: mask, logitRows });
-  const V = model.config.vocabSize;
+  return { tokens, seqStart, attentionMask: mask, logitRows };
+}
+
+/** The merged logits cut back into each batch's own. */
+function splitLogits(all: Float32Array, batches: readonly ForwardBatch[], V: number): Float32Array[] {
   const out: Float32Array[] = [];
   let off = 0;
   for (const b of batches) {
@@ -162,6 +162,57 @@ export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBa
     off += n;
   }
   return out;
+}
+
+/**
+ * One forward for several dense runs' batches (sequences never attend across requests, so each gets exactly
+ * the logits it would get alone). Returns each batch's logits.
+ */
+export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBatch[]): Float32Array[] {
+  if (batches.length === 1) return [model.forward(batches[0])];
+  return splitLogits(model.forward(mergeBatches(batches)), batches, model.config.vocabSize);
+}
+
+/**
+ * One planned forward for several cached runs' steps whose parts share a key (StepForward.plan): the query and
+ * salient rows of all of them go through one GEMM per projection and FFN, attention runs per sequence against its
+ * own caches, and each run gets its own logits and counts (`done`). Every row's arithmetic is its own, so each run
+ * gets the logits it would get alone. Everything that can refuse a plan does so before any cache is written.
+ */
+export function forwardMergedPlanned(model: DiffusionModel, members: readonly { batch: ForwardBatch; part: PlannedPart }[]): Float32Array[] {
+  const L = model.config.numLayers;
+  if (members.length === 1) {
+    const { batch, part } = members[0];
+    const counts = emptyCounts(L);
+    const logits = model.forwardPlanned(batch, part.plan, counts);
+    part.done(counts);
+    return [logits];
+  }
+  const first = members[0].part;
+  for (const m of members) {
+    if (m.part.key !== first.key) throw new RangeError(`forwardMergedPlanned: parts "${first.key}" and "${m.part.key}" cannot share a forward`);
+  }
+  const batches = members.map((m) => m.batch);
+  const sequences = members.flatMap((m) => m.part.plan.sequences);
+  const counts = emptyCounts(L, sequences.length);
+  const all = model.forwardPlanned(mergeBatches(batches), { ...first.plan, sequences }, counts);
+  let s0 = 0;
+  for (const m of members) {
+    const n = m.part.plan.sequences.length;
+    const per = counts.perSequence!.slice(s0, s0 + n);
+    const own = emptyCounts(L);
+    for (const c of per) {
+      c.salientPerLayer.forEach((x, l) => (own.salientPerLayer[l] += x));
+      own.kvRows += c.kvRows;
+      own.ffnRows += c.ffnRows;
+      own.queryRows += c.queryRows;
+      own.oProjReused += c.oProjReused;
+    }
+    own.recomputed = counts.recomputed.slice(s0, s0 + n);
+    m.part.done(own);
+    s0 += n;
+  }
+  return splitLogits(all, batches, model.config.vocabSize);
 }
 
 export function sliceStats(s: RowStats, from: number, to: number): RowStats {

@@ -17,13 +17,13 @@ import type { RowStats } from '../sampler/confidence.js';
 import type { Selection } from '../sampler/pick.js';
 import { Rng } from '../sampler/rng.js';
 import { accelMethod } from './accel/registry.js';
-import type { AccelOptions, AccelTelemetry, StepForward } from './accel/types.js';
+import type { AccelOptions, AccelTelemetry, PlannedPart, StepForward } from './accel/types.js';
 import { buildBatch, buildCanvas, canvasLayout, finishIfDone, guide, sliceStats, validatePrompts, type Seq } from './canvas.js';
 import type { GenerateOptions } from './options.js';
 import type { SpecialIds } from './pipeline.js';
 
 // Where callers stepping several runs (server/scheduler.ts) find the merged dense forward.
-export { forwardMerged } from './canvas.js';
+export { forwardMerged, forwardMergedPlanned } from './canvas.js';
 
 const NO_ACCEL: AccelOptions = Object.freeze({ method: 'none' });
 
@@ -178,6 +178,20 @@ export class DenoiseRun {
   /** This run's own forward (its acceleration method's; the dense model for none). */
   forwardOwn(batch: ForwardBatch): Float32Array {
     return this.stepper.forward(batch, this.pending!.active, this.step);
+  }
+
+  /** Whether this run's steps can be planned (`planOwn`) and so share a planned forward with other runs. */
+  get plannable(): boolean {
+    return !this.batchable && this.stepper.plan !== undefined;
+  }
+
+  /**
+   * Instead of `forwardOwn`: this step as a plan, for `forwardMergedPlanned` with other runs' parts of the same key
+   * (the logits it then returns are the ones `forwardOwn` would have). Only when `plannable`.
+   */
+  planOwn(batch: ForwardBatch): PlannedPart {
+    if (!this.stepper.plan) throw new RangeError('planOwn: this run\'s acceleration method has no planned steps');
+    return this.stepper.plan(batch, this.pending!.active, this.step);
   }
 
   /** Sample from the logits of the prepared batch's logitRows, commit, and report the step. */

@@ -1,17 +1,20 @@
 /**
  * The worker's continuous-batching loop. Every tick steps all live requests once, at a step boundary: the dense
  * requests' batches go through ONE `forwardMerged` call (each gets exactly the logits it gets alone, packed
- * layout), accelerated requests (`batchable === false`) use their own cached forward in the same tick. A request
- * submitted meanwhile joins at the next tick; a finished or cancelled one leaves. Between ticks the loop yields
- * (setImmediate) so submit/cancel messages are handled. It receives token ids and decodes answers; it never speaks
- * HTTP.
+ * layout); accelerated requests with planned steps (DyLLM) go through one `forwardMergedPlanned` per group of equal
+ * plan keys (same τ, warm-up or sparse, update rule: their salient rows share one GEMM per projection and FFN,
+ * attention per sequence against its own caches), other accelerated requests use their own cached forward in the
+ * same tick. A request submitted meanwhile joins at the next tick; a finished or cancelled one leaves. Between
+ * ticks the loop yields (setImmediate) so submit/cancel messages are handled. It receives token ids and decodes
+ * answers; it never speaks HTTP.
  *
  * Fault isolation: an exception while preparing, computing, sampling or reporting one request's step fails that
  * request alone (an 'internal' error message: 500) and the tick goes on with the others. When a merged dense
  * forward throws, its members are retried one by one in the same tick, so only the request whose forward throws
  * alone fails; the others get exactly the logits they would have had (dense forwards are stateless).
  */
-import { DenoiseRun, forwardMerged, type CommittedLogprob, type StepEvent } from '../engine/generate.js';
+import { DenoiseRun, forwardMerged, forwardMergedPlanned, type CommittedLogprob, type StepEvent } from '../engine/generate.js';
+import type { PlannedPart } from '../engine/accel/types.js';
 import type { Pipeline } from '../engine/pipeline.js';
 import { familyOf } from '../families/registry.js';
 import { ConfigError, LoadError } from '../load/errors.js';
@@ -192,7 +195,27 @@ export class Scheduler {
         if (l) committed += this.stepJob(d.job, () => l, ms);
       });
     }
+    // Cached runs with planned steps (DyLLM): one planned forward per group of equal keys (same τ, phase, update).
+    const groups = new Map<string, { job: Job; batch: ForwardBatch; part: PlannedPart }[]>();
+    const unplanned: { job: Job; batch: ForwardBatch }[] = [];
     for (const o of own) {
+      if (!o.job.run.plannable) {
+        unplanned.push(o);
+        continue;
+      }
+      let part: PlannedPart;
+      try {
+        part = o.job.run.planOwn(o.batch);
+      } catch (e) {
+        this.fail(o.job, e);
+        continue;
+      }
+      const g = groups.get(part.key);
+      if (g) g.push({ ...o, part });
+      else groups.set(part.key, [{ ...o, part }]);
+    }
+    for (const g of groups.values()) committed += this.stepPlanned(g);
+    for (const o of unplanned) {
       const tf = performance.now();
       committed += this.stepJob(o.job, () => {
         this.testFaultForward([o]);
@@ -202,6 +225,41 @@ export class Scheduler {
     if (dense.length + own.length > 0) {
       this.send({ type: 'tick', ms: performance.now() - t0, live: this.live.length, waiting: this.waiting.length, merged, generatedTokens: committed });
     }
+  }
+
+  /**
+   * One group of planned steps through one forward. When the merged forward throws, each member is retried alone
+   * with its plan (a plan is refused before any cache is written, so the retry sees the caches as they were), and
+   * only the members that throw alone fail.
+   */
+  private stepPlanned(g: readonly { job: Job; batch: ForwardBatch; part: PlannedPart }[]): number {
+    const tf = performance.now();
+    let logits: (Float32Array | null)[];
+    try {
+      this.testFaultForward(g);
+      logits = forwardMergedPlanned(this.p.model, g);
+    } catch (e) {
+      if (g.length === 1) {
+        this.fail(g[0].job, e);
+        return 0;
+      }
+      logits = g.map((m) => {
+        try {
+          this.testFaultForward([m]);
+          return forwardMergedPlanned(this.p.model, [m])[0];
+        } catch (e1) {
+          this.fail(m.job, e1);
+          return null;
+        }
+      });
+    }
+    const ms = performance.now() - tf;
+    let committed = 0;
+    g.forEach((m, i) => {
+      const l = logits[i];
+      if (l) committed += this.stepJob(m.job, () => l, ms);
+    });
+    return committed;
   }
 
   private forwardDense(members: readonly { job: Job; batch: ForwardBatch }[]): Float32Array[] {

@@ -6,14 +6,15 @@
  * Which rows are salient in each layer is the saliency policy's decision (cache/saliency.ts: cos < τ).
  */
 import { cacheBytesPerToken, SequenceCache } from '../../cache/layer-cache.js';
-import type { AttnUpdate, RecomputePlan, SequencePlan, StepCounts } from '../../cache/plan.js';
+import { emptyCounts, type AttnUpdate, type RecomputePlan, type SequencePlan } from '../../cache/plan.js';
+import type { ForwardBatch } from '../../models/types.js';
 import { cosineThreshold, recomputeAll } from '../../cache/saliency.js';
 import { allFamilies } from '../../families/registry.js';
 import { ConfigError } from '../../load/errors.js';
 import { MAX_COUNT, type OptionSpec } from '../schema.js';
 import { addLogitPositions, iota, sortedRows } from './rows.js';
 import { accelTelemetry } from './telemetry.js';
-import type { AccelMethod, AccelOptions, AccelTelemetry } from './types.js';
+import type { AccelMethod, AccelOptions, AccelTelemetry, PlannedPart } from './types.js';
 
 export interface DyllmOptions extends AccelOptions {
   /** τ: a row is salient when cos(new, cached context) < τ. */
@@ -90,43 +91,54 @@ export const dyllm: AccelMethod<DyllmOptions> = {
     const policy = cosineThreshold(opts.threshold);
     let last: AccelTelemetry | null = null;
     let p = 0; // 1-based count of forwards (the official processed_steps)
+    const plan = (batch: ForwardBatch, active: readonly number[]): PlannedPart => {
+      p++;
+      const dense = opts.allSalient || p <= opts.fullSteps;
+      const queryAll = dense || p % opts.promptPeriod === 0;
+      const seqs: SequencePlan[] = [];
+      let denseRows = 0;
+      active.forEach((b, ai) => {
+        const s = batch.seqStart[ai];
+        const N = batch.seqStart[ai + 1] - s;
+        const tokens = batch.tokens.subarray(s, s + N);
+        const cache = caches[b];
+        const g0 = layout.genStart[b];
+        denseRows += N;
+        let rows: Int32Array;
+        if (queryAll) {
+          rows = iota(0, N);
+        } else {
+          // Response rows, plus any row whose logits the sampler reads. The row predicting the first response
+          // position is always one (with shifted logits the last prompt row, HF semantics; the official DyLLM code,
+          // scale-snu/DyLLM, shifts the flattened query rows instead).
+          const set = new Set<number>([family.logitRow(g0)]);
+          for (let i = g0; i < N; i++) set.add(i);
+          addLogitPositions(batch, ai, set);
+          rows = sortedRows(set);
+        }
+        const changed: number[] = [];
+        if (!dense) for (let i = g0; i < N; i++) if (tokens[i] !== cache.lastTokens[i]) changed.push(i);
+        cache.lastTokens.set(tokens);
+        seqs.push({ cache, rows, salientIn: Int32Array.from(changed) });
+      });
+      const rp: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate, reuseOutput };
+      return {
+        key: `${rp.policy.name}|${opts.attnUpdate}|${reuseOutput ?? 'none'}`,
+        plan: rp,
+        done: (counts) => {
+          last = accelTelemetry(dense ? 'dyllm-dense' : 'dyllm', counts, denseRows, cfg.numLayers, active, layout);
+        },
+      };
+    };
     return {
       forward(batch, active) {
-        p++;
-        const dense = opts.allSalient || p <= opts.fullSteps;
-        const queryAll = dense || p % opts.promptPeriod === 0;
-        const seqs: SequencePlan[] = [];
-        let denseRows = 0;
-        active.forEach((b, ai) => {
-          const s = batch.seqStart[ai];
-          const N = batch.seqStart[ai + 1] - s;
-          const tokens = batch.tokens.subarray(s, s + N);
-          const cache = caches[b];
-          const g0 = layout.genStart[b];
-          denseRows += N;
-          let rows: Int32Array;
-          if (queryAll) {
-            rows = iota(0, N);
-          } else {
-            // Response rows, plus any row whose logits the sampler reads. The row predicting the first response
-            // position is always one (with shifted logits the last prompt row, HF semantics; the official DyLLM code,
-            // scale-snu/DyLLM, shifts the flattened query rows instead).
-            const set = new Set<number>([family.logitRow(g0)]);
-            for (let i = g0; i < N; i++) set.add(i);
-            addLogitPositions(batch, ai, set);
-            rows = sortedRows(set);
-          }
-          const changed: number[] = [];
-          if (!dense) for (let i = g0; i < N; i++) if (tokens[i] !== cache.lastTokens[i]) changed.push(i);
-          cache.lastTokens.set(tokens);
-          seqs.push({ cache, rows, salientIn: Int32Array.from(changed) });
-        });
-        const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate, reuseOutput };
-        const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [] };
-        const logits = model.forwardPlanned(batch, plan, counts);
-        last = accelTelemetry(dense ? 'dyllm-dense' : 'dyllm', counts, denseRows, cfg.numLayers, active, layout);
+        const part = plan(batch, active);
+        const counts = emptyCounts(cfg.numLayers);
+        const logits = model.forwardPlanned(batch, part.plan, counts);
+        part.done(counts);
         return logits;
       },
+      plan,
       telemetry: () => last,
     };
   },

@@ -7,6 +7,7 @@
  * May import: load/, models/, cache/, families/ (types), engine/schema and engine/options (types). Imported by
  * every method file, the registry and the loop; never the other way round.
  */
+import type { RecomputePlan, StepCounts } from '../../cache/plan.js';
 import type { DiffusionFamily } from '../../families/types.js';
 import type { ModelConfig } from '../../load/config.js';
 import type { DiffusionModel, ForwardBatch } from '../../models/types.js';
@@ -23,10 +24,29 @@ export interface CanvasLayout {
   readonly masks: readonly (Uint8Array | null)[];
 }
 
+/**
+ * One request's step as a RecomputePlan, for a caller that runs several requests' plans in ONE planned forward
+ * (engine/canvas.ts `forwardMergedPlanned`: salient rows of all requests in one GEMM per projection, attention per
+ * sequence against its own caches).
+ */
+export interface PlannedPart {
+  /** Parts with equal keys may share a forward: same saliency policy, context update and o_proj reuse. */
+  readonly key: string;
+  /** This request's sequences, in batch order. */
+  readonly plan: RecomputePlan;
+  /** Takes this request's counts of the step (its sequences only) as its telemetry. */
+  done(counts: StepCounts): void;
+}
+
 /** What a step computes logits with: the dense model, or an accelerated forward holding per-request caches. */
 export interface StepForward {
   /** Logits [logitRows, V] for `batch`; `active` are the request's sequence indices in batch order. */
   forward(batch: ForwardBatch, active: readonly number[], step: number): Float32Array;
+  /**
+   * Instead of `forward` (exactly one of the two per step): the step's plan, for a merged planned forward. Methods
+   * whose steps are all RecomputePlans offer it; the result must equal `forward`'s.
+   */
+  plan?(batch: ForwardBatch, active: readonly number[], step: number): PlannedPart;
   /** Per-step acceleration telemetry (null for dense). */
   telemetry(): AccelTelemetry | null;
 }

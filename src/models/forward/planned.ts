@@ -80,6 +80,7 @@ class PlannedStep {
     const B = (this.B = seqStart.length - 1);
     const d = (this.d = dims(core.config));
     if (plan.sequences.length !== B) throw new RangeError(`forwardPlanned: plan has ${plan.sequences.length} sequences, batch ${B}`);
+    if (counts.perSequence && counts.perSequence.length !== B) throw new RangeError(`forwardPlanned: per-sequence counts for ${counts.perSequence.length} sequences, batch ${B}`);
     const rowOff = (this.rowOff = new Int32Array(B + 1));
     for (let b = 0; b < B; b++) rowOff[b + 1] = rowOff[b] + plan.sequences[b].rows.length;
     const R = (this.R = rowOff[B]);
@@ -142,6 +143,13 @@ class PlannedStep {
     const out = policy.forceAll ? this.salient : policy.select(li, this.cos, this.R);
     this.counts.salientPerLayer[li] += out.length;
     this.counts.ffnRows += out.length;
+    const per = this.counts.perSequence;
+    if (per) {
+      this.forEachSequence(out, (b, n) => {
+        per[b].salientPerLayer[li] += n;
+        per[b].ffnRows += n;
+      });
+    }
     this.output(w, li, projected);
     this.ffnSalient(w, li, out);
     this.addLayerOutputs(li);
@@ -169,6 +177,11 @@ class PlannedStep {
     }
     this.counts.kvRows += nIn;
     this.counts.queryRows += R;
+    const per = this.counts.perSequence;
+    if (per) {
+      this.forEachSequence(salient, (b, n) => (per[b].kvRows += n));
+      for (let b = 0; b < this.B; b++) per[b].queryRows += this.rowOff[b + 1] - this.rowOff[b];
+    }
   }
 
   /** Phase 2 for every sequence; returns, per sequence, whether its o_proj outputs came from the reuse path. */
@@ -199,7 +212,10 @@ class PlannedStep {
     const km = this.keyMasks[p.b];
     // Output reuse for this sequence: no changed column leaves every context (and so its output) as cached.
     const reuse = this.reuseOutput && !plan.policy.forceAll && (nb === 0 || plan.reuseOutput === 'always' || reuseIsCheaper(nb, nR, d.qDim, d.D, d.H));
-    if (reuse) this.counts.oProjReused++;
+    if (reuse) {
+      this.counts.oProjReused++;
+      if (this.counts.perSequence) this.counts.perSequence[p.b].oProjReused++;
+    }
     const probs = reuse && nb > 0 ? this.core.scratch.f32('probs', nR * d.H * nb) : null;
     if (plan.policy.forceAll) {
       this.core.backend.attention(qb, nR, store.k, store.v, N, d.H, d.Hkv, d.Dh, km, cb, lb);
@@ -264,8 +280,10 @@ class PlannedStep {
       if (kOld) {
         const vNewB = this.vNew.subarray(j0 * d.kvDim, j1 * d.kvDim);
         be.attentionRescale(qb, nR, store.k, N, d.H, d.Hkv, d.Dh, km, cols, kOld, dv, vNewB, lb, cb, this.plan.attnUpdate === 'rescale-incremental');
-      } else {
+      } else if (probs) {
         be.attentionDelta(qb, nR, store.k, N, d.H, d.Hkv, d.Dh, km, cols, dv, cb, probs);
+      } else {
+        this.deltaNonSalient(p, cols, dv);
       }
       const sc = this.core.scratch;
       const qe = sc.f32('qe', nb * d.qDim);
@@ -279,6 +297,42 @@ class PlannedStep {
       }
     }
     be.cosineRows(cb, oldC, nR, d.qDim, this.cos.subarray(r0, r0 + nR));
+  }
+
+  /**
+   * The delta update C_old + S·ΔV of the rows outside A_in only: the A_in rows' contexts are replaced by exact
+   * attention right after, so updating them would be wasted work (as much as a full attention pass when most rows
+   * are salient). Each row's update depends on that row alone, so the skipped rows change nothing else. The rows
+   * are gathered when A_in splits them; with no A_in row the call runs in place.
+   */
+  private deltaNonSalient(p: SeqPart, cols: Int32Array, dv: Float32Array): void {
+    const { d } = this;
+    const { store, N, r0, nR, j0, j1 } = p;
+    const nb = j1 - j0;
+    const nOut = nR - nb;
+    if (nOut === 0) return;
+    const qb = this.q.subarray(r0 * d.qDim, (r0 + nR) * d.qDim);
+    const cb = this.ctx.subarray(r0 * d.qDim, (r0 + nR) * d.qDim);
+    const be = this.core.backend;
+    const km = this.keyMasks[p.b];
+    if (nb === 0) {
+      be.attentionDelta(qb, nR, store.k, N, d.H, d.Hkv, d.Dh, km, cols, dv, cb, null);
+      return;
+    }
+    const sc = this.core.scratch;
+    const idx = sc.i32('nsIdx', nOut); // local indices of the rows outside A_in, ascending
+    let n = 0;
+    let j = j0;
+    for (let i = 0; i < nR; i++) {
+      if (j < j1 && this.salient[j] - r0 === i) j++;
+      else idx[n++] = i;
+    }
+    const qn = sc.f32('nsQ', nOut * d.qDim);
+    const cn = sc.f32('nsC', nOut * d.qDim);
+    gatherRows(qn, qb, idx, d.qDim);
+    gatherRows(cn, cb, idx, d.qDim);
+    be.attentionDelta(qn, nOut, store.k, N, d.H, d.Hkv, d.Dh, km, cols, dv, cn, null);
+    scatterRows(cb, cn, idx, d.qDim);
   }
 
   /**
@@ -372,6 +426,16 @@ class PlannedStep {
         gatherRows(fb, fcache, rows, D);
       }
       this.core.backend.add(this.res.subarray(r0 * D, (r0 + nR) * D), fb, nR * D);
+    }
+  }
+
+  /** How many of the ascending query-row indices `idx` fall in each sequence: f(b, count) for every sequence. */
+  private forEachSequence(idx: Int32Array, f: (b: number, n: number) => void): void {
+    let j = 0;
+    for (let b = 0; b < this.B; b++) {
+      const j0 = j;
+      while (j < idx.length && idx[j] < this.rowOff[b + 1]) j++;
+      f(b, j - j0);
     }
   }
 
