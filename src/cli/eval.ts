@@ -15,7 +15,8 @@ import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput 
 import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, LOAD_FLAGS, UsageError, accelFlagConfig, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse, quantOption } from './args.js';
+import type { QuantOption } from '../models/load-model.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
@@ -248,6 +249,7 @@ const COMMON_FLAGS = {
   batch: { type: 'string' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  ...LOAD_FLAGS,
   ...QUEUE_FLAGS,
 } as const;
 
@@ -262,7 +264,8 @@ const COMMON_HELP = `  --model M               model folder, HF id org/name[@rev
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
-  --backend B             auto | native | reference`;
+  --backend B             auto | native | reference
+  --quant Q               none | int8 | q4: quantise the linear layers while loading (docs/quantization.md)`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
@@ -306,6 +309,8 @@ export interface EvalInputs {
   /** The resolved model folder. */
   readonly dir: string;
   readonly backend: BackendName;
+  /** --quant: a load option of the local model (refused with --queue: workers load their own). */
+  readonly quant: QuantOption;
   readonly tasks: readonly Task[];
   readonly style: PromptStyle;
   readonly batch: number;
@@ -331,6 +336,7 @@ function evalInputs(values: Record<string, unknown>): EvalInputs {
   const limit = intFlag('limit', values.limit, 1);
   const batch = intFlag('batch', values.batch, 1) ?? 1;
   const backend = backendName(values.backend);
+  const quant = quantOption(values.quant);
   let tasks = readTasks(values.tasks);
   if (limit !== undefined) tasks = tasks.slice(0, limit);
   let fewshot: Task[] = [];
@@ -343,7 +349,7 @@ function evalInputs(values: Record<string, unknown>): EvalInputs {
   const dir = modelDir(values.model);
   const template = typeof values.template === 'string' ? values.template.replace(/\\n/g, '\n') : DEFAULT_TEMPLATE;
   if (!values.chat && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
-  return { dir, backend, tasks, style: { chat: values.chat === true, template, fewshot }, batch, model: loadConfig(dir) };
+  return { dir, backend, quant, tasks, style: { chat: values.chat === true, template, fewshot }, batch, model: loadConfig(dir) };
 }
 
 interface Common extends EvalInputs {
@@ -351,7 +357,7 @@ interface Common extends EvalInputs {
 }
 
 async function common(inputs: EvalInputs): Promise<Common> {
-  return { ...inputs, p: await loadPipeline(inputs.dir, { backend: inputs.backend }) };
+  return { ...inputs, p: await loadPipeline(inputs.dir, { backend: inputs.backend, quant: inputs.quant }) };
 }
 
 function info(c: EvalInputs, backend: string): EvalInfo {

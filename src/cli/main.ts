@@ -11,7 +11,7 @@ import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, LOAD_FLAGS, LOAD_HELP, UsageError, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, quantOption } from './args.js';
 import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
 import { cmdServe } from './serve.js';
@@ -28,6 +28,7 @@ Commands:
   bench --tasks FILE  the paper's method matrix (dense, DyLLM, Fast-dLLM, dLLM-Cache) -> table + SVG
   worker --queue URL  take eval, bench and generate jobs from a Redis queue (their --queue URL)
   pull ORG/NAME[@REV] download a model into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)
+  quantize IN OUT     write a copy of a model folder with int8 or 4-bit linear layers (--quant int8|q4)
 
 Run "dyllm <command> --help" for its options.`;
 
@@ -41,6 +42,7 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --raw              send the prompt text as is, without the chat template
   --backend B        auto | native | reference (default auto)
   --json             print exactly one JSON object on stdout
+${LOAD_HELP}
 Batch generation over a Redis job queue (answered by "dyllm worker --queue URL" processes):
   --input FILE       JSONL prompts, one {"prompt": "…"} or {"messages": […]} per line (needs --queue)
   --output FILE      JSONL answers in input order: {"index", "text", "tokens", "stats"} or {"index", "error"}
@@ -69,6 +71,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     input: { type: 'string' },
     output: { type: 'string' },
     ...QUEUE_FLAGS,
+    ...LOAD_FLAGS,
     ...generationFlagConfig,
     ...accelFlagConfig,
   }, true);
@@ -89,13 +92,14 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const optInput = generationOptions(values);
   const accelInput = accelOptions(values);
   const backend = backendName(values.backend);
+  const quant = quantOption(values.quant);
   const dir = modelDir(values.model);
 
   // Options are checked against config.json before the weights are read: a wrong value is refused at once.
   const { config, generation } = loadConfig(dir);
   const options = resolveOptions(config, optInput, generation);
   const accel = resolveAccel(config, accelInput, options);
-  const p = await loadPipeline(dir, { backend });
+  const p = await loadPipeline(dir, { backend, quant });
   const prompt = values['prompt-ids'] !== undefined
     ? parseIdList('prompt-ids', values['prompt-ids'] as string)
     : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true || (!values.raw && p.chatTemplate !== null));
@@ -185,6 +189,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'pull':
         await cmdPull(rest);
         return 0;
+      case 'quantize':
+        await (await import('./quantize.js')).cmdQuantize(rest);
+        return 0;
       case 'worker':
         // Imported here: commands without a queue never load the Redis client.
         await (await import('../queue/worker.js')).cmdWorker(rest);
@@ -196,7 +203,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench, worker, pull)`);
+        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench, worker, pull, quantize)`);
     }
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);

@@ -10,7 +10,7 @@ import type { GenerationDefaults, ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
 import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer, tokenizerFile, type Tokenizer } from '../load/tokenizer.js';
-import { loadModel } from '../models/load-model.js';
+import { loadModel, type QuantOption } from '../models/load-model.js';
 import { turnEndTokens } from '../models/registry.js';
 import type { DiffusionModel } from '../models/types.js';
 
@@ -35,6 +35,8 @@ export interface Pipeline {
 
 export interface PipelineOptions {
   readonly backend?: BackendName | KernelBackend;
+  /** Quantise the linear layers while loading (docs/quantization.md); default 'none'. */
+  readonly quant?: QuantOption;
   /** Limits on rendering the chat template (default: templateLimits(), i.e. 1 s or DYLLM_TEMPLATE_TIMEOUT_MS). */
   readonly templateLimits?: Partial<TemplateLimits>;
 }
