@@ -15,7 +15,7 @@ import { LoadError } from '../load/errors.js';
 import { Checkpoint } from '../load/safetensors.js';
 import { WeightStore } from '../load/weights.js';
 import { dreamWeightNames } from './dream.js';
-import type { WeightNames } from './layers.js';
+import type { WeightNames } from './transformer.js';
 import { lladaWeightNames } from './llada.js';
 import { architectures } from './registry.js';
 import type { DiffusionModel } from './types.js';
@@ -28,12 +28,17 @@ export interface LoadedModel {
   readonly unusedTensors: readonly string[];
 }
 
+/** Weight loading progress: bytes of tensor data read so far, of `total` (the checkpoint's tensor bytes). */
+export type LoadProgress = (bytesRead: number, totalBytes: number) => void;
+
 /** `--quant`: keep the checkpoint's weights ('none') or quantise the linear layers while loading. */
 export type QuantOption = 'none' | QuantFormat;
 export const QUANT_OPTIONS: readonly QuantOption[] = ['none', 'int8', 'q4'];
 
 export interface ModelLoadOptions {
   readonly backend?: BackendName | KernelBackend;
+  /** Called as the weights are read. */
+  readonly onProgress?: LoadProgress;
   /** Default 'none'. A folder already quantised by `dyllm quantize` loads as it is ('none' or its own format). */
   readonly quant?: QuantOption;
 }
@@ -84,9 +89,25 @@ export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel
     ? quantPlan(config, null, config.tieWordEmbeddings && file.lmHead !== 'none' ? file.lmHead : null)
     : quant === 'none' ? new Map<string, QuantFormat>() : quantPlan(config, quant, HEAD_FORMAT[quant]);
   const backend = typeof opts.backend === 'object' ? opts.backend : selectBackend(opts.backend ?? 'auto');
-  const store = new WeightStore(new Checkpoint(dir), {
+  const ckpt = new Checkpoint(dir);
+  const progress = opts.onProgress;
+  if (progress) {
+    // Count each tensor's bytes as it is read (the architecture reads them one by one).
+    const total = ckpt.nbytes();
+    const read = ckpt.read.bind(ckpt);
+    let done = 0;
+    ckpt.read = (name) => {
+      const data = read(name);
+      const t = ckpt.info(name)!;
+      done += t.end - t.begin;
+      progress(done, total);
+      return data;
+    };
+  }
+  const store = new WeightStore(ckpt, {
     quantize: plan, denseOnly: new Set([matrixNames(config).embed]), quantization: file, configFile: join(dir, 'config.json'),
   });
   const model = architectures[config.arch](config, store, backend);
+  if (progress) progress(ckpt.nbytes(), ckpt.nbytes()); // done (tensors the architecture does not use are never read)
   return { model, config, generation, unusedTensors: store.unused() };
 }

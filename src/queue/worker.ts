@@ -13,12 +13,12 @@ import { hostname } from 'node:os';
 import type { Job, Worker as BullWorker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { UsageError, modelDir as resolveModelArg, parse } from '../cli/args.js';
-import { evaluateTasks } from '../cli/eval.js';
-import { answerJson } from '../cli/main.js';
+import { evaluateTasks } from '../eval/tasks.js';
+import { answerJson } from '../cli/answer.js';
 import { resolveOptions } from '../engine/options.js';
 import { resolveAccel } from '../engine/accel.js';
 import { encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
-import { generate, type GenerateResult } from '../engine/generate.js';
+import { generateAll } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
 import { checkRedis, connectionOptions, parseRedisUrl, queueLibs, type RedisTarget } from './connection.js';
@@ -107,16 +107,7 @@ export class JobRunner {
     const accel = resolveAccel(p.config, spec.accel, options);
     const chat = typeof d.prompt !== 'string' || spec.chat === 'chat' || (spec.chat === 'auto' && p.chatTemplate !== null);
     const prompt = encodePrompt(p, d.prompt as string | ChatMessage[], chat);
-    const it = generate(p.model, p.ids, { prompts: [prompt], options, accel });
-    let r: GenerateResult;
-    for (;;) {
-      const s = await it.next();
-      if (s.done) {
-        r = s.value;
-        break;
-      }
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    const r = await generateAll(p.model, p.ids, { prompts: [prompt], options, accel });
     return { ok: true, kind: 'generate', ...answerJson(p, r.tokens[0], r.stats, accel) };
   }
 }
