@@ -44,9 +44,9 @@ export interface ModelLoadOptions {
 }
 
 /**
- * The LM head's format for a quantisation of the linear layers. Measured on the bundled model (BENCHMARKS.md,
- * "Quantised weights"): a 4-bit head adds most of q4's logit divergence for 6 % of an 8B model's weights, so q4
- * keeps the head at int8 (as llama.cpp keeps its output tensor at a higher precision than Q4_0).
+ * The LM head's format for a quantisation of the linear layers: q4 keeps the head at int8, as llama.cpp keeps its
+ * output tensor at a higher precision than Q4_0 (the head is about 6 % of an 8B model's weights and its outputs are
+ * what the sampler reads). `dyllm quantize --lm-head` overrides it.
  */
 export const HEAD_FORMAT: Readonly<Record<QuantFormat, QuantFormat>> = { int8: 'int8', q4: 'int8' };
 
