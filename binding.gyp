@@ -8,8 +8,8 @@
       "type": "static_library",
       "conditions": [
         ["target_arch=='x64'", {
-          "sources": ["src/kernels/native/tier_avx512.cc", "src/kernels/native/tier_avx512_attn.cc", "src/kernels/native/tier_avx512_stats.cc"],
-          "cflags_cc": ["<@(dyllm_opt)", "-march=x86-64-v4", "-mavx512bf16", "-mtune=znver3"]
+          "sources": ["src/kernels/native/tier_avx512.cc", "src/kernels/native/tier_avx512_attn.cc", "src/kernels/native/tier_avx512_stats.cc", "src/kernels/native/tier_avx512_quant.cc"],
+          "cflags_cc": ["<@(dyllm_opt)", "-march=x86-64-v4", "-mavx512bf16", "-mavx512vnni", "-mtune=znver3"]
         }]
       ]
     },
@@ -29,6 +29,7 @@
       "sources": [
         "src/kernels/native/module.cc", "src/kernels/native/gemm.cc", "src/kernels/native/attention.cc",
         "src/kernels/native/dyllm_update.cc", "src/kernels/native/stats.cc", "src/kernels/native/rowwise.cc",
+        "src/kernels/native/qgemm.cc",
         "src/kernels/native/bench.cc", "src/kernels/native/tier_portable.cc"
       ],
       # Node-API 8 (every Node >= 16.x): one binary, prebuilt or compiled, serves every Node >= 20. Only the tier

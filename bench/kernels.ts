@@ -10,8 +10,11 @@
  * (the default: activations rounded to bf16 once) and `split` (hi + lo bf16 parts, fp32-accurate, two dot
  * products per product). Then the other kernels at LLaDA-8B shapes (H = 32, Dh = 128, D = 4096, V = 126464): attention,
  * DyLLM's attentionDelta / attentionRescale, logitStats, the row-wise kernels, gemm and matmulCols — median ms of
- * ≥ 5 calls and ≥ 0.3 s after a warm-up. Env: DYLLM_ISA, DYLLM_THREADS, DYLLM_BENCH_SECTIONS (comma list of
- * `peaks`, `matmul`, `other`; default all three).
+ * ≥ 5 calls and ≥ 0.3 s after a warm-up. Section `quant` (docs/quantization.md): int8 and q4 weights against bf16
+ * (round) at M ∈ {1, 16, 64, 256} × the 8B shapes N×K 4096×4096, 12288×4096, 4096×12288, interleaved in
+ * DYLLM_BENCH_ROUNDS rounds (default 3; each a median of ≥ 5 calls and ≥ 0.3 s, weights rotated past the L3), reported
+ * as the median over rounds with the min–max spread, and the speed-up over bf16 of the same round. Env: DYLLM_ISA,
+ * DYLLM_THREADS, DYLLM_BENCH_SECTIONS (comma list of `peaks`, `matmul`, `other`, `quant`; default the first three).
  */
 import { loadNativeAddon, loadNativeBackend, loadNativeTier } from '../src/kernels/native.js';
 import type { PreparedWeight } from '../src/kernels/backend.js';
@@ -29,8 +32,8 @@ const tier = loadNativeTier(be.name.replace(/^native-/, ''));
 const threads = addon.threads();
 const sections = new Set((process.env.DYLLM_BENCH_SECTIONS || 'peaks,matmul,other').split(',').map((x) => x.trim()));
 for (const x of sections) {
-  if (x !== 'peaks' && x !== 'matmul' && x !== 'other') {
-    console.error(`DYLLM_BENCH_SECTIONS: unknown section '${x}' (expected a comma list of peaks, matmul, other)`);
+  if (x !== 'peaks' && x !== 'matmul' && x !== 'other' && x !== 'quant') {
+    console.error(`DYLLM_BENCH_SECTIONS: unknown section '${x}' (expected a comma list of peaks, matmul, other, quant)`);
     process.exit(2);
   }
 }
@@ -169,6 +172,77 @@ if (sections.has('matmul')) {
 }
 console.log('');
 console.log(`Peaks used: bf16 ${f1(bf16Peak)} GFLOP/s, fp32 ${f1(fmaPeak)} GFLOP/s, stream ${f1(streamBw)} GB/s (${threads} threads).`);
+}
+
+// ---- quantised weights against bf16 ----
+if (sections.has('quant')) {
+  const rounds = Number(process.env.DYLLM_BENCH_ROUNDS ?? 3);
+  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > 20) {
+    console.error(`DYLLM_BENCH_ROUNDS: expected an integer 1..20, found '${process.env.DYLLM_BENCH_ROUNDS}'`);
+    process.exit(2);
+  }
+  const formats = ['bf16', 'int8', 'q4'] as const;
+  const bytesPer = { bf16: 2, int8: 1 + 4 / 4096, q4: 0.5 + 2 / 32 } as const;
+  const nk: Array<[number, number]> = [[4096, 4096], [12288, 4096], [4096, 12288]];
+  const Ms = [1, 16, 64, 256];
+  // ms[format][shape][M] = one median per round
+  const ms = new Map<string, number[]>();
+  const errs = new Map<string, number>();
+  for (const [N, K] of nk) {
+    const host = randomWeight('bf16', N, K, 42) as Uint16Array;
+    const ws = new Map<string, PreparedWeight[]>();
+    for (const f of formats) {
+      const copies = Math.max(1, Math.min(8, Math.ceil((256 << 20) / (N * K * bytesPer[f]))));
+      const list: PreparedWeight[] = [];
+      for (let c = 0; c < copies; c++) list.push(be.prepareWeight({ dtype: 'bf16', data: host, outFeatures: N, inFeatures: K, quant: f === 'bf16' ? null : f }));
+      ws.set(f, list);
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const M of Ms) {
+        const x = new Float32Array(M * K);
+        for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37);
+        const out = new Float32Array(M * N);
+        for (const f of formats) {
+          const list = ws.get(f)!;
+          let c = 0;
+          const t = timeMs(() => be.matmul(x, M, list[c++ % list.length], out));
+          const key = `${f}:${N}x${K}:${M}`;
+          ms.set(key, [...(ms.get(key) ?? []), t]);
+          if (r === 0) {
+            // relative error against float64 dot products with the bf16 weights, 16 spot values
+            let maxd = 0;
+            let maxr = 0;
+            for (let s = 0; s < 16; s++) {
+              const m = (s * 7919) % M;
+              const n = (s * 104729) % N;
+              let acc = 0;
+              for (let k = 0; k < K; k++) acc += x[m * K + k] * valueAt('bf16', host, n * K + k);
+              maxd = Math.max(maxd, Math.abs(acc - out[m * N + n]));
+              maxr = Math.max(maxr, Math.abs(acc));
+            }
+            errs.set(key, maxd / maxr);
+          }
+        }
+      }
+    }
+  }
+  console.log('');
+  console.log(`Quantised weights vs bf16 (round), ${rounds} interleaved rounds: median GFLOP/s [min–max], speed-up over bf16 (median of per-round ratios), spot error vs f64 with the bf16 weights`);
+  console.log('');
+  console.log('| N × K | M | bf16 GFLOP/s | int8 GFLOP/s | q4 GFLOP/s | int8 ÷ bf16 | q4 ÷ bf16 | err bf16 / int8 / q4 |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const [N, K] of nk) {
+    for (const M of Ms) {
+      const g = (f: string): number[] => ms.get(`${f}:${N}x${K}:${M}`)!.map((t) => (2 * M * N * K) / (t * 1e6));
+      const cell = (f: string): string => {
+        const v = g(f);
+        return `${median(v).toFixed(1)} [${Math.min(...v).toFixed(1)}–${Math.max(...v).toFixed(1)}]`;
+      };
+      const ratio = (f: string): string => median(g(f).map((v, i) => v / g('bf16')[i])).toFixed(2) + 'x';
+      const e = formats.map((f) => errs.get(`${f}:${N}x${K}:${M}`)!.toExponential(1)).join(' / ');
+      console.log(`| ${N} × ${K} | ${M} | ${cell('bf16')} | ${cell('int8')} | ${cell('q4')} | ${ratio('int8')} | ${ratio('q4')} | ${e} |`);
+    }
+  }
 }
 
 // ---- the other kernels ----

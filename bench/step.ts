@@ -1,14 +1,15 @@
 /**
  * Roofline accounting of one denoising step (not a test):
  *
- *   npm run bench:step -- [--model DIR | --synthetic-8b] [--gen 256] [--prompt 64] [--layers 2]
+ *   npm run bench:step -- [--model DIR | --synthetic-8b] [--gen 256] [--prompt 64] [--layers 2] [--quant none|int8|q4]
  *
  * Runs a generation with dense and with DyLLM, and for a dense step and a typical sparse step reports the time
  * per phase (projections q/k/v/o, attention, FFN, LM head, norms/elementwise, sampler + JS overhead), the FLOPs
  * and weight bytes each phase had to move, and measured ÷ bound, where bound = max(FLOPs ÷ peak,
  * bytes ÷ bandwidth) with the machine's peaks measured in the same run (vdpbf16ps peak, stream read).
  * `--synthetic-8b` writes (once, under /tmp) a random bf16 checkpoint with LLaDA-8B's real layer shapes and full
- * vocabulary but `--layers` blocks, and also reports resident memory after loading it against the weight bytes.
+ * vocabulary but `--layers` blocks, and also reports resident memory after loading it against the weight bytes and
+ * the parameter count (bytes of RAM per parameter). `--quant` loads the weights quantised (docs/quantization.md).
  * `--e2e` also runs whole generations (all `--steps`, dense and DyLLM both ways) and reports tokens/s and their ratio.
  */
 import { readFileSync } from 'node:fs';
@@ -36,8 +37,11 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     block: { type: 'string', default: '32' },
     e2e: { type: 'boolean', default: false },
+    quant: { type: 'string', default: 'none' },
   },
 });
+const quant = values.quant as 'none' | 'int8' | 'q4';
+if (!['none', 'int8', 'q4'].includes(quant)) throw new Error(`--quant: expected none, int8 or q4, found "${quant}"`);
 
 // ---- machine peaks (same run) ----
 const tier = loadNativeTier();
@@ -101,7 +105,7 @@ function timed(inner: KernelBackend): KernelBackend {
 const dir = values['synthetic-8b'] ? syntheticLlada(Number(values.layers)) : values.model ?? BUNDLED_MODEL;
 const rssBefore = process.memoryUsage().rss;
 const backend = timed(loadNativeBackend());
-const { model, config } = loadModel(dir, { backend });
+const { model, config } = loadModel(dir, { backend, quant });
 if (typeof globalThis.gc === 'function') globalThis.gc();
 const rssAfter = process.memoryUsage().rss;
 model.config; // loaded
@@ -177,11 +181,17 @@ function table(name: string, t: StepTiming) {
 }
 
 console.log(`# bench:step — ${dir} (${config.numLayers} layers, D ${config.hiddenSize}, V ${config.vocabSize}), prompt ${P}, gen ${G}, steps ${steps}, block ${values.block}`);
-console.log(`machine: ${cpus()[0].model}, ${new Date().toISOString()}, backend ${backend.name}, bf16 activations ${compensated ? 'split hi+lo' : 'rounded'}`);
+console.log(`machine: ${cpus()[0].model}, ${new Date().toISOString()}, backend ${backend.name}, --quant ${quant}, bf16 activations ${compensated ? 'split hi+lo' : 'rounded'}`);
 console.log(`measured peaks: bf16 ${(peakBf16 / 1e9).toFixed(0)} GFLOP/s (matmul bound uses ${(peakMatmul / 1e9).toFixed(0)}), stream read ${(bw / 1e9).toFixed(1)} GB/s`);
 if (values['synthetic-8b']) {
   const wbytes = model.weightBytes;
   console.log(`resident memory after load: ${(rssAfter / 2 ** 20).toFixed(0)} MiB (before ${(rssBefore / 2 ** 20).toFixed(0)} MiB) for ${(wbytes / 2 ** 20).toFixed(0)} MiB of weights: ${(rssAfter / (wbytes + 300 * 2 ** 20)).toFixed(2)} of (weights + 300 MiB)`);
+  const c = config;
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const params = c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize
+    + c.numLayers * (2 * c.hiddenSize * qDim + 2 * c.hiddenSize * kvDim + 3 * c.hiddenSize * c.intermediateSize + 2 * c.hiddenSize);
+  console.log(`--quant ${quant}: ${(params / 1e9).toFixed(3)} B parameters; prepared weights ${(wbytes / params).toFixed(3)} bytes per parameter, resident memory after load ${(rssAfter / params).toFixed(3)} bytes per parameter (embedding dense bf16 in both)`);
 }
 const d = table('dense step', average(dense));
 const sr = table('DyLLM sparse step (τ 0.99), o_proj recomputed for every query row (official)', average(sparseRecompute));

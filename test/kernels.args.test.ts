@@ -73,6 +73,9 @@ describe('kernel argument checks: exact errors from every layer', () => {
         'RangeError: prepareWeight: outFeatures*inFeatures = 4294967296*4294967296 exceeds 2^53 - 1 elements');
       assert.equal(outcome(() => be.prepareWeight({ dtype: 'bf16', data: f32(6), outFeatures: 2, inFeatures: 3 })),
         'TypeError: prepareWeight: data must be a Uint16Array, found a Float32Array');
+      // q4: N·K fits, but the packed bytes N·ceil(K/32)·16 do not.
+      assert.equal(outcome(() => be.prepareWeight({ dtype: 'q4', data: new Uint8Array(0), scales: new Uint16Array(0), outFeatures: 2 ** 49, inFeatures: 1 })),
+        'RangeError: prepareWeight: outFeatures*ceil(inFeatures/32)*16 = 562949953421312*1*16 exceeds 2^53 - 1 elements');
       const w = (be as unknown as KernelBackend).prepareWeight({ dtype: 'bf16', data: new Uint16Array(24), outFeatures: 4, inFeatures: 6 });
       assert.equal(outcome(() => be.matmul(f32(12), 2, w, f32(8), null, new Int32Array([0, 2]))), 'RangeError: matmul: xRows[1] = 2 is outside [0, x.length/K) = [0, 2)');
       assert.equal(outcome(() => be.matmul(f32(12), 2, {}, f32(8))), 'TypeError: matmul: weight must be a prepared weight (from prepareWeight), found an object');
@@ -97,6 +100,8 @@ describe('kernel argument checks: exact errors from every layer', () => {
       for (const [what, op, args, cls, msg] of SHARED) assert.equal(outcome(() => t[op](...args)), `${cls}: ${msg}`, `${isa}: ${what}`);
       assert.equal(outcome(() => addon.prepare('f32', f32(0), W, W)),
         'RangeError: prepareWeight: outFeatures*inFeatures = 4294967296*4294967296 exceeds 2^53 - 1 elements');
+      assert.equal(outcome(() => addon.prepare('q4', new Uint8Array(0), 2 ** 49, 1, new Uint16Array(0))),
+        'RangeError: prepareWeight: outFeatures*ceil(inFeatures/32)*16 = 562949953421312*1*16 exceeds 2^53 - 1 elements');
       const packed = addon.prepare('bf16', new Uint16Array(24), 4, 6);
       assert.equal(outcome(() => t.matmul(f32(12), 2, packed, 4, 6, 'bf16', f32(8), null, new Int32Array([0, 2]))),
         'RangeError: matmul: xRows[1] = 2 is outside [0, x.length/K) = [0, 2)');
@@ -106,13 +111,26 @@ describe('kernel argument checks: exact errors from every layer', () => {
         'RangeError: matmul: weight holds 100 bytes, 448 needed for a prepared 4x6 bf16 weight');
       assert.equal(outcome(() => t.matmul(f32(12), 2, new Float32Array(4), 4, 6, 'bf16', f32(8))),
         'TypeError: matmul: weight must be an ArrayBuffer from prepare(), found a Float32Array');
-      assert.equal(outcome(() => t.matmul(f32(12), 2, packed, 4, 6, 'f16', f32(8))), "RangeError: matmul: dtype must be 'bf16' or 'f32', found 'f16'");
+      assert.equal(outcome(() => t.matmul(f32(12), 2, packed, 4, 6, 'f16', f32(8))), "RangeError: matmul: dtype must be 'bf16' or 'f32' or 'int8' or 'q4', found 'f16'");
+      // Quantised weights: the packed size follows the dtype; the activation quantiser's sizes are checked too.
+      const q8 = addon.prepare('int8', new Int8Array(24), 4, 6, f32(4));
+      assert.equal(outcome(() => t.matmul(f32(12), 2, q8, 40, 6, 'int8', f32(80))),
+        'RangeError: matmul: weight holds 1280 bytes, 2496 needed for a prepared 40x6 int8 weight');
+      assert.equal(outcome(() => t.matmulCols(f32(8), 2, q8, 4, 6, 'int8', 1, 3, f32(8))), 'returned'); // any slice of a quantised weight
+      assert.equal(outcome(() => t.quantizeRows(f32(4), W, W, new Int8Array(4), f32(4))), 'RangeError: quantizeRows: M*K = 4294967296*4294967296 exceeds 2^53 - 1 elements');
+      assert.equal(outcome(() => t.quantizeRows(f32(40), 1, 40, new Int8Array(40), f32(2))), 'RangeError: quantizeRows: q has 40 elements, needs M*ceil(K/32)*32 = 1*2*32 = 64');
       // The microbenchmarks start their own threads and buffers: both are bounded.
       assert.equal(outcome(() => t.peak('fma', 2 ** 31 - 1, 10)), 'RangeError: peak: threads must be an integer in [1, 256], found 2147483647');
       assert.equal(outcome(() => t.peak('fma', 1, 2 ** 40)), 'RangeError: peak: iters must be an integer in [0, 1073741824], found 1099511627776');
       assert.equal(outcome(() => t.streamRead(2 ** 40, 1, 1)), 'RangeError: streamRead: bytes must be an integer in [4096, 1073741824], found 1099511627776');
       assert.equal(outcome(() => t.streamRead(1 << 20, 1, 2 ** 31)), 'RangeError: streamRead: reps must be an integer in [0, 1000], found 2147483648');
     }
+    assert.equal(outcome(() => addon.quantize('q4', 'bf16', new Uint16Array(6), 2, 3, new Uint8Array(3), new Uint16Array(2))),
+      'RangeError: quantizeWeight: q has 3 elements, expected 32');
+    assert.equal(outcome(() => addon.quantize('int8', 'f32', f32(0), W, W, new Int8Array(0), f32(0))),
+      'RangeError: quantizeWeight: outFeatures*inFeatures = 4294967296*4294967296 exceeds 2^53 - 1 elements');
+    assert.equal(outcome(() => addon.quantize('q8' as 'q4', 'f32', f32(0), 0, 0, new Int8Array(0), f32(0))),
+      "RangeError: quantizeWeight: format must be 'int8' or 'q4', found 'q8'");
     assert.equal(outcome(() => addon.bind(3 as unknown as string)), 'TypeError: bind: tier name must be a string, found a number');
     assert.match(outcome(() => addon.bind('avx9')), /^RangeError: bind: ISA tier 'avx9' is unknown or not supported by this CPU \(supported: .*portable\)$/);
   });

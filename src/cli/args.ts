@@ -8,6 +8,7 @@ import { GENERATION_OPTIONS, type GenerateOptionsInput } from '../engine/options
 import { ACCEL_OPTIONS, type AccelOptionsInput } from '../engine/accel.js';
 import { didYouMean, optionHelp, type OptionSpec } from '../engine/schema.js';
 import { resolveModelDir } from '../load/hub.js';
+import { QUANT_OPTIONS, type QuantOption } from '../models/load-model.js';
 
 /** --model: a folder, a bundled model's name or a Hugging Face id in the cache (default: the bundled demo model). */
 export function modelDir(v: unknown): string {
@@ -100,6 +101,23 @@ export function parseIdList(flag: string, v: string): number[] {
     if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${flag}: "${p}" is not a token id (a non-negative integer)`);
     return n;
   });
+}
+
+/**
+ * Load options: how the model's weights are held (shared by generate, serve, eval and bench). Not generation
+ * options: they are fixed for the life of a loaded model, so a request cannot set them.
+ */
+export const LOAD_FLAGS = { quant: { type: 'string' } } as const;
+
+export const LOAD_HELP = `Loading:
+  --quant Q          none | int8 | q4: quantise the linear layers while loading (default none; a folder written
+                     by dyllm quantize loads quantised as it is). See docs/quantization.md`;
+
+/** --quant's value (default 'none'). */
+export function quantOption(v: unknown): QuantOption {
+  if (v === undefined) return 'none';
+  if (typeof v === 'string' && (QUANT_OPTIONS as readonly string[]).includes(v)) return v as QuantOption;
+  throw new UsageError(`--quant: expected none, int8 or q4, found "${String(v)}"`);
 }
 
 export const GENERATION_HELP = `Generation options:\n${optionHelp(GENERATION_OPTIONS)}`;

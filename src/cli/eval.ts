@@ -7,7 +7,8 @@ import { loadConfig } from '../load/config.js';
 import { loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import type { BackendName } from '../kernels/select.js';
 import { DEFAULT_TEMPLATE, readTasks, requestFor, runEval, type EvalMethod, type EvalInfo, type EvalInputs, type EvalSummary, type Task } from '../eval/tasks.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, modelDir, parse } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, LOAD_FLAGS, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
+import type { QuantOption } from '../models/load-model.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 export function progressBar(label: string): ((done: number, total: number, correct: number) => void) | undefined {
   if (!process.stderr.isTTY) return undefined;
@@ -30,6 +31,7 @@ export const COMMON_FLAGS = {
   batch: { type: 'string' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  ...LOAD_FLAGS,
   ...QUEUE_FLAGS,
 } as const;
 
@@ -42,7 +44,8 @@ export const COMMON_HELP = `  --model M               model folder, HF id org/na
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
-  --backend B             auto | native | reference`;
+  --backend B             auto | native | reference
+  --quant Q               none | int8 | q4: quantise the linear layers while loading (docs/quantization.md)`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
@@ -65,7 +68,12 @@ function backendName(v: unknown): BackendName {
   throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
 }
 
-export function evalInputs(values: Record<string, unknown>): EvalInputs {
+/** EvalInputs and the local model's load option (--quant; refused with --queue: the workers load their own). */
+export interface LocalEvalInputs extends EvalInputs {
+  readonly quant: QuantOption;
+}
+
+export function evalInputs(values: Record<string, unknown>): LocalEvalInputs {
   if (typeof values.tasks !== 'string') throw new UsageError('--tasks FILE is required');
   refuseQueueFlagsWithoutQueue(values);
   if (values.chat && values.template !== undefined) throw new UsageError('--template and --chat are exclusive');
@@ -74,6 +82,7 @@ export function evalInputs(values: Record<string, unknown>): EvalInputs {
   const limit = intFlag('limit', values.limit, 1);
   const batch = intFlag('batch', values.batch, 1) ?? 1;
   const backend = backendName(values.backend);
+  const quant = quantOption(values.quant);
   let tasks = readTasks(values.tasks);
   if (limit !== undefined) tasks = tasks.slice(0, limit);
   let fewshot: Task[] = [];
@@ -86,15 +95,15 @@ export function evalInputs(values: Record<string, unknown>): EvalInputs {
   const dir = modelDir(values.model);
   const template = typeof values.template === 'string' ? values.template.replace(/\\n/g, '\n') : DEFAULT_TEMPLATE;
   if (!values.chat && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
-  return { dir, backend, tasks, style: { chat: values.chat === true, template, fewshot }, batch, model: loadConfig(dir) };
+  return { dir, backend, quant, tasks, style: { chat: values.chat === true, template, fewshot }, batch, model: loadConfig(dir) };
 }
 
-export interface Common extends EvalInputs {
+export interface Common extends LocalEvalInputs {
   p: Pipeline;
 }
 
-export async function common(inputs: EvalInputs): Promise<Common> {
-  return { ...inputs, p: await loadPipeline(inputs.dir, { backend: inputs.backend }) };
+export async function common(inputs: LocalEvalInputs): Promise<Common> {
+  return { ...inputs, p: await loadPipeline(inputs.dir, { backend: inputs.backend, quant: inputs.quant }) };
 }
 
 export function info(c: EvalInputs, backend: string): EvalInfo {

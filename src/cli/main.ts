@@ -14,7 +14,7 @@ import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
 import type { BackendName } from '../kernels/select.js';
-import { ACCEL_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { ACCEL_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption } from './args.js';
 import { resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { accelMethod } from '../engine/accel/registry.js';
 import { LiveView, LoadBar } from './live-view.js';
@@ -26,7 +26,7 @@ import { cmdBench } from './bench.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 
-const COMMANDS = ['generate', 'serve', 'eval', 'bench', 'worker', 'info', 'pull'] as const;
+const COMMANDS = ['generate', 'serve', 'eval', 'bench', 'worker', 'info', 'pull', 'quantize'] as const;
 /** Commands that run the kernels (and so take --threads). */
 const COMPUTE_COMMANDS = new Set(['generate', 'serve', 'eval', 'bench', 'worker']);
 
@@ -40,6 +40,7 @@ Commands:
   worker --queue URL  take eval, bench and generate jobs from a Redis queue (their --queue URL)
   info MODEL          a model's architecture, size, tokenizer, special tokens, defaults and backend
   pull ORG/NAME[@REV] download a model into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)
+  quantize IN OUT     write a copy of a model folder with int8 or 4-bit linear layers (--quant int8|q4)
 
 Options:
   -v, --version       print dyllm's version
@@ -61,6 +62,7 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --json             print exactly one JSON object on stdout
   --quiet            print only the answer (no live view, no statistics)
   --verbose          also print load timings, the backend and its threads, and the options resolved
+${LOAD_HELP}
 Batch generation over a Redis job queue (answered by "dyllm worker --queue URL" processes):
   --input FILE       JSONL prompts, one {"prompt": "…"} or {"messages": […]} per line (needs --queue)
   --output FILE      JSONL answers in input order: {"index", "text", "tokens", "stats"} or {"index", "error"}
@@ -91,6 +93,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     input: { type: 'string' },
     output: { type: 'string' },
     ...QUEUE_FLAGS,
+    ...LOAD_FLAGS,
     ...generationFlagConfig,
     ...accelFlagConfig,
   }, true);
@@ -117,6 +120,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const optInput = generationOptions(values);
   const accelInput = accelOptions(values);
   const backend = backendName(values.backend);
+  const quant = quantOption(values.quant);
   const dir = modelDir(values.model);
 
   // Options are checked against config.json before the weights are read: a wrong value is refused at once.
@@ -126,7 +130,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const accel = resolveAccel(config, accelInput, options);
   const t1 = performance.now();
   const bar = quiet ? null : new LoadBar(process.stderr, { tty: process.stderr.isTTY === true, verbose });
-  const p = await loadPipeline(dir, { backend, onProgress: bar?.update });
+  const p = await loadPipeline(dir, { backend, quant, onProgress: bar?.update });
   bar?.finish();
   const threads = threadsOf(p.model.backend);
   say(`loaded ${dir} (${config.arch}): config ${ms(t1 - t0)}, model, tokenizer and template ${ms(performance.now() - t1)}`);
@@ -222,6 +226,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'pull':
         await cmdPull(rest);
+        return 0;
+      case 'quantize':
+        await (await import('./quantize.js')).cmdQuantize(rest);
         return 0;
       case 'worker':
         // Imported here: commands without a queue never load the Redis client.

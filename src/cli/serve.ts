@@ -6,7 +6,7 @@
 import type { BackendName } from '../kernels/select.js';
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
 import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
-import { modelDir as resolveModelArg, parse, UsageError } from './args.js';
+import { LOAD_FLAGS, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
 
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
@@ -15,6 +15,7 @@ export const SERVE_HELP = `Usage: dyllm serve [options]
   --host H            listen address (default ${SERVER_DEFAULTS.host})
   --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
   --backend B         auto | native | reference (default auto)
+  --quant Q           none | int8 | q4: quantise the linear layers while loading (default none; docs/quantization.md)
   --max-batch N       requests denoised together, one merged forward per step (default ${SERVER_DEFAULTS.maxBatch})
   --max-queue N       requests waiting beyond the batch before 503 (default ${SERVER_DEFAULTS.maxQueue})
   --max-tokens N      cap on max_tokens, the canvas length (default ${SERVER_DEFAULTS.maxTokens})
@@ -54,6 +55,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
     'api-key': { type: 'string' },
     'cors-origin': { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h' },
+    ...LOAD_FLAGS,
   }, false);
   if (values.help) {
     process.stdout.write(SERVE_HELP + '\n');
@@ -61,6 +63,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   }
   const backend = values.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
+  const quant = quantOption(values.quant);
   const port = intFlag(values, 'port', 0);
   if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
   // An empty DYLLM_API_KEY counts as unset; an empty --api-key is a mistake.
@@ -80,6 +83,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   const server = await startServer({
     modelDir,
     backend: backend as BackendName,
+    quant,
     host,
     port,
     maxBatch: intFlag(values, 'max-batch', 1),

@@ -11,7 +11,7 @@ import { LoadError } from '../load/errors.js';
 import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer, tokenizerFile, type Tokenizer } from '../load/tokenizer.js';
 import { familyOf } from '../families/registry.js';
-import { loadModel, type LoadProgress } from '../models/load-model.js';
+import { loadModel, type LoadProgress, type QuantOption } from '../models/load-model.js';
 import type { DiffusionModel } from '../models/types.js';
 
 export interface SpecialIds {
@@ -35,6 +35,8 @@ export interface Pipeline {
 
 export interface PipelineOptions {
   readonly backend?: BackendName | KernelBackend;
+  /** Quantise the linear layers while loading (docs/quantization.md); default 'none'. */
+  readonly quant?: QuantOption;
   /** Limits on rendering the chat template (default: templateLimits(), i.e. 1 s or DYLLM_TEMPLATE_TIMEOUT_MS). */
   readonly templateLimits?: Partial<TemplateLimits>;
   /** Called as the weights are read (see loadModel). */

@@ -7,14 +7,15 @@
  * are computed in float64 and refused above Number.MAX_SAFE_INTEGER, so they never wrap. The native addon repeats the
  * same checks with the same messages in C++ (src/kernels/native/napi_args.h) for callers of the raw addon.
  */
-import type { HostWeight, PreparedWeight } from './backend.js';
+import type { HostWeight, PreparedWeight, WeightDtype } from './backend.js';
+import { groups, QK } from './quant.js';
 
 /** Largest head count / vocabulary size (they index Int32Arrays or C ints). */
 export const MAX_INT32 = 2 ** 31 - 1;
 /** Largest head dimension the kernels accept. */
 export const MAX_HEAD_DIM = 65536;
 
-type TypedKind = 'Float32Array' | 'Float64Array' | 'Int32Array' | 'Uint8Array' | 'Uint16Array';
+type TypedKind = 'Float32Array' | 'Float64Array' | 'Int32Array' | 'Uint8Array' | 'Uint16Array' | 'Int8Array';
 
 const article = (name: string): string => (/^[AEIO]/.test(name) ? `an ${name}` : `a ${name}`); // 'a Uint8Array'
 
@@ -53,11 +54,16 @@ function bool(fn: string, what: string, v: unknown, optional = false): boolean {
   return v;
 }
 
-function dtype(fn: string, what: string, v: unknown): 'bf16' | 'f32' {
-  if (v === 'bf16' || v === 'f32') return v;
-  if (typeof v !== 'string') throw new TypeError(`${fn}: ${what} must be 'bf16' or 'f32', found ${describe(v)}`);
-  throw new RangeError(`${fn}: ${what} must be 'bf16' or 'f32', found '${v.slice(0, 20)}${v.length >= 31 ? '...' : ''}'`);
+/** One of the listed strings; the message lists them as the C++ checks do ('a' or 'b' or 'c'). */
+function choice<T extends string>(fn: string, what: string, v: unknown, choices: readonly T[]): T {
+  if (typeof v === 'string' && (choices as readonly string[]).includes(v)) return v as T;
+  const list = choices.map((c) => `'${c}'`).join(' or ');
+  if (typeof v !== 'string') throw new TypeError(`${fn}: ${what} must be ${list}, found ${describe(v)}`);
+  throw new RangeError(`${fn}: ${what} must be ${list}, found '${v.slice(0, 20)}${v.length >= 31 ? '...' : ''}'`);
 }
+
+/** The weight dtypes, in the order the messages list them. */
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ['bf16', 'f32', 'int8', 'q4'];
 
 /** Π factors (0 when one is 0), refused above 2^53 − 1; expr names it in the message ("M*N"). */
 export function product(fn: string, expr: string, factors: number[]): number {
@@ -92,24 +98,47 @@ function heads(fn: string, H: unknown, Hkv: unknown, Dh: unknown): void {
 }
 
 /** A prepared weight's shape (any backend's: the backend checks its own payload). */
-function weight(fn: string, w: unknown): { N: number; K: number; bf16: boolean } {
+function weight(fn: string, w: unknown): { N: number; K: number; dtype: WeightDtype } {
   const p = w as PreparedWeight | null;
-  if (typeof p !== 'object' || p === null || (p.dtype !== 'bf16' && p.dtype !== 'f32') ||
+  if (typeof p !== 'object' || p === null || !WEIGHT_DTYPES.includes(p.dtype) ||
       !Number.isSafeInteger(p.outFeatures) || !Number.isSafeInteger(p.inFeatures) || p.outFeatures < 0 || p.inFeatures < 0) {
     throw new TypeError(`${fn}: weight must be a prepared weight (from prepareWeight), found ${describe(w)}`);
   }
-  return { N: p.outFeatures, K: p.inFeatures, bf16: p.dtype === 'bf16' };
+  return { N: p.outFeatures, K: p.inFeatures, dtype: p.dtype };
 }
 
+/** The array kinds of a host weight's data and scales, by dtype. */
+const DATA_KIND: Record<WeightDtype, TypedKind> = { bf16: 'Uint16Array', f32: 'Float32Array', int8: 'Int8Array', q4: 'Uint8Array' };
+const SCALE_KIND: Record<'int8' | 'q4', TypedKind> = { int8: 'Float32Array', q4: 'Uint16Array' };
+
+/**
+ * A host weight's fields in the order the native prepare(dtype, data, outFeatures, inFeatures, scales) checks its
+ * arguments: dtype, data's kind, the sizes, data's length, then (quantised dtypes) the scales' kind and length.
+ */
 export function checkPrepareWeight(w: HostWeight): void {
   const fn = 'prepareWeight';
   if (typeof w !== 'object' || w === null) throw new TypeError(`${fn}: weight must be an object {dtype, data, outFeatures, inFeatures}, found ${describe(w)}`);
-  const dt = dtype(fn, 'dtype', w.dtype);
-  const data = typed(fn, 'data', w.data, dt === 'bf16' ? 'Uint16Array' : 'Float32Array')!;
+  const dt = choice(fn, 'dtype', w.dtype, WEIGHT_DTYPES);
+  const data = typed(fn, 'data', w.data, DATA_KIND[dt])!;
   const N = int(fn, 'outFeatures', w.outFeatures);
   const K = int(fn, 'inFeatures', w.inFeatures);
   const NK = product(fn, 'outFeatures*inFeatures', [N, K]);
-  if (data.length !== NK) throw new RangeError(`${fn}: data has ${data.length} elements, expected ${N}x${K} = ${NK}`);
+  if (dt === 'bf16' || dt === 'f32' || dt === 'int8') {
+    if (data.length !== NK) throw new RangeError(`${fn}: data has ${data.length} elements, expected ${N}x${K} = ${NK}`);
+  } else {
+    const bytes = product(fn, 'outFeatures*ceil(inFeatures/32)*16', [N, groups(K), QK / 2]);
+    if (data.length !== bytes) throw new RangeError(`${fn}: data has ${data.length} elements, expected ${N}x${groups(K) * (QK / 2)} = ${bytes} (two 4-bit values per byte, inFeatures padded to a multiple of 32)`);
+  }
+  if (dt === 'int8' || dt === 'q4') {
+    const scales = typed(fn, 'scales', w.scales, SCALE_KIND[dt])!;
+    const ns = dt === 'int8' ? N : N * groups(K);
+    if (scales.length !== ns) {
+      throw new RangeError(`${fn}: scales has ${scales.length} elements, expected ${dt === 'int8' ? `outFeatures = ${N}` : `${N}x${groups(K)} = ${ns} (one per 32 input features)`}`);
+    }
+    if (w.quant !== undefined && w.quant !== null) throw new TypeError(`${fn}: quant applies to dense weights only, found quant '${String(w.quant)}' on a weight of dtype ${dt}`);
+  } else if (w.quant !== undefined && w.quant !== null) {
+    choice(fn, 'quant', w.quant, ['int8', 'q4'] as const);
+  }
 }
 
 export function checkMatmul(x: unknown, M: unknown, w: unknown, out: unknown, bias: unknown, xRows: unknown): void {
@@ -134,13 +163,13 @@ export function checkMatmulCols(x: unknown, M: unknown, w: unknown, k0: unknown,
   const fn = 'matmulCols';
   const xa = typed(fn, 'x', x, 'Float32Array');
   const m = int(fn, 'M', M);
-  const { N, K, bf16 } = weight(fn, w);
+  const { N, K, dtype: dt } = weight(fn, w);
   const c0 = int(fn, 'k0', k0);
   const len = int(fn, 'kLen', kLen);
   const o = typed(fn, 'out', out, 'Float32Array');
   const end = c0 + len;
   if (end > K) throw new RangeError(`${fn}: columns [${c0}, ${c0} + ${len}) are outside the weight's ${K} input features`);
-  if (bf16 && (c0 % 2 !== 0 || (len % 2 !== 0 && end !== K))) {
+  if (dt === 'bf16' && (c0 % 2 !== 0 || (len % 2 !== 0 && end !== K))) {
     throw new RangeError(`${fn}: bf16 weights are packed in input pairs; k0 (${c0}) and kLen (${len}) must be even`);
   }
   need(fn, 'x', xa, 'M*kLen', [m, len]);

@@ -2,7 +2,8 @@
  * The kernel interface: the only compute the models use. Every backend (the TypeScript reference, the native
  * addon) implements exactly these ops, and every fast backend is checked against the reference by the shared
  * conformance suite (test/kernels.conformance.test.ts). Activations are always float32, row-major; weights keep
- * their checkpoint dtype (bf16 stays bf16).
+ * their checkpoint dtype (bf16 stays bf16) unless they are quantised (int8, q4: ./quant.ts), which matmul and
+ * matmulCols take like any other prepared weight.
  *
  * Shape legend: M rows (tokens), K in-features, N out-features, H query heads, Hkv key/value heads, Dh head dim.
  * Arrays may be subarray views: backends honour byteOffset and never read past `length`.
@@ -11,18 +12,35 @@
  * an array shorter than the sizes need or an index out of range throws a RangeError — one line naming the op and
  * the argument — and nothing is written.
  */
+import type { QuantFormat } from './quant.js';
 
-/** A linear weight as PyTorch stores it: row-major [outFeatures, inFeatures], used as y = x·Wᵀ. */
+/** How a prepared weight stores its values: dense ('bf16', 'f32') or quantised ('int8', 'q4'; see ./quant.ts). */
+export type WeightDtype = 'bf16' | 'f32' | 'int8' | 'q4';
+
+/**
+ * A linear weight as PyTorch stores it: row-major [outFeatures, inFeatures], used as y = x·Wᵀ. Dense ('bf16' bits in
+ * a Uint16Array, 'f32') or already quantised (docs/quantization.md, ./quant.ts):
+ *   'int8': data Int8Array [N·K], scales Float32Array [N] (one per output row);
+ *   'q4':   data Uint8Array [N · ceil(K/32)·16] (two 4-bit values per byte), scales Uint16Array [N · ceil(K/32)]
+ *           (bf16 bits, one per group of 32 input features).
+ */
 export interface HostWeight {
-  readonly dtype: 'bf16' | 'f32';
-  readonly data: Uint16Array | Float32Array; // [N, K]
+  readonly dtype: WeightDtype;
+  readonly data: Uint16Array | Float32Array | Int8Array | Uint8Array; // [N, K] (q4: packed)
   readonly outFeatures: number; // N
   readonly inFeatures: number; // K
+  /** Quantised weights only: the scales. */
+  readonly scales?: Float32Array | Uint16Array;
+  /**
+   * Dense weights only: have `prepareWeight` store the weight in this quantised format (quantised by the rounding
+   * rules of ./quant.ts). Host uses of the weight (an embedding lookup) ignore it.
+   */
+  readonly quant?: QuantFormat | null;
 }
 
 /** A weight after `prepareWeight`: opaque to callers (a backend may repack it). */
 export interface PreparedWeight {
-  readonly dtype: 'bf16' | 'f32';
+  readonly dtype: WeightDtype;
   readonly outFeatures: number;
   readonly inFeatures: number;
   /** Bytes the backend holds for this weight. */
@@ -32,7 +50,10 @@ export interface PreparedWeight {
 export interface KernelBackend {
   readonly name: string;
 
-  /** Take ownership of a weight; the backend may repack it and drop the host copy. */
+  /**
+   * Take ownership of a weight; the backend may repack it and drop the host copy. A dense weight with `quant` set is
+   * quantised first (the prepared dtype is then that format).
+   */
   prepareWeight(w: HostWeight): PreparedWeight;
 
   /**
@@ -44,7 +65,9 @@ export interface KernelBackend {
   /**
    * out[M, N] = x[M, kLen] · W[:, k0 : k0+kLen]ᵀ: the product with one slice of a prepared weight's input features
    * (e.g. one attention head's block of o_proj), read in place. For bf16 weights k0 and kLen must be even (input
-   * features are packed in pairs) unless the slice ends at the last feature.
+   * features are packed in pairs) unless the slice ends at the last feature. For quantised weights any slice is
+   * allowed: the activations are quantised in the weight's groups of 32 features (the slice placed at column k0 of a
+   * zero row), so the result is matmul's on that zero-padded row.
    */
   matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void;
 

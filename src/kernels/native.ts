@@ -5,8 +5,8 @@
  * Node-API binary serves every Node ≥ 20). scripts/install.mjs makes the same choice at install.
  *
  * The addon carries three ISA tiers, each compiled with its own flags and chosen at runtime by CPUID:
- *   avx512bf16 — AVX-512 + vdpbf16ps (bf16 GEMM/GEMV at the bf16 dot-product rate);
- *   avx2       — AVX2 + FMA (bf16 widened to f32 in registers with a 16-bit shift);
+ *   avx512bf16 — AVX-512 + vdpbf16ps (bf16 GEMM/GEMV at the bf16 dot-product rate) + VNNI vpdpbusd (int8, q4);
+ *   avx2       — AVX2 + FMA (bf16 widened to f32 in registers with a 16-bit shift; int8 / q4 by vpmaddubsw);
  *   portable   — plain C++.
  * The best supported tier is used unless `DYLLM_ISA` (read at load) or `loadNativeBackend({ isa })` forces one.
  * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: all CPUs).
@@ -14,7 +14,8 @@
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
+import type { HostWeight, KernelBackend, PreparedWeight, WeightDtype } from './backend.js';
+import { groups, QK, type QuantFormat } from './quant.js';
 import {
   checkAdd, checkAttention, checkAttentionDelta, checkAttentionRescale, checkCosineRows, checkGemm, checkLogitStats,
   checkMatmul, checkMatmulCols, checkPrepareWeight, checkRmsnorm, checkRope, checkSiluMul, describe,
@@ -28,10 +29,16 @@ import {
 export interface NativeTier {
   readonly isa: string;
   /** split: bf16 weights × activations split into hi + lo bf16 parts (fp32-accurate, half the speed). */
-  matmul(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', out: Float32Array,
+  /** Quantised dtypes ('int8', 'q4'): activations quantised per row in groups of 32 (src/kernels/quant.ts); split ignored. */
+  matmul(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: WeightDtype, out: Float32Array,
     bias: Float32Array | null | undefined, xRows: Int32Array | null | undefined, split?: boolean): void;
-  matmulCols(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: 'bf16' | 'f32', k0: number, kLen: number,
+  matmulCols(x: Float32Array, M: number, packed: ArrayBuffer, N: number, K: number, dtype: WeightDtype, k0: number, kLen: number,
     out: Float32Array, split?: boolean): void;
+  /**
+   * Activation quantisation of rows x[M, K] by this tier's kernel: q [M·ceil(K/32)·32] int8 (zero padded),
+   * d [M·ceil(K/32)] f32 scales — bit for bit quantizeActivations of src/kernels/quant.ts.
+   */
+  quantizeRows(x: Float32Array, M: number, K: number, q: Int8Array, d: Float32Array): void;
   gemm(a: Float32Array, M: number, K: number, b: Float32Array, N: number, out: Float32Array): void;
   attention(q: Float32Array, Mq: number, k: Float32Array, v: Float32Array, Mk: number, H: number, Hkv: number, Dh: number,
     keyMask: Uint8Array | null | undefined, out: Float32Array, lse: Float32Array | null | undefined): void;
@@ -59,10 +66,28 @@ export interface NativeAddon {
   tiers(): string[];
   bind(isa: string): NativeTier;
   threads(): number;
-  prepare(dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array, N: number, K: number): ArrayBuffer;
+  /** Packs a weight into panels; quantised dtypes take their scales (the host arrays of src/kernels/quant.ts). */
+  prepare(dtype: WeightDtype, data: Uint16Array | Float32Array | Int8Array | Uint8Array, N: number, K: number,
+    scales?: Float32Array | Uint16Array): ArrayBuffer;
+  /**
+   * Quantises a dense weight into the host arrays of `format` (int8: q Int8Array [N·K], scales Float32Array [N];
+   * q4: q Uint8Array [N·ceil(K/32)·16], scales Uint16Array [N·ceil(K/32)]) — bit for bit quantizeInt8 / quantizeQ4
+   * of src/kernels/quant.ts, on every thread.
+   */
+  quantize(format: QuantFormat, dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array, N: number, K: number,
+    q: Int8Array | Uint8Array, scales: Float32Array | Uint16Array): void;
 }
 
-/** A weight packed by the addon: 32-column panels, bf16 as k-pairs (see src/kernels/native/kernels.h). */
+/** A dense weight quantised by the addon into fresh host arrays (see NativeAddon.quantize). */
+export function nativeQuantize(addon: NativeAddon, format: QuantFormat, dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array,
+  N: number, K: number): { q: Int8Array | Uint8Array; scales: Float32Array | Uint16Array } {
+  const q = format === 'int8' ? new Int8Array(N * K) : new Uint8Array(N * groups(K) * (QK / 2));
+  const scales = format === 'int8' ? new Float32Array(N) : new Uint16Array(N * groups(K));
+  addon.quantize(format, dtype, data, N, K, q, scales);
+  return { q, scales };
+}
+
+/** A weight packed by the addon: 32-column panels, bf16 as k-pairs, int8 / q4 by groups (src/kernels/native/kernels.h). */
 export interface NativePreparedWeight extends PreparedWeight {
   readonly packed: ArrayBuffer;
 }
@@ -153,8 +178,13 @@ class NativeBackend implements KernelBackend {
 
   prepareWeight(w: HostWeight): PreparedWeight {
     checkPrepareWeight(w);
-    const { dtype, data, outFeatures: N, inFeatures: K } = w;
-    const packed = this.addon.prepare(dtype, data, N, K);
+    const { outFeatures: N, inFeatures: K } = w;
+    let { dtype, data, scales } = w;
+    if ((dtype === 'bf16' || dtype === 'f32') && w.quant) {
+      ({ q: data, scales } = nativeQuantize(this.addon, w.quant, dtype, data as Uint16Array | Float32Array, N, K));
+      dtype = w.quant;
+    }
+    const packed = this.addon.prepare(dtype, data, N, K, scales);
     const p: NativePreparedWeight = { dtype, outFeatures: N, inFeatures: K, nbytes: packed.byteLength, packed };
     return p;
   }

@@ -5,13 +5,17 @@
  * instead of reading undefined (NaN) past an array's end.
  */
 import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
+import { bf16ToF32 } from '../tensor/dtype.js';
+import { groups, QK, quantizeActivationRow, quantizeInt8, quantizeQ4 } from './quant.js';
 import {
   checkAdd, checkAttention, checkAttentionDelta, checkAttentionRescale, checkCosineRows, checkGemm, checkLogitStats,
   checkMatmul, checkMatmulCols, checkPrepareWeight, checkRmsnorm, checkRope, checkSiluMul, describe,
 } from './args.js';
 
 interface RefWeight extends PreparedWeight {
-  readonly f32: Float32Array; // [N, K], widened once
+  readonly f32?: Float32Array; // dense: [N, K], widened once
+  readonly q?: Int8Array; // quantised: [N, Kp] integer values (q4: q − 8), zero padded to whole groups
+  readonly scale?: Float64Array; // int8: [N]; q4: [N, G]
 }
 
 function widen(w: HostWeight): Float32Array {
@@ -23,11 +27,69 @@ function widen(w: HostWeight): Float32Array {
   return out;
 }
 
-/** The widened weight of a weight this backend prepared. */
-function refWeight(fn: string, w: PreparedWeight): Float32Array {
-  const f32 = (w as RefWeight | null)?.f32;
-  if (!(f32 instanceof Float32Array)) throw new TypeError(`${fn}: weight must be a weight prepared by the reference backend, found ${describe(w)}`);
-  return f32;
+/** A quantised weight as integers [N, Kp] and float64 scales (the reference's working form). */
+function unpackQuant(w: HostWeight): { q: Int8Array; scale: Float64Array } {
+  const N = w.outFeatures;
+  const K = w.inFeatures;
+  const G = groups(K);
+  const Kp = G * QK;
+  const q = new Int8Array(N * Kp);
+  if (w.dtype === 'int8') {
+    const src = w.data as Int8Array;
+    for (let n = 0; n < N; n++) q.set(src.subarray(n * K, (n + 1) * K), n * Kp);
+    return { q, scale: Float64Array.from(w.scales as Float32Array) };
+  }
+  const src = w.data as Uint8Array;
+  const rb = G * (QK / 2);
+  for (let n = 0; n < N; n++) {
+    for (let j = 0; j < rb; j++) {
+      const b = src[n * rb + j];
+      q[n * Kp + 2 * j] = (b & 15) - 8;
+      q[n * Kp + 2 * j + 1] = (b >> 4) - 8;
+    }
+  }
+  return { q, scale: Float64Array.from(w.scales as Uint16Array, (h) => bf16ToF32(h)) };
+}
+
+/** The widened (dense) or integer (quantised) form of a weight this backend prepared. */
+function refWeight(fn: string, w: PreparedWeight): RefWeight {
+  const r = w as RefWeight | null;
+  if (!(r?.f32 instanceof Float32Array) && !(r?.q instanceof Int8Array && r.scale instanceof Float64Array)) {
+    throw new TypeError(`${fn}: weight must be a weight prepared by the reference backend, found ${describe(w)}`);
+  }
+  return r;
+}
+
+/**
+ * Quantised product of rows with a quantised weight (./quant.ts): each logical activation row (lead zeros, n values
+ * from x at xo(m), zeros) is quantised in the groups [g0, g0 + G) of the weight, the integer dot products per group
+ * are exact, and out = Σ_g dx·I·d[n] (int8) or Σ_g dx·d[n,g]·I (q4) in float64, then bias.
+ */
+function quantProduct(
+  w: RefWeight, x: Float32Array, M: number, xo: (m: number) => number, lead: number, n: number, g0: number, G: number,
+  out: Float32Array, bias: Float32Array | null | undefined,
+): void {
+  const N = w.outFeatures;
+  const Gw = groups(w.inFeatures);
+  const Kp = Gw * QK;
+  const q = w.q!;
+  const sc = w.scale!;
+  const xq = new Int8Array(G * QK);
+  const dx = new Float32Array(G);
+  for (let m = 0; m < M; m++) {
+    quantizeActivationRow(x, xo(m), lead, n, G, xq, 0, dx, 0);
+    for (let c = 0; c < N; c++) {
+      let s = 0;
+      for (let g = 0; g < G; g++) {
+        let I = 0;
+        const wo = c * Kp + (g0 + g) * QK;
+        for (let j = 0; j < QK; j++) I += xq[g * QK + j] * q[wo + j];
+        s += w.dtype === 'int8' ? dx[g] * I : dx[g] * sc[c * Gw + g0 + g] * I;
+      }
+      if (w.dtype === 'int8') s *= sc[c];
+      out[m * N + c] = bias ? s + bias[c] : s;
+    }
+  }
 }
 
 export class ReferenceBackend implements KernelBackend {
@@ -35,16 +97,32 @@ export class ReferenceBackend implements KernelBackend {
 
   prepareWeight(w: HostWeight): PreparedWeight {
     checkPrepareWeight(w);
-    const f32 = widen(w);
-    const p: RefWeight = { dtype: w.dtype, outFeatures: w.outFeatures, inFeatures: w.inFeatures, nbytes: f32.byteLength, f32 };
+    const { outFeatures: N, inFeatures: K } = w;
+    if (w.dtype === 'bf16' || w.dtype === 'f32') {
+      if (w.quant) {
+        const dense = w.data as Uint16Array | Float32Array;
+        const h = w.quant === 'int8' ? quantizeInt8(w.dtype, dense, N, K) : quantizeQ4(w.dtype, dense, N, K);
+        return this.prepareWeight({ dtype: w.quant, data: h.q, scales: h.scales, outFeatures: N, inFeatures: K });
+      }
+      const f32 = widen(w);
+      const p: RefWeight = { dtype: w.dtype, outFeatures: N, inFeatures: K, nbytes: f32.byteLength, f32 };
+      return p;
+    }
+    const { q, scale } = unpackQuant(w);
+    const p: RefWeight = { dtype: w.dtype, outFeatures: N, inFeatures: K, nbytes: q.byteLength + scale.byteLength, q, scale };
     return p;
   }
 
   matmul(x: Float32Array, M: number, w: PreparedWeight, out: Float32Array, bias?: Float32Array | null, xRows?: Int32Array | null): void {
     checkMatmul(x, M, w, out, bias, xRows);
-    const W = refWeight('matmul', w);
+    const rw = refWeight('matmul', w);
     if (w.outFeatures === 0) return; // nothing to write: no loop over an M the arrays do not bound
     const K = w.inFeatures;
+    if (rw.q) {
+      quantProduct(rw, x, M, (m) => (xRows ? xRows[m] : m) * K, 0, K, 0, groups(K), out, bias);
+      return;
+    }
+    const W = rw.f32!;
     const N = w.outFeatures;
     for (let m = 0; m < M; m++) {
       const xo = (xRows ? xRows[m] : m) * K;
@@ -59,9 +137,17 @@ export class ReferenceBackend implements KernelBackend {
 
   matmulCols(x: Float32Array, M: number, w: PreparedWeight, k0: number, kLen: number, out: Float32Array): void {
     checkMatmulCols(x, M, w, k0, kLen, out);
-    const W = refWeight('matmulCols', w);
+    const rw = refWeight('matmulCols', w);
     if (w.outFeatures === 0) return; // nothing to write: no loop over an M the arrays do not bound
     const K = w.inFeatures;
+    if (rw.q) {
+      // The slice's groups of the weight: [g0, g1), the slice starting `lead` features into group g0.
+      const g0 = Math.floor(k0 / QK);
+      const g1 = kLen === 0 ? g0 : Math.ceil((k0 + kLen) / QK);
+      quantProduct(rw, x, M, (m) => m * kLen, k0 - g0 * QK, kLen, g0, g1 - g0, out, null);
+      return;
+    }
+    const W = rw.f32!;
     const N = w.outFeatures;
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {

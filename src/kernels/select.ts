@@ -1,10 +1,12 @@
 /**
- * Chooses the kernel backend. 'auto' prefers the native addon and falls back to the reference backend with one
+ * Chooses the kernel backend (and quantises host weights with the fastest implementation there is). 'auto' prefers the native addon and falls back to the reference backend with one
  * warning line when the addon cannot be loaded (not built, wrong CPU, wrong Node ABI).
  */
-import type { KernelBackend } from './backend.js';
+import type { HostWeight, KernelBackend } from './backend.js';
+import { checkPrepareWeight } from './args.js';
 import { ReferenceBackend } from './reference.js';
-import { loadNativeBackend } from './native.js';
+import { loadNativeAddon, loadNativeBackend, nativeQuantize } from './native.js';
+import { quantizeInt8, quantizeQ4, type QuantFormat } from './quant.js';
 
 export type BackendName = 'auto' | 'native' | 'reference';
 
@@ -22,4 +24,24 @@ export function selectBackend(name: BackendName = 'auto', warn: (line: string) =
     }
     return new ReferenceBackend();
   }
+}
+
+/**
+ * A dense weight's quantised host arrays (src/kernels/quant.ts): by the native addon when it loads (every thread;
+ * bit for bit the TypeScript definition, test/kernels.quant.test.ts), else by the TypeScript definition itself.
+ */
+export function quantizeHostWeight(w: HostWeight, format: QuantFormat): HostWeight {
+  checkPrepareWeight(w);
+  if (w.dtype !== 'bf16' && w.dtype !== 'f32') throw new TypeError(`quantizeHostWeight: expected a dense bf16 or f32 weight, found dtype ${w.dtype}`);
+  const dense = w.data as Uint16Array | Float32Array;
+  const N = w.outFeatures;
+  const K = w.inFeatures;
+  let h: { q: Int8Array | Uint8Array; scales: Float32Array | Uint16Array };
+  try {
+    h = nativeQuantize(loadNativeAddon(), format, w.dtype, dense, N, K);
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof TypeError) throw e;
+    h = format === 'int8' ? quantizeInt8(w.dtype, dense, N, K) : quantizeQ4(w.dtype, dense, N, K);
+  }
+  return { dtype: format, data: h.q, scales: h.scales, outFeatures: N, inFeatures: K };
 }

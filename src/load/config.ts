@@ -12,6 +12,19 @@ import { readJsonObject, readOptionalJsonObject } from './files.js';
 
 export type Architecture = 'llada' | 'dream';
 
+/**
+ * A folder written by `dyllm quantize` (docs/quantization.md): config.json's "quantization_config".
+ *   {"quant_method": "dyllm", "format": "int8" | "q4", "group_size": -1 (int8: one scale per output row) | 32 (q4),
+ *    "lm_head": "int8" | "q4" | "none"}
+ * Which tensors are quantised is read from the checkpoint itself (an I8 / U8 weight with a "<name>_scale" tensor);
+ * lm_head says what the LM head is, so a head tied to the (never quantised) embedding is quantised at load.
+ */
+export interface QuantizationConfig {
+  readonly format: 'int8' | 'q4';
+  readonly groupSize: number;
+  readonly lmHead: 'int8' | 'q4' | 'none';
+}
+
 export interface ModelConfig {
   readonly arch: Architecture;
   readonly hiddenSize: number; // D
@@ -34,6 +47,8 @@ export interface ModelConfig {
   readonly bosTokenId: number | null;
   /** Longest sequence (prompt + canvas) the model was built for: LLaDA `max_sequence_length`, Dream `max_position_embeddings`. */
   readonly maxSequenceLength: number;
+  /** config.json's "quantization_config" of a quantised folder; null for a dense checkpoint. */
+  readonly quantization: QuantizationConfig | null;
 }
 
 /** generation_config.json, as given (every key optional). */
@@ -121,12 +136,33 @@ function fmtValue(v: unknown): string {
   return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-function finish(file: string, c: Omit<ModelConfig, 'headDim' | 'kvGroups'>): ModelConfig {
+/** config.json's "quantization_config" (absent or null: a dense checkpoint). */
+function parseQuantization(file: string, raw: Record<string, unknown>): QuantizationConfig | null {
+  const q = raw.quantization_config;
+  if (q === undefined || q === null) return null;
+  const key = 'quantization_config';
+  if (typeof q !== 'object' || Array.isArray(q)) throw new LoadError(file, 'an object', fmtValue(q), undefined, { key });
+  const o = q as Record<string, unknown>;
+  if (o.quant_method !== 'dyllm') {
+    throw new LoadError(file, '"quant_method": "dyllm" (the int8 / q4 format of `dyllm quantize`, docs/quantization.md)', fmtValue(o.quant_method),
+      'other quantisation methods are not supported; quantise the original bf16 folder with dyllm quantize', { key });
+  }
+  if (o.format !== 'int8' && o.format !== 'q4') throw new LoadError(file, '"format": "int8" or "q4"', fmtValue(o.format), undefined, { key });
+  const group = o.format === 'int8' ? -1 : 32;
+  if (o.group_size !== group) {
+    throw new LoadError(file, `"group_size": ${group} for format ${o.format}${group < 0 ? ' (one scale per output row)' : ''}`, fmtValue(o.group_size), undefined, { key });
+  }
+  const head = o.lm_head ?? o.format;
+  if (head !== 'int8' && head !== 'q4' && head !== 'none') throw new LoadError(file, '"lm_head": "int8", "q4" or "none"', fmtValue(head), undefined, { key });
+  return Object.freeze({ format: o.format, groupSize: group, lmHead: head });
+}
+
+function finish(file: string, c: Omit<ModelConfig, 'headDim' | 'kvGroups' | 'quantization'>): ModelConfig {
   if (c.hiddenSize % c.numHeads !== 0) throw new LoadError(file, `hidden size divisible by the head count (${c.numHeads})`, String(c.hiddenSize));
   if (c.numHeads % c.numKvHeads !== 0) throw new LoadError(file, `head count divisible by the KV head count (${c.numKvHeads})`, String(c.numHeads));
   const headDim = c.hiddenSize / c.numHeads;
   if (headDim % 2 !== 0) throw new LoadError(file, 'an even head dimension (RoPE)', String(headDim));
-  return Object.freeze({ ...c, headDim, kvGroups: c.numHeads / c.numKvHeads });
+  return Object.freeze({ ...c, headDim, kvGroups: c.numHeads / c.numKvHeads, quantization: null });
 }
 
 function parseLlada(r: Reader, gen: IdSource): ModelConfig {
@@ -230,6 +266,8 @@ export function loadConfig(dir: string): { config: ModelConfig; generation: Gene
     throw new LoadError(file, 'model_type "llada" or "Dream"', found, 'only LLaDA and Dream checkpoints are supported');
   }
   checkGeneration(genPath, gen, config);
+  const quantization = parseQuantization(file, raw);
+  if (quantization) config = Object.freeze({ ...config, quantization });
   return { config, generation: Object.freeze({ ...gen }) };
 }
 

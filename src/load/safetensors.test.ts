@@ -95,7 +95,7 @@ test('overlapping tensor data is detected', () => {
 test('an unsupported dtype is refused with the supported list', () => {
   const d = tmp();
   writeSafetensors(join(d, 'model.safetensors'), { a: { dtype: 'F32', shape: [2], data: new Uint8Array(8) } }, (h) => { h.a.dtype = 'I64'; h.a.shape = [1]; });
-  expectLoadError(() => new Checkpoint(d), 'BF16, F16 or F32', 'I64');
+  expectLoadError(() => new Checkpoint(d), 'BF16, F16, F32, I8 or U8', 'I64');
 });
 
 test('a non-JSON header is refused', () => {

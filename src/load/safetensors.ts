@@ -19,7 +19,7 @@ export interface TensorInfo {
   readonly file: string;
 }
 
-export type TensorData = Uint16Array | Float32Array;
+export type TensorData = Uint16Array | Float32Array | Int8Array | Uint8Array;
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const READ_CHUNK = 1 << 30; // readSync caps a single read near 2 GiB
@@ -74,7 +74,7 @@ export class SafetensorsFile {
     }
   }
 
-  /** Read one tensor into a fresh typed array (BF16/F16 as Uint16Array bits, F32 as Float32Array). */
+  /** Read one tensor into a fresh typed array (BF16/F16 as Uint16Array bits, F32 as Float32Array, I8, U8). */
   read(name: string): TensorData {
     const info = this.tensors.get(name);
     if (!info) throw new LoadError(this.path, `tensor ${name}`, 'no such tensor in this file');
@@ -94,7 +94,12 @@ export class SafetensorsFile {
     } finally {
       closeSync(fd);
     }
-    return info.dtype === 'F32' ? new Float32Array(buf) : new Uint16Array(buf);
+    switch (info.dtype) {
+      case 'F32': return new Float32Array(buf);
+      case 'I8': return new Int8Array(buf);
+      case 'U8': return new Uint8Array(buf);
+      default: return new Uint16Array(buf);
+    }
   }
 }
 
@@ -112,7 +117,7 @@ function parseEntry(path: string, name: string, raw: unknown, dataStart: number,
   const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (!e || typeof e !== 'object') throw new LoadError(path, `an object for tensor ${name}`, JSON.stringify(raw));
   if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
-    throw new LoadError(path, `dtype BF16, F16 or F32 for tensor ${name}`, String(e.dtype), 'convert the checkpoint to one of these dtypes');
+    throw new LoadError(path, `dtype BF16, F16, F32, I8 or U8 for tensor ${name}`, String(e.dtype), 'convert the checkpoint to one of these dtypes');
   }
   const dtype = e.dtype as DType;
   if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {

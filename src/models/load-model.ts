@@ -1,12 +1,22 @@
 /**
  * Load a Hugging Face model folder unconverted: config.json -> ModelConfig, safetensors (single or sharded) ->
  * strict WeightStore -> the architecture's model on the chosen kernel backend.
+ *
+ * Quantisation (docs/quantization.md) is a load option, invisible to the models: a folder written by
+ * `dyllm quantize` is read as it is (its linear weights come quantised), and `quant: 'int8' | 'q4'` quantises a
+ * dense folder's linear weights as the backend prepares them. Embeddings and norms always stay dense.
  */
+import { join } from 'node:path';
 import type { KernelBackend } from '../kernels/backend.js';
+import type { QuantFormat } from '../kernels/quant.js';
 import { selectBackend, type BackendName } from '../kernels/select.js';
-import { loadConfig, type GenerationDefaults, type ModelConfig } from '../load/config.js';
+import { loadConfig, type Architecture, type GenerationDefaults, type ModelConfig } from '../load/config.js';
+import { LoadError } from '../load/errors.js';
 import { Checkpoint } from '../load/safetensors.js';
 import { WeightStore } from '../load/weights.js';
+import { dreamWeightNames } from './dream.js';
+import type { WeightNames } from './transformer.js';
+import { lladaWeightNames } from './llada.js';
 import { architectures } from './registry.js';
 import type { DiffusionModel } from './types.js';
 
@@ -21,8 +31,63 @@ export interface LoadedModel {
 /** Weight loading progress: bytes of tensor data read so far, of `total` (the checkpoint's tensor bytes). */
 export type LoadProgress = (bytesRead: number, totalBytes: number) => void;
 
-export function loadModel(dir: string, opts: { backend?: BackendName | KernelBackend; onProgress?: LoadProgress } = {}): LoadedModel {
+/** `--quant`: keep the checkpoint's weights ('none') or quantise the linear layers while loading. */
+export type QuantOption = 'none' | QuantFormat;
+export const QUANT_OPTIONS: readonly QuantOption[] = ['none', 'int8', 'q4'];
+
+export interface ModelLoadOptions {
+  readonly backend?: BackendName | KernelBackend;
+  /** Called as the weights are read. */
+  readonly onProgress?: LoadProgress;
+  /** Default 'none'. A folder already quantised by `dyllm quantize` loads as it is ('none' or its own format). */
+  readonly quant?: QuantOption;
+}
+
+/**
+ * The LM head's format for a quantisation of the linear layers: q4 keeps the head at int8, as llama.cpp keeps its
+ * output tensor at a higher precision than Q4_0 (the head is about 6 % of an 8B model's weights and its outputs are
+ * what the sampler reads). `dyllm quantize --lm-head` overrides it.
+ */
+export const HEAD_FORMAT: Readonly<Record<QuantFormat, QuantFormat>> = { int8: 'int8', q4: 'int8' };
+
+const WEIGHT_NAMES: Readonly<Record<Architecture, WeightNames>> = { llada: lladaWeightNames, dream: dreamWeightNames };
+
+/** Checkpoint names of a model's matrices: the linear layers (each block's projections), the LM head, the embedding. */
+export function matrixNames(config: ModelConfig): { linear: string[]; head: string | null; embed: string } {
+  const names = WEIGHT_NAMES[config.arch];
+  const linear: string[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const l = names.layer(i);
+    linear.push(l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down);
+  }
+  return { linear, head: config.tieWordEmbeddings ? null : names.head, embed: names.embed };
+}
+
+/**
+ * Which dense matrices to quantise as they are prepared: every linear layer in `format` and the LM head in
+ * `head` (a head tied to the embedding: the embedding's entry, which only its prepared copy, the head, acts on).
+ */
+export function quantPlan(config: ModelConfig, format: QuantFormat | null, head: QuantFormat | null): Map<string, QuantFormat> {
+  const { linear, head: headName, embed } = matrixNames(config);
+  const plan = new Map<string, QuantFormat>();
+  if (format) for (const n of linear) plan.set(n, format);
+  if (head) plan.set(headName ?? embed, head);
+  return plan;
+}
+
+export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel {
   const { config, generation } = loadConfig(dir);
+  const quant = opts.quant ?? 'none';
+  if (!QUANT_OPTIONS.includes(quant)) throw new LoadError(dir, 'quant none, int8 or q4', String(quant));
+  const file = config.quantization;
+  if (file && quant !== 'none' && quant !== file.format) {
+    throw new LoadError(join(dir, 'config.json'), `--quant none or ${file.format} for a folder quantised as ${file.format} (quantization_config)`, `--quant ${quant}`,
+      'quantise the original bf16 folder instead');
+  }
+  // A quantised folder: the file holds the quantised tensors; only a head tied to the embedding is quantised here.
+  const plan = file
+    ? quantPlan(config, null, config.tieWordEmbeddings && file.lmHead !== 'none' ? file.lmHead : null)
+    : quant === 'none' ? new Map<string, QuantFormat>() : quantPlan(config, quant, HEAD_FORMAT[quant]);
   const backend = typeof opts.backend === 'object' ? opts.backend : selectBackend(opts.backend ?? 'auto');
   const ckpt = new Checkpoint(dir);
   const progress = opts.onProgress;
@@ -39,7 +104,9 @@ export function loadModel(dir: string, opts: { backend?: BackendName | KernelBac
       return data;
     };
   }
-  const store = new WeightStore(ckpt);
+  const store = new WeightStore(ckpt, {
+    quantize: plan, denseOnly: new Set([matrixNames(config).embed]), quantization: file, configFile: join(dir, 'config.json'),
+  });
   const model = architectures[config.arch](config, store, backend);
   if (progress) progress(ckpt.nbytes(), ckpt.nbytes()); // done (tensors the architecture does not use are never read)
   return { model, config, generation, unusedTensors: store.unused() };

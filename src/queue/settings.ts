@@ -31,6 +31,9 @@ export function queueSettings(values: Record<string, unknown>): QueueSettings {
   if (values.backend !== undefined) {
     throw new UsageError('--backend: with --queue the workers compute, each with its own backend (dyllm worker --backend B)');
   }
+  if (values.quant !== undefined) {
+    throw new UsageError('--quant: with --queue the workers load the model; write a quantised folder (dyllm quantize IN OUT --quant Q) and give it as --model to the coordinator and the workers');
+  }
   return {
     target,
     runId: runId as string | undefined,

@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { BackendName } from '../kernels/select.js';
+import type { QuantOption } from '../models/load-model.js';
 import { checkContentType, decodeJsonBody, readBody } from './body.js';
 import { EngineClient } from './engine.js';
 import { RequestError, toHttpError } from './errors.js';
@@ -30,6 +31,8 @@ import { maxPromptBytes, promptBytes, TokenizerClient } from './tokenizer.js';
 export interface ServerOptions {
   readonly modelDir: string;
   readonly backend?: BackendName;
+  /** Quantise the linear layers while loading (docs/quantization.md); default 'none'. */
+  readonly quant?: QuantOption;
   readonly host?: string;
   /** 0 = an ephemeral port. */
   readonly port?: number;
@@ -140,7 +143,7 @@ function completionLogprobs(entries: readonly LogprobMsg[], offset: number): Rec
 export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
   const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, apiKey: null as string | null, corsOrigins: [] as readonly string[], restartLimits: DEFAULT_RESTART_LIMITS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
   const testFaults = testFaultsEnabled();
-  const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens, testFaults }, o.restartLimits);
+  const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, quant: o.quant, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens, testFaults }, o.restartLimits);
   const tokenizer = new TokenizerClient({ modelDir: o.modelDir, testFaults }, o.restartLimits);
   let model: ReadyMsg;
   try {

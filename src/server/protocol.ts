@@ -8,10 +8,13 @@ import type { AccelOptions } from '../engine/accel.js';
 import type { GenerateOptions } from '../engine/options.js';
 import type { BackendName } from '../kernels/select.js';
 import type { Architecture, GenerationDefaults } from '../load/config.js';
+import type { QuantOption } from '../models/load-model.js';
 
 export interface WorkerConfig {
   readonly modelDir: string;
   readonly backend: BackendName;
+  /** Load-time quantisation of the linear layers (docs/quantization.md). */
+  readonly quant?: QuantOption;
   /** Requests stepped together (the rest wait in the worker's queue). */
   readonly maxBatch: number;
   readonly maxPromptTokens: number;

@@ -15,7 +15,7 @@ const cfg = workerData as WorkerConfig;
 const send = (m: FromWorker): void => port.postMessage(m);
 
 try {
-  const p = await loadPipeline(cfg.modelDir, { backend: cfg.backend });
+  const p = await loadPipeline(cfg.modelDir, { backend: cfg.backend, quant: cfg.quant });
   const sched = new Scheduler(p, { maxBatch: cfg.maxBatch, maxPromptTokens: cfg.maxPromptTokens, testFaults: cfg.testFaults }, send);
   port.on('message', (m: ToWorker) => {
     if (m.type === 'submit') {

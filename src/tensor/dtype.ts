@@ -3,10 +3,11 @@
  * everything above it sees Float32Array activations and `HostWeight`s.
  */
 
-export type DType = 'BF16' | 'F16' | 'F32';
+/** Storage dtypes: float weights, and the int8 / 4-bit (packed in U8) quantised weights of docs/quantization.md. */
+export type DType = 'BF16' | 'F16' | 'F32' | 'I8' | 'U8';
 
 /** Bytes per element of each storage dtype. */
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { BF16: 2, F16: 2, F32: 4 };
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { BF16: 2, F16: 2, F32: 4, I8: 1, U8: 1 };
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

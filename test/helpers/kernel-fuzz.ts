@@ -1,6 +1,6 @@
 /**
- * Kernel argument fuzzing. Every function the native addon exports (prepare, bind, tiers, threads and every bound tier
- * function) and every KernelBackend method of the native and reference backends is called with seeded, mutated
+ * Kernel argument fuzzing. Every function the native addon exports (prepare — dense and quantised —, quantize, bind,
+ * tiers, threads and every bound tier function, quantizeRows included) and every KernelBackend method of the native and reference backends is called with seeded, mutated
  * arguments: extreme and inconsistent sizes (0, -1, NaN, 1.5, 2^31-1, 2^31, 2^32, 2^40, 2^53, ...), wrong array kinds
  * (Float64Array for Float32Array, Uint16Array for Int32Array, plain arrays, null, ...), wrong lengths and out-of-range
  * indices. Properties checked per call:
@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { HostWeight, KernelBackend } from '../../src/kernels/backend.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { loadNativeAddon, loadNativeBackend, nativeIsaTiers, type NativeAddon, type NativeTier } from '../../src/kernels/native.js';
+import { groups, quantizeInt8, quantizeQ4 } from '../../src/kernels/quant.js';
 
 const selfPath = fileURLToPath(import.meta.url);
 
@@ -52,16 +53,16 @@ class Rng {
 
 // ---- guarded typed arrays ----------------------------------------------------------------------------------------
 
-type Kind = 'Float32Array' | 'Float64Array' | 'Int32Array' | 'Uint8Array' | 'Uint16Array';
-type AnyTyped = Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array | Int16Array | Uint32Array;
-const CTORS = { Float32Array, Float64Array, Int32Array, Uint8Array, Uint16Array } as const;
+type Kind = 'Float32Array' | 'Float64Array' | 'Int32Array' | 'Uint8Array' | 'Uint16Array' | 'Int8Array';
+type AnyTyped = Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array | Int16Array | Uint32Array | Int8Array;
+const CTORS = { Float32Array, Float64Array, Int32Array, Uint8Array, Uint16Array, Int8Array } as const;
 const GUARD = 4;
 
 /** A view of n elements at a nonzero offset inside a buffer whose other elements are a sentinel. */
 function guarded(kind: Kind, n: number, fill: (i: number) => number): AnyTyped {
   const C = CTORS[kind];
   const whole = new C(n + 2 * GUARD + 1);
-  whole.fill(kind === 'Uint8Array' ? 0xa5 : kind === 'Uint16Array' ? 0x5a5a : kind === 'Int32Array' ? -123457 : 4321.5);
+  whole.fill(kind === 'Uint8Array' ? 0xa5 : kind === 'Int8Array' ? -91 : kind === 'Uint16Array' ? 0x5a5a : kind === 'Int32Array' ? -123457 : 4321.5);
   const v = whole.subarray(GUARD, GUARD + n);
   for (let i = 0; i < n; i++) v[i] = fill(i);
   return v;
@@ -199,13 +200,42 @@ function baseCall(r: Rng, op: string, tiers: string[]): Base {
       return { op, fn: 'prepareWeight', layer: 'shared', args: [dtype, data, N, K],
         roles: [{ t: 'dtype' }, A(dtype === 'bf16' ? 'Uint16Array' : 'Float32Array', N * K), S(), S()] };
     }
+    case 'prepareQuant': {
+      const format = r.pick(['int8', 'q4'] as const), N = r.int(0, 40), K = r.int(0, 70);
+      const h = quantHost(r, format, N, K);
+      const G = groups(K);
+      return { op, fn: 'prepareWeight', layer: 'shared', args: [format, h.data, N, K, h.scales],
+        roles: [{ t: 'choice', values: ['int8', 'q4'] }, A(format === 'int8' ? 'Int8Array' : 'Uint8Array', format === 'int8' ? N * K : N * G * 16), S(), S(),
+          A(format === 'int8' ? 'Float32Array' : 'Uint16Array', format === 'int8' ? N : N * G)] };
+    }
+    case 'raw.quantize': {
+      const format = r.pick(['int8', 'q4'] as const), dtype = r.pick(['bf16', 'f32'] as const), N = r.int(0, 40), K = r.int(0, 70);
+      const G = groups(K);
+      const data = dtype === 'bf16' ? guarded('Uint16Array', N * K, () => r.int(0, 65535)) : f32(N * K, 1e3);
+      const q = format === 'int8' ? guarded('Int8Array', N * K, () => 0) : guarded('Uint8Array', N * G * 16, () => 0);
+      const sc = format === 'int8' ? guarded('Float32Array', N, () => 0) : guarded('Uint16Array', N * G, () => 0);
+      return { op, fn: 'quantizeWeight', layer: 'raw', args: [format, dtype, data, N, K, q, sc],
+        roles: [{ t: 'choice', values: ['int8', 'q4'] }, { t: 'choice', values: ['bf16', 'f32'] }, A(dtype === 'bf16' ? 'Uint16Array' : 'Float32Array', N * K), S(), S(),
+          A(format === 'int8' ? 'Int8Array' : 'Uint8Array', format === 'int8' ? N * K : N * G * 16), A(format === 'int8' ? 'Float32Array' : 'Uint16Array', format === 'int8' ? N : N * G)] };
+    }
+    case 'raw.quantizeRows': {
+      const M = r.int(0, 5), K = r.int(0, 70), G = groups(K);
+      return { op, fn: 'quantizeRows', layer: 'raw', args: [f32(M * K, 50), M, K, guarded('Int8Array', M * G * 32, () => 0), f32(M * G)],
+        roles: [A('Float32Array', M * K), S(), S(), A('Int8Array', M * G * 32), A('Float32Array', M * G)] };
+    }
     case 'matmul':
     case 'matmulCols':
     case 'raw.matmul':
     case 'raw.matmulCols': {
-      const dtype = r.pick(['bf16', 'f32'] as const), N = r.int(0, 40), K = r.int(0, 40), M = r.int(0, 5);
-      const data = dtype === 'bf16' ? guarded('Uint16Array', N * K, () => r.int(0, 65535) & 0xbfff) : f32(N * K);
-      const host: HostWeight = { dtype, data: data as Uint16Array | Float32Array, outFeatures: N, inFeatures: K };
+      const dtype = r.pick(['bf16', 'f32', 'int8', 'q4'] as const), N = r.int(0, 40), K = r.int(0, 70), M = r.int(0, 5);
+      let host: HostWeight;
+      if (dtype === 'int8' || dtype === 'q4') {
+        const h = quantHost(r, dtype, N, K);
+        host = { dtype, data: h.data as Int8Array | Uint8Array, scales: h.scales as Float32Array | Uint16Array, outFeatures: N, inFeatures: K };
+      } else {
+        const data = dtype === 'bf16' ? guarded('Uint16Array', N * K, () => r.int(0, 65535) & 0xbfff) : f32(N * K);
+        host = { dtype, data: data as Uint16Array | Float32Array, outFeatures: N, inFeatures: K };
+      }
       const w: WeightToken = { token: 'weight', host, foreign: false };
       const raw = op.startsWith('raw.');
       const fn = raw ? op.slice(4) : op;
@@ -248,8 +278,17 @@ function baseCall(r: Rng, op: string, tiers: string[]): Base {
 }
 
 const OPS = ['gemm', 'rmsnorm', 'rope', 'attention', 'attentionDelta', 'attentionRescale', 'cosineRows', 'logitStats',
-  'siluMul', 'add', 'prepareWeight', 'matmul', 'matmulCols', 'raw.matmul', 'raw.matmulCols', 'raw.peak',
-  'raw.streamRead', 'raw.bind', 'raw.tiers', 'raw.threads'] as const;
+  'siluMul', 'add', 'prepareWeight', 'prepareQuant', 'matmul', 'matmulCols', 'raw.matmul', 'raw.matmulCols', 'raw.peak',
+  'raw.streamRead', 'raw.bind', 'raw.tiers', 'raw.threads', 'raw.quantize', 'raw.quantizeRows'] as const;
+
+/** A small random quantised weight's host arrays (guarded views), quantised from random f32 values. */
+function quantHost(r: Rng, format: 'int8' | 'q4', N: number, K: number): { data: AnyTyped; scales: AnyTyped } {
+  const dense = new Float32Array(N * K).map(() => r.next() - 0.5);
+  const h = format === 'int8' ? quantizeInt8('f32', dense, N, K) : quantizeQ4('f32', dense, N, K);
+  const data = guarded(format === 'int8' ? 'Int8Array' : 'Uint8Array', h.q.length, (i) => h.q[i]);
+  const scales = guarded(format === 'int8' ? 'Float32Array' : 'Uint16Array', h.scales.length, (i) => h.scales[i]);
+  return { data, scales };
+}
 
 const WRONG_KINDS: Record<Kind, Kind[]> = {
   Float32Array: ['Float64Array', 'Int32Array', 'Uint16Array', 'Uint8Array'],
@@ -257,6 +296,7 @@ const WRONG_KINDS: Record<Kind, Kind[]> = {
   Int32Array: ['Uint16Array', 'Float32Array', 'Uint8Array', 'Float64Array'],
   Uint8Array: ['Int32Array', 'Float32Array', 'Uint16Array'],
   Uint16Array: ['Int32Array', 'Float32Array', 'Uint8Array'],
+  Int8Array: ['Uint8Array', 'Uint16Array', 'Float32Array'],
 };
 
 /** Mutates argument k in place; returns the description and whether the call is now certainly invalid. */
@@ -313,8 +353,8 @@ function mutate(r: Rng, c: Base, k: number): [string, boolean] {
       return set(v, !(role.optional && (v === null || v === undefined)), `= ${JSON.stringify(v) ?? String(v)}`);
     }
     case 'dtype': {
-      const v = r.pick(['bf16', 'f32', 'f16', 'BF16', 3, null, '']);
-      return set(v, v !== 'bf16' && v !== 'f32', `= ${JSON.stringify(v)}`);
+      const v = r.pick(['bf16', 'f32', 'int8', 'q4', 'f16', 'BF16', 'q8', 3, null, '']);
+      return set(v, v !== 'bf16' && v !== 'f32' && v !== 'int8' && v !== 'q4', `= ${JSON.stringify(v)}`);
     }
     case 'choice': {
       const v = r.pick([...role.values, 'avx9', 'portable ', 7, null]);
@@ -369,7 +409,7 @@ function materialise(c: Case, env: Env, target: 'raw' | 'native' | 'ref'): unkno
     if (ArrayBuffer.isView(a) && !(a instanceof DataView)) return cloneView(a as AnyTyped);
     if (isWeightToken(a)) {
       if (c.roles[i].t === 'packed') {
-        const p = env.addon.prepare(a.host.dtype, a.host.data, a.host.outFeatures, a.host.inFeatures);
+        const p = env.addon.prepare(a.host.dtype, a.host.data, a.host.outFeatures, a.host.inFeatures, a.host.scales);
         return a.foreign ? p.slice(0, Math.max(0, p.byteLength - 1 - (c.index % 70))) : p;
       }
       const own = target === 'ref' ? env.ref : env.native;
@@ -383,12 +423,13 @@ function materialise(c: Case, env: Env, target: 'raw' | 'native' | 'ref'): unkno
 function call(c: Case, env: Env, target: 'raw' | 'native' | 'ref', args: unknown[]): Outcome {
   try {
     if (target === 'raw') {
-      const name = c.op.startsWith('raw.') ? c.op.slice(4) : c.op === 'prepareWeight' ? 'prepare' : c.op;
-      const holder = (name === 'prepare' || name === 'bind' || name === 'tiers' || name === 'threads' ? env.addon : env.tier) as unknown as Record<string, (...a: unknown[]) => unknown>;
+      const name = c.op.startsWith('raw.') ? c.op.slice(4) : c.op === 'prepareWeight' || c.op === 'prepareQuant' ? 'prepare' : c.op;
+      const holder = (name === 'prepare' || name === 'bind' || name === 'tiers' || name === 'threads' || name === 'quantize' ? env.addon : env.tier) as unknown as Record<string, (...a: unknown[]) => unknown>;
       holder[name](...args);
     } else {
       const be = (target === 'ref' ? env.ref : env.native) as unknown as Record<string, (...a: unknown[]) => unknown>;
       if (c.op === 'prepareWeight') be.prepareWeight({ dtype: args[0], data: args[1], outFeatures: args[2], inFeatures: args[3] });
+      else if (c.op === 'prepareQuant') be.prepareWeight({ dtype: args[0], data: args[1], outFeatures: args[2], inFeatures: args[3], scales: args[4] });
       else be[c.op](...args);
     }
     return { ok: true };

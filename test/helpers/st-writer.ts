@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 
 export interface StTensor {
-  dtype: 'BF16' | 'F16' | 'F32';
+  dtype: 'BF16' | 'F16' | 'F32' | 'I8' | 'U8';
   shape: number[];
   data: Uint8Array;
 }

@@ -18,7 +18,8 @@ import { ACCEL_OPTIONS, resolveAccel, type AccelOptionsInput } from '../../src/e
 import { allOptions, cliMessage, httpMessage, OptionError, rangeOf, type OptionContext, type OptionSpec } from '../../src/engine/schema.js';
 import { ConfigError } from '../../src/load/errors.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
-import { parse, accelFlagConfig, generationFlagConfig, generationOptions, accelOptions, GENERATION_HELP, ACCEL_HELP } from '../../src/cli/args.js';
+import { parse, accelFlagConfig, generationFlagConfig, generationOptions, accelOptions, GENERATION_HELP, ACCEL_HELP, LOAD_FLAGS } from '../../src/cli/args.js';
+import { QUANTIZE_FLAGS } from '../../src/cli/quantize.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { repoRoot } from '../helpers/paths.js';
 import { Rng } from '../../src/sampler/rng.js';
@@ -229,8 +230,10 @@ test(`option fuzz: ${CASES} seeded option sets through both families and every m
 
 test('the README documents no option the schema does not declare', () => {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  // Option flags, and the queue commands' own (dyllm worker; eval, bench and generate with --queue).
-  const flags = new Set([...allOptions().map((s) => s.flag), ...Object.keys(QUEUE_FLAGS), ...Object.keys(WORKER_FLAGS), 'input', 'output']);
+  // Option flags, the load flags (--quant), dyllm quantize's, and the queue commands' own (dyllm worker; eval, bench and
+  // generate with --queue).
+  const flags = new Set([...allOptions().map((s) => s.flag), ...Object.keys(LOAD_FLAGS), ...Object.keys(QUANTIZE_FLAGS), ...Object.keys(QUEUE_FLAGS),
+    ...Object.keys(WORKER_FLAGS), 'input', 'output']);
   const generic = new Set(['model', 'prompt', 'prompt-ids', 'chat', 'raw', 'backend', 'json', 'help', 'port', 'tasks', 'limit', 'template', 'out',
     'fewshot', 'fewshot-file', 'batch', 'steps-per-token', 'no-parallel', 'host', 'max-batch', 'max-queue', 'max-tokens', 'max-prompt-tokens',
     'timeout-ms', 'body-limit', 'model-name', 'e2e', 'synthetic-8b', 'gen', 'layers', 'api-key', 'cors-origin', 'quiet', 'verbose', 'threads', 'version']);

@@ -150,23 +150,24 @@ bool new_arraybuffer(Args& a, int64_t bytes, napi_value* ab, void** data) {
 }
 
 // The prepared-weight arguments shared by matmul and matmulCols: argv[iw] the packed ArrayBuffer, then N, K and the
-// dtype at iw + 1..3. Checks that the buffer holds an N x K weight and returns its aligned start.
-bool weight_args(Args& a, size_t iw, int64_t* N, int64_t* K, const void** W, bool* bf16) {
+// dtype at iw + 1..3 (0 bf16, 1 f32, 2 int8, 3 q4). Checks that the buffer holds an N x K weight and returns its
+// aligned start.
+bool weight_args(Args& a, size_t iw, int64_t* N, int64_t* K, const void** W, int* dt) {
+  static const char* const names[] = {"bf16", "f32", "int8", "q4"};
   bool isab = false;
   if (iw < a.argc) napi_is_arraybuffer(a.env, a.argv[iw], &isab);
   if (!isab) return a.type_error("weight must be an ArrayBuffer from prepare(), found %s", a.describe(iw));
-  int dt = 0;
-  if (!a.int_arg(iw + 1, "N", N) || !a.int_arg(iw + 2, "K", K) || !a.choice_arg(iw + 3, "dtype", {"bf16", "f32"}, &dt))
+  if (!a.int_arg(iw + 1, "N", N) || !a.int_arg(iw + 2, "K", K) || !a.choice_arg(iw + 3, "dtype", {"bf16", "f32", "int8", "q4"}, dt))
     return false;
-  *bf16 = dt == 0;
   void* abdata = nullptr;
   size_t ablen = 0;
   napi_get_arraybuffer_info(a.env, a.argv[iw], &abdata, &ablen);
   int64_t bytes;
-  if (!packed_bytes(*bf16, *N, *K, &bytes)) return a.range_error("a %lldx%lld weight is too large", (long long)*N, (long long)*K);
+  const bool fits = *dt < 2 ? packed_bytes(*dt == 0, *N, *K, &bytes) : quant_packed_bytes(*dt == 3, *N, *K, &bytes);
+  if (!fits) return a.range_error("a %lldx%lld weight is too large", (long long)*N, (long long)*K);
   if (int64_t(ablen) < bytes + int64_t(ALIGN))
     return a.range_error("weight holds %zu bytes, %lld needed for a prepared %lldx%lld %s weight", ablen,
-                         (long long)(bytes + int64_t(ALIGN)), (long long)*N, (long long)*K, *bf16 ? "bf16" : "f32");
+                         (long long)(bytes + int64_t(ALIGN)), (long long)*N, (long long)*K, names[*dt]);
   *W = align_up(abdata);
   return true;
 }
@@ -187,34 +188,51 @@ bool gemm_blocks(Args& a, const TierOps& t, const float* x, int64_t M, const int
 
 }  // namespace
 
-// prepare(dtype: 'bf16'|'f32', data, N, K) -> ArrayBuffer holding the packed panels (plus 64 bytes alignment slack).
+// prepare(dtype: 'bf16'|'f32'|'int8'|'q4', data, N, K, scales?) -> ArrayBuffer holding the packed panels (plus 64
+// bytes alignment slack). Quantised dtypes take the host arrays of src/kernels/quant.ts: int8 data Int8Array [N*K]
+// with scales Float32Array [N]; q4 data Uint8Array [N*ceil(K/32)*16] with scales Uint16Array [N*ceil(K/32)] (bf16).
+// The checks run in the order of checkPrepareWeight (src/kernels/args.ts), with its messages.
 napi_value Prepare(napi_env env, napi_callback_info info) {
   Args a(env, info, "prepareWeight");
   if (!a.ok) return nullptr;
   int dt = 0;
-  if (!a.choice_arg(0, "dtype", {"bf16", "f32"}, &dt)) return nullptr;
-  const bool bf16 = dt == 0;
-  const void* src;
+  if (!a.choice_arg(0, "dtype", {"bf16", "f32", "int8", "q4"}, &dt)) return nullptr;
+  const bool bf16 = dt == 0, quant = dt >= 2, q4 = dt == 3;
+  static const napi_typedarray_type kinds[] = {napi_uint16_array, napi_float32_array, napi_int8_array, napi_uint8_array};
+  void* src;
   size_t len;
-  if (bf16) {
-    uint16_t* p;
-    if (!a.ta_arg(1, "data", napi_uint16_array, &p, &len)) return nullptr;
-    src = p;
-  } else {
-    float* p;
-    if (!a.f32(1, "data", &p, &len)) return nullptr;
-    src = p;
-  }
+  if (!a.ta_arg(1, "data", kinds[dt], &src, &len)) return nullptr;
   int64_t N, K, NK;
   if (!a.int_arg(2, "outFeatures", &N) || !a.int_arg(3, "inFeatures", &K) ||
       !a.product("outFeatures*inFeatures", {N, K}, &NK))
     return nullptr;
-  if (int64_t(len) != NK) {
+  const int64_t G = (K + QK - 1) / QK;
+  if (!q4 && int64_t(len) != NK) {
     a.range_error("data has %zu elements, expected %lldx%lld = %lld", len, (long long)N, (long long)K, (long long)NK);
     return nullptr;
   }
+  if (q4) {
+    int64_t qb;
+    if (!a.product("outFeatures*ceil(inFeatures/32)*16", {N, G, QK / 2}, &qb)) return nullptr;
+    if (int64_t(len) != qb) {
+      a.range_error("data has %zu elements, expected %lldx%lld = %lld (two 4-bit values per byte, inFeatures padded to a multiple of 32)",
+                    len, (long long)N, (long long)(G * (QK / 2)), (long long)qb);
+      return nullptr;
+    }
+  }
+  void* scales = nullptr;
+  if (quant) {
+    size_t sl;
+    if (!a.ta_arg(4, "scales", q4 ? napi_uint16_array : napi_float32_array, &scales, &sl)) return nullptr;
+    const int64_t ns = q4 ? N * G : N;  // N*G <= N*G*16, checked above
+    if (int64_t(sl) != ns) {
+      if (q4) a.range_error("scales has %zu elements, expected %lldx%lld = %lld (one per 32 input features)", sl, (long long)N, (long long)G, (long long)ns);
+      else a.range_error("scales has %zu elements, expected outFeatures = %lld", sl, (long long)N);
+      return nullptr;
+    }
+  }
   int64_t bytes;
-  if (!packed_bytes(bf16, N, K, &bytes)) {
+  if (!(quant ? quant_packed_bytes(q4, N, K, &bytes) : packed_bytes(bf16, N, K, &bytes))) {
     a.range_error("a %lldx%lld weight is too large to pack", (long long)N, (long long)K);
     return nullptr;
   }
@@ -223,6 +241,10 @@ napi_value Prepare(napi_env env, napi_callback_info info) {
   if (!new_arraybuffer(a, bytes + int64_t(ALIGN), &ab, &abdata)) return nullptr;
   if (bytes == 0) return ab;  // N or K is 0: nothing to pack (and no panel loop over a huge empty dimension)
   void* dst = align_up(abdata);
+  if (quant) {
+    pack_quant(q4, src, scales, N, K, static_cast<uint8_t*>(dst));
+    return ab;
+  }
   int64_t panels = (N + NR - 1) / NR;
   if (bf16) {
     const uint16_t* s = static_cast<const uint16_t*>(src);
@@ -269,8 +291,9 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   size_t xl, ol, bl, rl;
   int64_t M, N, K;
   const void* W;
-  bool bf16, split;
-  if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !weight_args(a, 2, &N, &K, &W, &bf16) ||
+  int dt;
+  bool split;
+  if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !weight_args(a, 2, &N, &K, &W, &dt) ||
       !a.f32(6, "out", &out, &ol) || !a.f32(7, "bias", &bias, &bl, true) || !a.i32(8, "xRows", &xRows, &rl, true) ||
       !a.bool_arg(9, "split", &split, true))
     return nullptr;
@@ -287,8 +310,9 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
       for (int64_t n = 0; n < N; n++) out[m * N + n] = bias ? bias[n] : 0.f;
     return undefined(env);
   }
-  const bool ok = bf16 ? gemm_blocks<true>(a, t, x, M, xRows, K, W, N, out, bias, split)
-                       : gemm_blocks<false>(a, t, x, M, xRows, K, W, N, out, bias, false);
+  const bool ok = dt >= 2 ? qgemm_blocks(a, t, dt == 3, x, M, xRows, K, 0, K, W, N, K, 0, (K + QK - 1) / QK, out, bias)
+                 : dt == 0 ? gemm_blocks<true>(a, t, x, M, xRows, K, W, N, out, bias, split)
+                           : gemm_blocks<false>(a, t, x, M, xRows, K, W, N, out, bias, false);
   return ok ? undefined(env) : nullptr;
 }
 
@@ -302,8 +326,9 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
   size_t xl, ol;
   int64_t M, N, K, k0, kLen, kEnd;
   const void* W;
-  bool bf16, split;
-  if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !weight_args(a, 2, &N, &K, &W, &bf16) ||
+  int dt;
+  bool split;
+  if (!a.f32(0, "x", &x, &xl) || !a.int_arg(1, "M", &M) || !weight_args(a, 2, &N, &K, &W, &dt) ||
       !a.int_arg(6, "k0", &k0) || !a.int_arg(7, "kLen", &kLen) || !a.f32(8, "out", &out, &ol) ||
       !a.bool_arg(9, "split", &split, true))
     return nullptr;
@@ -312,7 +337,7 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
                   (long long)k0, (long long)kLen, (long long)K);
     return nullptr;
   }
-  if (bf16 && (k0 % 2 != 0 || (kLen % 2 != 0 && kEnd != K))) {
+  if (dt == 0 && (k0 % 2 != 0 || (kLen % 2 != 0 && kEnd != K))) {
     a.range_error("bf16 weights are packed in input pairs; k0 (%lld) and kLen (%lld) must be even", (long long)k0,
                   (long long)kLen);
     return nullptr;
@@ -323,8 +348,14 @@ napi_value MatmulCols(napi_env env, napi_callback_info info) {
     std::fill(out, out + M * N, 0.f);
     return undefined(env);
   }
-  const bool ok = bf16 ? gemm_blocks<true>(a, t, x, M, nullptr, kLen, W, N, out, nullptr, split, K, k0)
-                       : gemm_blocks<false>(a, t, x, M, nullptr, kLen, W, N, out, nullptr, false, K, k0);
+  if (dt >= 2) {  // the slice placed at column k0 of a zero row, quantised in the weight's groups [g0, g1)
+    const int64_t g0 = k0 / QK, g1 = (kEnd + QK - 1) / QK;
+    return qgemm_blocks(a, t, dt == 3, x, M, nullptr, kLen, k0 - g0 * QK, kLen, W, N, K, g0, g1 - g0, out, nullptr)
+               ? undefined(env)
+               : nullptr;
+  }
+  const bool ok = dt == 0 ? gemm_blocks<true>(a, t, x, M, nullptr, kLen, W, N, out, nullptr, split, K, k0)
+                          : gemm_blocks<false>(a, t, x, M, nullptr, kLen, W, N, out, nullptr, false, K, k0);
   return ok ? undefined(env) : nullptr;
 }
 

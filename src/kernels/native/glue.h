@@ -81,6 +81,19 @@ inline bool packed_bytes(bool bf16, int64_t N, int64_t K, int64_t* bytes) {
   return checked_product({panels, kdim, NR, 4}, bytes);  // bf16: 2 values x 2 bytes per unit, f32: 4 bytes
 }
 
+// Quantised weights (qgemm.cc; layouts in kernels.h). Bytes of a panel-packed int8 (q4 = false) or q4 weight; false
+// when that exceeds 2^53 − 1.
+bool quant_packed_bytes(bool q4, int64_t N, int64_t K, int64_t* bytes);
+// Packs host arrays (int8: q int8 [N*K], scales f32 [N]; q4: q bytes [N*ceil(K/32)*16], scales bf16 [N*ceil(K/32)])
+// into dst (quant_packed_bytes bytes).
+void pack_quant(bool q4, const void* q, const void* scales, int64_t N, int64_t K, uint8_t* dst);
+// The quantised product behind matmul and matmulCols: logical activation rows (lead zeros, n values of x's row
+// xRows[m] or m at stride xK, zeros) against the weight groups [g0, g0 + G) of a packed weight of Kw input features.
+// Throws (returns false) only when the packing buffers cannot be allocated.
+bool qgemm_blocks(Args& a, const TierOps& t, bool q4, const float* x, int64_t M, const int32_t* xRows, int64_t xK,
+                  int64_t lead, int64_t n, const void* W, int64_t N, int64_t Kw, int64_t g0, int64_t G, float* out,
+                  const float* bias);
+
 // The bindings, one per exported function (Bind and Init in module.cc register them).
 napi_value Prepare(napi_env env, napi_callback_info info);
 napi_value Matmul(napi_env env, napi_callback_info info);
@@ -97,5 +110,7 @@ napi_value SiluMul(napi_env env, napi_callback_info info);
 napi_value Add(napi_env env, napi_callback_info info);
 napi_value Peak(napi_env env, napi_callback_info info);
 napi_value StreamRead(napi_env env, napi_callback_info info);
+napi_value QuantizeWeight(napi_env env, napi_callback_info info);
+napi_value QuantizeRows(napi_env env, napi_callback_info info);
 
 }  // namespace dyllm

@@ -14,6 +14,19 @@
 // Activation packing (done by the glue, per call): row tiles of `mr` rows (the tier's register tile height):
 //   bf16: A[tile][kk][mr] uint32 = (bf16(x[k+1]) << 16) | bf16(x[k]), RNE-rounded.
 //   f32:  A[tile][k][mr] float.
+//
+// Quantised weights (the formats and their rounding: src/kernels/quant.ts, docs/quantization.md). K is padded with
+// zeros to Kp = 32·G (G groups of QK = 32 input features). Panels of 32 output columns as above, zero padded past N:
+//   int8: per group g: W[kq = 0..8][n = 0..32][4] int8 (1024 bytes: one k-quad of 32 columns is 128 bytes = two zmm
+//         for vpdpbusd), then 32 int16 = −Σ_{k∈g} q[n][k] (64 bytes; the correction of unsigned activations);
+//         after the G groups: 32 f32 row scales (128 bytes).                    -> Q8_GROUP_BYTES = 1088 per group
+//   q4:   per group g: 8 chunks of 64 bytes, chunk c = 2j + h (j = 0..3, h = column half): byte 4i + b holds
+//         q[16h + i][32g + 4j + b] in its low nibble and q[16h + i][32g + 4(j + 4) + b] in its high nibble
+//         (one AND gives the k-quad j of 16 columns, a shift and an AND the k-quad j + 4), then 32 bf16 scales
+//         (64 bytes).                                                           -> Q4_GROUP_BYTES = 576 per group
+// Quantised activations (packed by the glue, per call): row tiles of `mrq` rows, per group g a block of 10·mrq
+// uint32: [kq][mrq] = 4 int8 values of row r (XOR 0x80 each, i.e. q + 128 as uint8, when the tier sets q8_act_u8
+// and the weight is int8), then [mrq] f32 scales dx, then [mrq] int32 = −8·Σ_{k∈g} xq (q4's zero-point correction).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +34,11 @@
 namespace dyllm {
 
 constexpr int NR = 32;
+constexpr int QK = 32;                  // quantisation group along K
+constexpr long Q8_GROUP_BYTES = 1088;   // int8 panel bytes per group (weights + correction sums)
+constexpr long Q8_SCALE_BYTES = 128;    // int8 panel row scales
+constexpr long Q4_GROUP_BYTES = 576;    // q4 panel bytes per group (nibbles + bf16 scales)
+constexpr int QA_UNITS = 10;            // uint32 units per activation row per group (8 k-quads, scale, correction)
 
 struct TierOps {
   const char* name;
@@ -83,6 +101,23 @@ struct TierOps {
   // z ≤ 0) contribute nothing. dv_c at dv + c·kvs. pr (optional) receives each p_c (0 where nothing contributes).
   void (*delta_cols)(float* o, const float* s, float m, float z, const int32_t* cols, long nc, const float* dv, long kvs,
                      int Dh, float* pr);
+
+  // ---- quantised weights (layouts above) ----
+  int mrq;        // rows per register tile of gemm_q8 / gemm_q4 (the activation tiles' height)
+  int q8_act_u8;  // gemm_q8 takes activations as q + 128 (vpdpbusd's unsigned operand) and corrects with the sums
+
+  // Activation quantisation of one logical row of 32·G values: `lead` zeros, x[0..n), zeros. Per group: the scale
+  // d[g], the values q[32g..32g+32) and qsum[g] = Σ q, exactly as quantizeActivationRow in src/kernels/quant.ts.
+  void (*quant_row)(const float* x, long lead, long n, long G, int8_t* q, float* d, int32_t* qsum);
+
+  // C[r*ldc + c] for r < rows, c < ncols = (accumulate ? C : 0) + Σ_{g<G} dx[r][g]·I[r][c][g] · colscale[c] (+ bias)
+  // with I the integer dot product of group g. A: the tile's activation blocks from the first group (10·mrq uint32
+  // per group); B: the panel at the first group (Q8_GROUP_BYTES per group); colscale: the panel's row scales.
+  void (*gemm_q8)(int rows, long G, const uint32_t* A, const uint8_t* B, const float* colscale, float* C, long ldc,
+                  int ncols, int accumulate, const float* bias);
+  // The same for q4: Σ_g dx[r][g]·d[c][g]·I[r][c][g] (B: Q4_GROUP_BYTES per group, the scales inside).
+  void (*gemm_q4)(int rows, long G, const uint32_t* A, const uint8_t* B, float* C, long ldc, int ncols, int accumulate,
+                  const float* bias);
 };
 
 constexpr int ATTN_BLOCK = 64;

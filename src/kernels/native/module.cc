@@ -1,6 +1,6 @@
 // module.cc — the addon's entry: reads the run-time settings (DYLLM_THREADS, DYLLM_KC, DYLLM_ATTN_BLOCKED), starts
 // the thread pool, picks the ISA tiers this CPU runs (CPUID) and binds every kernel to one of them:
-// tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare().
+// tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare(); quantize().
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -22,7 +22,8 @@ std::vector<const TierOps*> supported_tiers() {
 #ifdef DYLLM_X86
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("fma"))
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni") &&
+      __builtin_cpu_supports("fma"))
     v.push_back(&tier_avx512);
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) v.push_back(&tier_avx2);
 #endif
@@ -82,6 +83,7 @@ napi_value Bind(napi_env env, napi_callback_info info) {
       {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"peak", nullptr, Peak, nullptr, nullptr, nullptr, napi_enumerable, d},
       {"streamRead", nullptr, StreamRead, nullptr, nullptr, nullptr, napi_enumerable, d},
+      {"quantizeRows", nullptr, QuantizeRows, nullptr, nullptr, nullptr, napi_enumerable, d},
   };
   napi_value obj, nm;
   napi_create_object(env, &obj);
@@ -114,6 +116,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"bind", nullptr, Bind, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"prepare", nullptr, Prepare, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"quantize", nullptr, QuantizeWeight, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

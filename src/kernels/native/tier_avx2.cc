@@ -411,10 +411,157 @@ struct LogitLanes {
 #include "logit_stats_generic.h"
 #include "delta_cols_generic.h"
 
+// ---- quantised weights (layouts in kernels.h, rounding in src/kernels/quant.ts) ----
+// Register tile: 4 rows x 8 columns (a 32-column panel in four quarters). int8 weights use the sign trick of
+// vpmaddubsw (|x| as the unsigned operand, w with x's sign as the signed one: pair sums <= 2*127*127, no
+// saturation), so activations stay signed (q8_act_u8 = 0); q4 weights are the unsigned operand (0..15) directly.
+
+constexpr int MRQ = 4;
+
+void quant_row(const float* x, long lead, long n, long G, int8_t* q, float* d, int32_t* qsum) {
+  const __m256 sign = _mm256_set1_ps(-0.f), inf = _mm256_set1_ps(INFINITY);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  alignas(32) float buf[QK];
+  for (long g = 0; g < G; g++) {
+    const long j0 = g * QK - lead;
+    const float* src = x + j0;
+    if (j0 < 0 || j0 + QK > n) {
+      for (int t = 0; t < QK; t++) buf[t] = j0 + t >= 0 && j0 + t < n ? x[j0 + t] : 0.f;
+      src = buf;
+    }
+    __m256 v[4], mx = _mm256_setzero_ps();
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+      v[i] = _mm256_loadu_ps(src + 8 * i);
+      const __m256 a = _mm256_andnot_ps(sign, v[i]);
+      bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ));
+      mx = _mm256_max_ps(mx, a);
+    }
+    int8_t* qg = q + g * QK;
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float id = 127.f / amax;
+    if (bad || std::isinf(id)) {
+      d[g] = bad ? NAN : 0.f;
+      qsum[g] = 0;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qg), _mm256_setzero_si256());
+      continue;
+    }
+    d[g] = amax / 127.f;
+    const __m256 iv = _mm256_set1_ps(id);
+    __m256i t[4];
+    for (int i = 0; i < 4; i++) t[i] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[i], iv)), lo), hi);
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(t[0], t[1]), _mm256_add_epi32(t[2], t[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    qsum[g] = _mm_cvtsi128_si32(s4);
+    // int32 -> int8 (values within ±127): two saturating packs, then undo the lane interleave of the 256-bit packs.
+    const __m256i p16a = _mm256_packs_epi32(t[0], t[1]), p16b = _mm256_packs_epi32(t[2], t[3]);
+    const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qg), _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+}
+
+template <int R>
+inline void store_q(const __m256* f, const float* cs, float* C, long ldc, int ncols, int accumulate, const float* bias) {
+  if (ncols <= 0) return;
+  const __m256i m = tail_mask8(ncols);
+  const __m256 s = cs ? _mm256_maskload_ps(cs, m) : _mm256_set1_ps(1.f);
+  const __m256 b = bias ? _mm256_maskload_ps(bias, m) : _mm256_setzero_ps();
+  for (int r = 0; r < R; r++) {
+    float* cr = C + r * ldc;
+    __m256 v = _mm256_fmadd_ps(f[r], s, b);
+    if (accumulate) v = _mm256_add_ps(v, _mm256_maskload_ps(cr, m));
+    _mm256_maskstore_ps(cr, m, v);
+  }
+}
+
+template <int R>
+void kq8(long G, const uint32_t* A, const uint8_t* B, const float* cs, float* C, long ldc, int ncols, int accumulate,
+         const float* bias) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int qq = 0; qq < 4; qq++) {
+    __m256 f[R];
+    for (int r = 0; r < R; r++) f[r] = _mm256_setzero_ps();
+    for (long g = 0; g < G; g++) {
+      const uint8_t* b = B + g * Q8_GROUP_BYTES + qq * 32;
+      const uint32_t* a = A + g * QA_UNITS * MRQ;
+      __m256i is[R];
+      for (int r = 0; r < R; r++) is[r] = _mm256_setzero_si256();
+      for (int kq = 0; kq < 8; kq++) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kq * 128));
+        for (int r = 0; r < R; r++) {
+          const __m256i xv = _mm256_set1_epi32(int(a[kq * MRQ + r]));
+          const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(w, xv));
+          is[r] = _mm256_add_epi32(is[r], _mm256_madd_epi16(p, ones));
+        }
+      }
+      const float* ad = reinterpret_cast<const float*>(a + 8 * MRQ);
+      for (int r = 0; r < R; r++) f[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[r]), _mm256_set1_ps(ad[r]), f[r]);
+    }
+    store_q<R>(f, cs ? cs + qq * 8 : nullptr, C + qq * 8, ldc, ncols - qq * 8, accumulate, bias ? bias + qq * 8 : nullptr);
+  }
+}
+
+template <int R>
+void kq4(long G, const uint32_t* A, const uint8_t* B, float* C, long ldc, int ncols, int accumulate, const float* bias) {
+  const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
+  for (int qq = 0; qq < 4; qq++) {
+    __m256 f[R];
+    for (int r = 0; r < R; r++) f[r] = _mm256_setzero_ps();
+    for (long g = 0; g < G; g++) {
+      const uint8_t* b = B + g * Q4_GROUP_BYTES;
+      const uint32_t* a = A + g * QA_UNITS * MRQ;
+      const int32_t* as = reinterpret_cast<const int32_t*>(a + 9 * MRQ);
+      __m256i is[R];
+      for (int r = 0; r < R; r++) is[r] = _mm256_set1_epi32(as[r]);
+      for (int j = 0; j < 4; j++) {
+        // the quarter's 8 columns: half qq/2 of chunk j, bytes 32·(qq%2) onwards
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + (2 * j + (qq >> 1)) * 64 + (qq & 1) * 32));
+        const __m256i l = _mm256_and_si256(v, m4), h = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        for (int r = 0; r < R; r++) {
+          const __m256i pl = _mm256_maddubs_epi16(l, _mm256_set1_epi32(int(a[j * MRQ + r])));
+          const __m256i ph = _mm256_maddubs_epi16(h, _mm256_set1_epi32(int(a[(j + 4) * MRQ + r])));
+          is[r] = _mm256_add_epi32(is[r], _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones));
+        }
+      }
+      const __m256 dv = _mm256_castsi256_ps(_mm256_slli_epi32(
+          _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 512 + qq * 16))), 16));
+      const float* ad = reinterpret_cast<const float*>(a + 8 * MRQ);
+      for (int r = 0; r < R; r++) f[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[r]), _mm256_mul_ps(dv, _mm256_set1_ps(ad[r])), f[r]);
+    }
+    store_q<R>(f, nullptr, C + qq * 8, ldc, ncols - qq * 8, accumulate, bias ? bias + qq * 8 : nullptr);
+  }
+}
+
+void gemm_q8(int rows, long G, const uint32_t* A, const uint8_t* B, const float* cs, float* C, long ldc, int ncols,
+             int accumulate, const float* bias) {
+  switch (rows) {
+    case 1: kq8<1>(G, A, B, cs, C, ldc, ncols, accumulate, bias); break;
+    case 2: kq8<2>(G, A, B, cs, C, ldc, ncols, accumulate, bias); break;
+    case 3: kq8<3>(G, A, B, cs, C, ldc, ncols, accumulate, bias); break;
+    default: kq8<4>(G, A, B, cs, C, ldc, ncols, accumulate, bias); break;
+  }
+}
+
+void gemm_q4(int rows, long G, const uint32_t* A, const uint8_t* B, float* C, long ldc, int ncols, int accumulate,
+             const float* bias) {
+  switch (rows) {
+    case 1: kq4<1>(G, A, B, C, ldc, ncols, accumulate, bias); break;
+    case 2: kq4<2>(G, A, B, C, ldc, ncols, accumulate, bias); break;
+    case 3: kq4<3>(G, A, B, C, ldc, ncols, accumulate, bias); break;
+    default: kq4<4>(G, A, B, C, ldc, ncols, accumulate, bias); break;
+  }
+}
+
 }  // namespace
 
 const TierOps tier_avx2 = {
     "avx2", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, peak_fma, stream_read, nullptr, score_row, nullptr, nullptr, logit_row_stats, delta_cols,
+    MRQ, 0, quant_row, gemm_q8, gemm_q4,
 };
 
 }  // namespace dyllm

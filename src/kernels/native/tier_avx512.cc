@@ -1,6 +1,6 @@
 // AVX-512 + BF16 tier (compiled with -march=x86-64-v4 -mavx512bf16; only ever called after a CPUID check): GEMM, the
 // row-wise kernels, the microbenchmarks and the tier's TierOps table (attention kernels: tier_avx512_attn.cc; logit
-// statistics: tier_avx512_stats.cc).
+// statistics: tier_avx512_stats.cc; quantised weights: tier_avx512_quant.cc).
 // bf16 GEMM/GEMV: vdpbf16ps on k-pairs, 12x32 register tile (24 zmm accumulators); the same kernel with fewer rows
 // and the whole K in registers is the small-M / GEMV path (it streams each weight panel once).
 #include "tier_avx512.h"
@@ -261,7 +261,7 @@ const TierOps tier_avx512 = {
     "avx512bf16", avx512::MR, avx512::gemm_bf16, avx512::gemm_f32, avx512::attn_row, avx512::rmsnorm_row,
     avx512::rope_row, avx512::silu_mul, avx512::add, avx512::peak_bf16, avx512::peak_fma, avx512::stream_read,
     avx512::gemm_bf16_comp, avx512::score_row, avx512::attn_block4, avx512::score_block4, avx512::logit_row_stats,
-    avx512::delta_cols,
+    avx512::delta_cols, 6, 1, avx512::quant_row, avx512::gemm_q8, avx512::gemm_q4,
 };
 
 }  // namespace dyllm

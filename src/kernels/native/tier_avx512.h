@@ -1,5 +1,5 @@
 // tier_avx512.h — what the AVX-512 + BF16 tier's translation units share (all compiled with the tier's flags:
-// -march=x86-64-v4 -mavx512bf16): the register tile height, mask and exp helpers, and the kernels defined in
+// -march=x86-64-v4 -mavx512bf16 -mavx512vnni): the register tile height, mask and exp helpers, and the kernels defined in
 // tier_avx512_attn.cc and tier_avx512_stats.cc that tier_avx512.cc puts into the TierOps table.
 #pragma once
 #include <immintrin.h>
@@ -46,6 +46,12 @@ void delta_cols(float* o, const float* s, float m, float z, const int32_t* cols,
                 int Dh, float* pr);
 // tier_avx512_stats.cc
 void logit_row_stats(const float* r, long V, int want_entropy, int32_t* argmax, double* p1, double* p2, double* ne);
+// tier_avx512_quant.cc (rows per quantised tile: 6; activations of int8 weights packed unsigned)
+void quant_row(const float* x, long lead, long n, long G, int8_t* q, float* d, int32_t* qsum);
+void gemm_q8(int rows, long G, const uint32_t* A, const uint8_t* B, const float* cs, float* C, long ldc, int ncols,
+             int accumulate, const float* bias);
+void gemm_q4(int rows, long G, const uint32_t* A, const uint8_t* B, float* C, long ldc, int ncols, int accumulate,
+             const float* bias);
 
 }  // namespace avx512
 }  // namespace dyllm

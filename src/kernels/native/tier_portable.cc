@@ -235,10 +235,109 @@ struct LogitLanes {
 #include "logit_stats_generic.h"
 #include "delta_cols_generic.h"
 
+// ---- quantised weights (layouts in kernels.h, rounding in src/kernels/quant.ts) ----
+
+constexpr int MRQ = 4;
+
+void quant_row(const float* x, long lead, long n, long G, int8_t* q, float* d, int32_t* qsum) {
+  for (long g = 0; g < G; g++) {
+    float v[QK];
+    float amax = 0.f;
+    bool bad = false;
+    for (int t = 0; t < QK; t++) {
+      const long j = g * QK + t - lead;
+      v[t] = j >= 0 && j < n ? x[j] : 0.f;
+      const float a = std::fabs(v[t]);
+      if (!(a <= 3.40282347e38f)) bad = true;
+      else if (a > amax) amax = a;
+    }
+    int8_t* qg = q + g * QK;
+    const float id = 127.f / amax;
+    if (bad || std::isinf(id)) {
+      d[g] = bad ? NAN : 0.f;
+      qsum[g] = 0;
+      for (int t = 0; t < QK; t++) qg[t] = 0;
+      continue;
+    }
+    d[g] = amax / 127.f;
+    int32_t s = 0;
+    for (int t = 0; t < QK; t++) {
+      long r = std::lrint(v[t] * id);  // round half to even (the default rounding mode)
+      r = r < -127 ? -127 : r > 127 ? 127 : r;
+      qg[t] = int8_t(r);
+      s += int32_t(r);
+    }
+    qsum[g] = s;
+  }
+}
+
+void store_q(float (*acc)[NR], int rows, const float* cs, float* C, long ldc, int ncols, int accumulate, const float* bias) {
+  for (int r = 0; r < rows; r++) {
+    float* cr = C + r * ldc;
+    for (int c = 0; c < ncols; c++) {
+      float v = cs ? acc[r][c] * cs[c] : acc[r][c];
+      if (bias) v += bias[c];
+      if (accumulate) v += cr[c];
+      cr[c] = v;
+    }
+  }
+}
+
+// Activations are signed here (q8_act_u8 = 0): the int8 sums need no correction.
+void gemm_q8(int rows, long G, const uint32_t* A, const uint8_t* B, const float* cs, float* C, long ldc, int ncols,
+             int accumulate, const float* bias) {
+  float acc[MRQ][NR] = {};
+  for (long g = 0; g < G; g++) {
+    const int8_t* w = reinterpret_cast<const int8_t*>(B + g * Q8_GROUP_BYTES);
+    const uint32_t* a = A + g * QA_UNITS * MRQ;
+    const float* ad = reinterpret_cast<const float*>(a + 8 * MRQ);
+    for (int r = 0; r < rows; r++) {
+      int32_t is[NR] = {};
+      for (int kq = 0; kq < 8; kq++) {
+        int8_t xv[4];
+        std::memcpy(xv, a + kq * MRQ + r, 4);
+        const int8_t* wk = w + kq * 4 * NR;
+        for (int c = 0; c < NR; c++)
+          is[c] += xv[0] * wk[4 * c] + xv[1] * wk[4 * c + 1] + xv[2] * wk[4 * c + 2] + xv[3] * wk[4 * c + 3];
+      }
+      for (int c = 0; c < NR; c++) acc[r][c] += float(is[c]) * ad[r];
+    }
+  }
+  store_q(acc, rows, cs, C, ldc, ncols, accumulate, bias);
+}
+
+void gemm_q4(int rows, long G, const uint32_t* A, const uint8_t* B, float* C, long ldc, int ncols, int accumulate,
+             const float* bias) {
+  float acc[MRQ][NR] = {};
+  for (long g = 0; g < G; g++) {
+    const uint8_t* w = B + g * Q4_GROUP_BYTES;
+    const uint16_t* ds = reinterpret_cast<const uint16_t*>(w + 512);
+    const uint32_t* a = A + g * QA_UNITS * MRQ;
+    const float* ad = reinterpret_cast<const float*>(a + 8 * MRQ);
+    const int32_t* as = reinterpret_cast<const int32_t*>(a + 9 * MRQ);
+    for (int r = 0; r < rows; r++) {
+      int32_t is[NR];
+      for (int c = 0; c < NR; c++) is[c] = as[r];
+      for (int j = 0; j < 4; j++) {
+        int8_t xl[4], xh[4];
+        std::memcpy(xl, a + j * MRQ + r, 4);
+        std::memcpy(xh, a + (j + 4) * MRQ + r, 4);
+        for (int c = 0; c < NR; c++) {
+          const uint8_t* by = w + (2 * j + (c >> 4)) * 64 + (c & 15) * 4;
+          for (int b = 0; b < 4; b++) is[c] += xl[b] * (by[b] & 15) + xh[b] * (by[b] >> 4);
+        }
+      }
+      for (int c = 0; c < NR; c++) acc[r][c] += float(is[c]) * (bf16_to_f32(ds[c]) * ad[r]);
+    }
+  }
+  store_q(acc, rows, nullptr, C, ldc, ncols, accumulate, bias);
+}
+
 }  // namespace
 
 const TierOps tier_portable = {
     "portable", MR, gemm_bf16, gemm_f32, attn_row, rmsnorm_row, rope_row, silu_mul, add, nullptr, nullptr, nullptr, nullptr, score_row, nullptr, nullptr, logit_row_stats, delta_cols,
+    MRQ, 0, quant_row, gemm_q8, gemm_q4,
 };
 
 }  // namespace dyllm
