@@ -15,7 +15,7 @@ import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput 
 import { optionHelp } from '../engine/schema.js';
 import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, accelFlagConfig, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, UsageError, accelFlagConfig, backendName, accelOptions, flagConfig, modelDir, generationFlagConfig, generationOptions, optionsFromFlags, parse } from './args.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
@@ -262,7 +262,7 @@ const COMMON_HELP = `  --model M               model folder, HF id org/name[@rev
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
-  --backend B             auto | native | reference`;
+  --backend B             ${BACKEND_HELP}`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
@@ -295,11 +295,6 @@ function intFlag(flag: string, v: unknown, min: number): number | undefined {
   return n;
 }
 
-function backendName(v: unknown): BackendName {
-  if (v === undefined) return 'auto';
-  if (v === 'auto' || v === 'native' || v === 'reference') return v;
-  throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
-}
 
 /** What an eval or bench evaluates, before any model is loaded (a queue coordinator never loads the weights). */
 export interface EvalInputs {

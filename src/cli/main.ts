@@ -10,8 +10,7 @@ import { cliMessage } from '../engine/schema.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
-import type { BackendName } from '../kernels/select.js';
-import { ACCEL_HELP, GENERATION_HELP, UsageError, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, UsageError, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
 import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { LiveView } from './live-view.js';
 import { cmdServe } from './serve.js';
@@ -39,7 +38,7 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --prompt-ids IDS   raw comma-separated token ids (no template), for parity work
   --chat             wrap the prompt in the model's chat template (the default when the model has one)
   --raw              send the prompt text as is, without the chat template
-  --backend B        auto | native | reference (default auto)
+  --backend B        ${BACKEND_HELP}
   --json             print exactly one JSON object on stdout
 Batch generation over a Redis job queue (answered by "dyllm worker --queue URL" processes):
   --input FILE       JSONL prompts, one {"prompt": "…"} or {"messages": […]} per line (needs --queue)
@@ -50,11 +49,6 @@ ${ACCEL_HELP}`;
 
 
 
-function backendName(v: unknown): BackendName {
-  if (v === undefined) return 'auto';
-  if (v === 'auto' || v === 'native' || v === 'reference') return v;
-  throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
-}
 
 async function cmdGenerate(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
