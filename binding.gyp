@@ -31,6 +31,9 @@
         "src/kernels/native/dyllm_update.cc", "src/kernels/native/stats.cc", "src/kernels/native/rowwise.cc",
         "src/kernels/native/bench.cc", "src/kernels/native/tier_portable.cc"
       ],
+      # Node-API 8 (every Node >= 16.x): one binary, prebuilt or compiled, serves every Node >= 20. Only the tier
+      # libraries above get -march flags; this module is baseline x86-64 and picks a tier by CPUID at run time.
+      "defines": ["NAPI_VERSION=8"],
       "cflags_cc": ["<@(dyllm_opt)", "-pthread"],
       "ldflags": ["-pthread"]
     }

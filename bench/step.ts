@@ -11,7 +11,7 @@
  * vocabulary but `--layers` blocks, and also reports resident memory after loading it against the weight bytes.
  * `--e2e` also runs whole generations (all `--steps`, dense and DyLLM both ways) and reports tokens/s and their ratio.
  */
-import { existsSync, mkdirSync, openSync, writeSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
@@ -24,6 +24,7 @@ import { resolveAccel } from '../src/engine/accel.js';
 import type { SpecialIds } from '../src/engine/pipeline.js';
 import { bundledModelPath as BUNDLED_MODEL } from '../src/load/hub.js';
 import { upstreamModelDir } from './upstream-path.js';
+import { syntheticLladaDir, syntheticLladaReady, writeSyntheticLlada } from './synthetic-llada.js';
 
 const { values } = parseArgs({
   options: {
@@ -48,57 +49,12 @@ const compensated = bf16ActivationMode() === 'split';
 // The compensated bf16 GEMM does two dot products per activation: its compute peak is half.
 const peakMatmul = compensated ? peakBf16 / 2 : peakBf16;
 
-// ---- a synthetic checkpoint with LLaDA-8B layer shapes ----
+// ---- a synthetic checkpoint with LLaDA-8B layer shapes (bench/synthetic-llada.ts) ----
 function syntheticLlada(layers: number): string {
-  const dir = `/tmp/dyllm-synthetic-llada8b-${layers}l`;
-  if (existsSync(join(dir, 'model.safetensors'))) return dir;
-  mkdirSync(dir, { recursive: true });
+  const dir = syntheticLladaDir(layers);
+  if (syntheticLladaReady(dir)) return dir;
   const up = upstreamModelDir('llada-8b-instruct');
-  const cfg = JSON.parse(readFileSync(join(up, 'config.json'), 'utf8'));
-  cfg.n_layers = layers;
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
-  writeFileSync(join(dir, 'generation_config.json'), readFileSync(join(up, 'generation_config.json')));
-  const D = cfg.d_model;
-  const F = cfg.mlp_hidden_size;
-  const V = cfg.embedding_size;
-  const tensors: [string, number[]][] = [['model.transformer.wte.weight', [V, D]]];
-  for (let i = 0; i < layers; i++) {
-    const p = `model.transformer.blocks.${i}.`;
-    tensors.push([p + 'attn_norm.weight', [D]], [p + 'q_proj.weight', [D, D]], [p + 'k_proj.weight', [D, D]], [p + 'v_proj.weight', [D, D]],
-      [p + 'attn_out.weight', [D, D]], [p + 'ff_norm.weight', [D]], [p + 'ff_proj.weight', [F, D]], [p + 'up_proj.weight', [F, D]], [p + 'ff_out.weight', [D, F]]);
-  }
-  tensors.push(['model.transformer.ln_f.weight', [D]], ['model.transformer.ff_out.weight', [V, D]]);
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let off = 0;
-  for (const [name, shape] of tensors) {
-    const n = shape.reduce((a, b) => a * b, 1) * 2;
-    header[name] = { dtype: 'BF16', shape, data_offsets: [off, off + n] };
-    off += n;
-  }
-  let json = JSON.stringify(header);
-  while ((8 + json.length) % 8) json += ' ';
-  const fd = openSync(join(dir, 'model.safetensors'), 'w');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  writeSync(fd, len);
-  writeSync(fd, json);
-  let s = 12345;
-  for (const [name, shape] of tensors) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const chunk = new Uint16Array(Math.min(n, 1 << 24));
-    for (let done = 0; done < n; done += chunk.length) {
-      const m = Math.min(chunk.length, n - done);
-      for (let i = 0; i < m; i++) {
-        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-        // norms ~1, matrices ~N(0, 0.02)-ish: bf16 of ±[0, 0.04)
-        chunk[i] = shape.length === 1 ? 0x3f80 : (s & 0x8000) | (0x3c00 + ((s >>> 16) % 0x0a0));
-      }
-      writeSync(fd, new Uint8Array(chunk.buffer, 0, m * 2));
-    }
-    void name;
-  }
-  closeSync(fd);
-  return dir;
+  return writeSyntheticLlada(dir, JSON.parse(readFileSync(join(up, 'config.json'), 'utf8')), readFileSync(join(up, 'generation_config.json')), layers);
 }
 
 // ---- a timing backend: every op timed and attributed to a phase ----

@@ -34,9 +34,9 @@ test('--backend webgpu: one line for each outcome of the adapter probe', () => {
   assert.match(broken.ok ? '' : broken.reason, /^the webgpu package failed: [^\n]+$/);
 });
 
-test('dyllm generate|serve|eval --backend webgpu: exit code 2 and exactly the probe\'s line on stderr, nothing on stdout', { timeout: 120_000 }, () => {
+test('dyllm generate|serve|eval|bench|worker --backend webgpu: exit code 2 and exactly the probe\'s line on stderr, nothing on stdout', { timeout: 120_000 }, () => {
   const want = `dyllm: ${webGpuBackendMessage(() => probe)}\n`;
-  for (const args of [['generate', '--prompt-ids', '1,2'], ['serve'], ['eval', '--tasks', join(repoRoot, 'data', 'arith-test.jsonl')]]) {
+  for (const args of [['generate', '--prompt-ids', '1,2'], ['serve'], ['eval', '--tasks', join(repoRoot, 'data', 'arith-test.jsonl')], ['bench', '--tasks', join(repoRoot, 'data', 'arith-test.jsonl')], ['worker', '--queue', 'redis://127.0.0.1:1/0']]) {
     const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'dyllm.js'), ...args, '--backend', 'webgpu'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 2, `${args[0]}: ${r.stderr}`);
     assert.equal(r.stderr, want, args[0]);

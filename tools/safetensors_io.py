@@ -131,3 +131,50 @@ def read_checkpoint(folder):
         return out, dts
     t, d, _ = read_safetensors(os.path.join(folder, "model.safetensors"))
     return t, d
+
+
+def map_safetensors(path):
+    """Lazy view of one safetensors file, for checkpoints larger than memory: returns
+    {name: (dtype string, shape list, 1-D numpy memmap of the raw elements)}. BF16 stays as uint16 bit patterns
+    and nothing is converted or read until the caller touches the array."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path}: shorter than the 8-byte safetensors header length")
+        (n,) = struct.unpack("<Q", head)
+        size = os.fstat(f.fileno()).st_size
+        if n > size - 8:
+            raise ValueError(f"{path}: header length {n} exceeds the file size {size}")
+        header = json.loads(f.read(n).decode("utf-8"))
+    header.pop("__metadata__", None)
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        dt = info["dtype"]
+        if dt not in DTYPES:
+            raise ValueError(f"{path}: tensor {name} has dtype {dt}; expected one of {sorted(DTYPES)}")
+        npdt, esize = DTYPES[dt]
+        b, e = info["data_offsets"]
+        shape = [int(s) for s in info["shape"]]
+        count = int(np.prod(shape)) if shape else 1
+        if e - b != count * esize or base + e > size:
+            raise ValueError(f"{path}: bad offsets for {name}")
+        raw = np.memmap(path, dtype=npdt, mode="r", offset=base + b, shape=(count,)) if count else np.zeros(0, npdt)
+        out[name] = (dt, shape, raw)
+    return out
+
+
+def map_checkpoint(folder):
+    """map_safetensors over a single-file or sharded checkpoint folder (shards resolved through weight_map)."""
+    idx = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        with open(idx) as f:
+            wm = json.load(f)["weight_map"]
+        out = {}
+        for fname in sorted(set(wm.values())):
+            out.update(map_safetensors(os.path.join(folder, fname)))
+        missing = set(wm) - set(out)
+        if missing:
+            raise ValueError(f"{folder}: weight_map names tensors its shards do not hold: {sorted(missing)[:3]}")
+        return out
+    return map_safetensors(os.path.join(folder, "model.safetensors"))

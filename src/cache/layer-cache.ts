@@ -1,5 +1,5 @@
 /**
- * Per-sequence, per-layer activation caches of DyLLM (dyllm-algorithm.md §2): for every position of one
+ * Per-sequence, per-layer activation caches of DyLLM (arXiv 2603.08026): for every position of one
  * sequence and every layer, K (after RoPE), V, the attention context C (heads concatenated, before the output
  * projection) and the FFN output F. The model reads and writes them under a RecomputePlan; this module only owns
  * the storage and its size. Stored in fp32 (the engine's activation dtype).
@@ -52,7 +52,7 @@ export class SequenceCache {
 }
 
 /**
- * Cache bytes per token over all layers: L · (2·Hkv·Dh + H·Dh + D + H) fp32 values — the spec's per-layer
+ * Cache bytes per token over all layers: L · (2·Hkv·Dh + H·Dh + D + H) fp32 values — the paper's per-layer
  * `2d/g + 2d` elements (d = H·Dh = D, g = H/Hkv) at 4 bytes each, plus one log-sum-exp per head (H) that the
  * rescale update needs, plus D for the o_proj outputs when they are kept.
  */

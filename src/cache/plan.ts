@@ -1,7 +1,7 @@
 /**
  * RecomputePlan: what the model must recompute in one cached step, decided outside the model. Per sequence it
  * names the query rows R and the salient set entering layer 0; a SaliencyPolicy picks each layer's salient set
- * from the cosine of new versus cached contexts. The model obeys the plan (models/sparse-forward.ts); policies
+ * from the cosine of new versus cached contexts. The model obeys the plan (models/forward/planned.ts); policies
  * (cache/saliency.ts) never touch activations.
  */
 import type { SequenceCache } from './layer-cache.js';

@@ -1,5 +1,5 @@
 /**
- * Saliency policies: pure decisions over per-row signals, no activations. DyLLM's rule (dyllm-algorithm.md §3):
+ * Saliency policies: pure decisions over per-row signals, no activations. DyLLM's rule (arXiv 2603.08026):
  * a row is salient in a layer when the cosine between its new and cached attention context is below τ (strict),
  * one threshold for every layer, no cap and no minimum.
  */

@@ -120,3 +120,39 @@ export function parseIdList(flag: string, v: string): number[] {
 export const GENERATION_HELP = `Generation options:\n${optionHelp(GENERATION_OPTIONS)}`;
 
 export const ACCEL_HELP = `Acceleration:\n${optionHelp(ACCEL_OPTIONS)}`;
+
+/** Most kernel threads --threads / DYLLM_THREADS may ask for (the native addon's own cap). */
+export const MAX_THREADS = 256;
+
+/**
+ * `--threads N` (or `--threads=N`) anywhere in a command's arguments: checked, removed, and set as DYLLM_THREADS,
+ * which the native addon reads when it is first loaded (src/kernels/native.ts) — so this runs before anything
+ * loads it. Without the flag, a DYLLM_THREADS already set is checked the same way. Returns the other arguments.
+ */
+export function applyThreadsFlag(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  const rest: string[] = [];
+  let value: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a === '--threads') {
+      if (i + 1 >= argv.length) throw new UsageError('--threads: expected a thread count, found nothing');
+      value = argv[++i];
+    } else if (a.startsWith('--threads=')) {
+      value = a.slice('--threads='.length);
+    } else {
+      rest.push(a);
+    }
+  }
+  const check = (what: string, v: string): string => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isSafeInteger(n) || n < 1 || n > MAX_THREADS) throw new UsageError(`${what}: expected an integer in [1, ${MAX_THREADS}], found "${v}"`);
+    return String(n);
+  };
+  if (value !== undefined) env.DYLLM_THREADS = check('--threads', value);
+  else if (env.DYLLM_THREADS !== undefined && env.DYLLM_THREADS !== '') check('DYLLM_THREADS', env.DYLLM_THREADS);
+  return rest;
+}

@@ -3,20 +3,31 @@
  * iterator. Exit codes: 0 ok, 1 the model or input could not be used, 2 wrong flags or values. Errors are one
  * line on stderr (set DYLLM_DEBUG=1 for the stack).
  */
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../load/errors.js';
 import { cmdPull } from './pull.js';
 import { loadConfig } from '../load/config.js';
-import { cliMessage } from '../engine/schema.js';
+import { cliMessage, didYouMean } from '../engine/schema.js';
+import { loadNativeAddon } from '../kernels/native.js';
+import type { KernelBackend } from '../kernels/backend.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
-import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, UsageError, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
-import { dyllmCacheBytesPerToken, resolveAccel, type AccelOptions } from '../engine/accel.js';
-import { LiveView } from './live-view.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList } from './args.js';
+import { resolveAccel, type AccelOptions } from '../engine/accel.js';
+import { accelMethod } from '../engine/accel/registry.js';
+import { LiveView, LoadBar } from './live-view.js';
+import { cmdInfo } from './info.js';
+import { answerJson } from './answer.js';
 import { cmdServe } from './serve.js';
-import { cmdBench, cmdEval } from './eval.js';
+import { cmdEval } from './eval.js';
+import { cmdBench } from './bench.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
+
+const COMMANDS = ['generate', 'serve', 'eval', 'bench', 'worker', 'info', 'pull'] as const;
+/** Commands that run the kernels (and so take --threads). */
+const COMPUTE_COMMANDS = new Set(['generate', 'serve', 'eval', 'bench', 'worker']);
 
 const USAGE = `Usage: dyllm <command> [options]
 
@@ -26,7 +37,13 @@ Commands:
   eval --tasks FILE   accuracy and throughput on GSM8K-format JSONL
   bench --tasks FILE  the paper's method matrix (dense, DyLLM, Fast-dLLM, dLLM-Cache) -> table + SVG
   worker --queue URL  take eval, bench and generate jobs from a Redis queue (their --queue URL)
+  info MODEL          a model's architecture, size, tokenizer, special tokens, defaults and backend
   pull ORG/NAME[@REV] download a model into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)
+
+Options:
+  -v, --version       print dyllm's version
+  --threads N         kernel threads for generate, serve, eval and bench (1-${MAX_THREADS}; default: env
+                      DYLLM_THREADS, else every CPU)
 
 Run "dyllm <command> --help" for its options.`;
 
@@ -39,14 +56,16 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --chat             wrap the prompt in the model's chat template (the default when the model has one)
   --raw              send the prompt text as is, without the chat template
   --backend B        ${BACKEND_HELP}
+  --threads N        kernel threads (default: env DYLLM_THREADS, else every CPU)
   --json             print exactly one JSON object on stdout
+  --quiet            print only the answer (no live view, no statistics)
+  --verbose          also print load timings, the backend and its threads, and the options resolved
 Batch generation over a Redis job queue (answered by "dyllm worker --queue URL" processes):
   --input FILE       JSONL prompts, one {"prompt": "…"} or {"messages": […]} per line (needs --queue)
   --output FILE      JSONL answers in input order: {"index", "text", "tokens", "stats"} or {"index", "error"}
 ${QUEUE_HELP}
 ${GENERATION_HELP}
 ${ACCEL_HELP}`;
-
 
 
 
@@ -59,6 +78,8 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     raw: { type: 'boolean' },
     backend: { type: 'string' },
     json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
     input: { type: 'string' },
     output: { type: 'string' },
@@ -80,21 +101,37 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS');
   if (values['prompt-ids'] !== undefined && values.chat) throw new UsageError('--prompt-ids are raw ids: they cannot be combined with --chat');
   if (values.chat && values.raw) throw new UsageError('--chat and --raw contradict each other: give one');
+  if (values.quiet && values.verbose) throw new UsageError('--quiet and --verbose contradict each other: give one');
+  const quiet = values.quiet === true;
+  const verbose = values.verbose === true;
+  const say = (line: string): void => {
+    if (verbose) process.stderr.write(`dyllm: ${line}\n`);
+  };
   const optInput = generationOptions(values);
   const accelInput = accelOptions(values);
   const backend = backendName(values.backend);
   const dir = modelDir(values.model);
 
   // Options are checked against config.json before the weights are read: a wrong value is refused at once.
+  const t0 = performance.now();
   const { config, generation } = loadConfig(dir);
   const options = resolveOptions(config, optInput, generation);
   const accel = resolveAccel(config, accelInput, options);
-  const p = await loadPipeline(dir, { backend });
+  const t1 = performance.now();
+  const bar = quiet ? null : new LoadBar(process.stderr, { tty: process.stderr.isTTY === true, verbose });
+  const p = await loadPipeline(dir, { backend, onProgress: bar?.update });
+  bar?.finish();
+  const threads = threadsOf(p.model.backend);
+  say(`loaded ${dir} (${config.arch}): config ${ms(t1 - t0)}, model, tokenizer and template ${ms(performance.now() - t1)}`);
+  say(`backend ${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'}`);
+  say(`options ${JSON.stringify(options)}`);
+  say(`acceleration ${JSON.stringify(accel)}`);
   const prompt = values['prompt-ids'] !== undefined
     ? parseIdList('prompt-ids', values['prompt-ids'] as string)
     : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true || (!values.raw && p.chatTemplate !== null));
+  say(`prompt: ${prompt.length} tokens`);
 
-  const live = !values.json && process.stderr.isTTY ? new LiveView(p, process.stderr) : null;
+  const live = !values.json && !quiet && process.stderr.isTTY ? new LiveView(p, process.stderr, { threads }) : null;
   const it = generate(p.model, p.ids, { prompts: [prompt], options, accel });
   let result: GenerateResult | undefined;
   for (;;) {
@@ -106,32 +143,9 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     live?.step(r.value as StepEvent);
   }
   live?.finish();
-  report(p, result, accel, values.json === true);
+  report(p, result, accel, values.json === true, quiet, threads);
 }
 
-/**
- * `dyllm generate --json`'s object for one generated sequence: the answer text, the generated tokens and the
- * run's statistics (also each line of a queued batch's output, src/queue).
- */
-export function answerJson(p: Pipeline, tokens: ArrayLike<number>, s: GenerateStats, accel: AccelOptions): { text: string; tokens: number[]; stats: Record<string, unknown> } {
-  return {
-    text: decodeAnswer(p, tokens),
-    tokens: Array.from(tokens),
-    stats: {
-      steps: s.steps,
-      nfe: s.nfe,
-      elapsed_ms: Math.round(s.elapsedMs * 1000) / 1000,
-      tokens_per_s: Math.round(s.tokensPerS * 1000) / 1000,
-      generated_tokens: s.generatedTokens,
-      salient_fraction: s.salientFraction,
-      kv_fraction: s.kvFraction,
-      salient_rows_per_layer: s.salientRowsPerLayer,
-      accel: accel.method,
-      ...(accel.method === 'dyllm' ? { threshold: accel.threshold, cache_bytes_per_token: dyllmCacheBytesPerToken(p.config, accel) } : {}),
-      backend: p.model.backend.name,
-    },
-  };
-}
 
 /** generate --queue --input FILE --output FILE: the prompts of a file as jobs for queue workers (src/queue). */
 async function generateQueued(values: Record<string, unknown>, positionals: string[]): Promise<void> {
@@ -147,22 +161,45 @@ async function generateQueued(values: Record<string, unknown>, positionals: stri
   });
 }
 
-function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: boolean): void {
+
+function ms(x: number): string {
+  return `${Math.round(x)} ms`;
+}
+
+/** Kernel threads a backend runs: the native addon's pool (--threads / DYLLM_THREADS), 1 for the reference. */
+function threadsOf(b: KernelBackend): number {
+  return b.name.startsWith('native') ? loadNativeAddon().threads() : 1;
+}
+
+/** dyllm's version, from its package.json. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: boolean, quiet: boolean, threads: number): void {
   const tokens = result.tokens[0];
   const s = result.stats;
+  const method = accelMethod(accel.method);
   if (json) {
-    process.stdout.write(JSON.stringify(answerJson(p, tokens, s, accel)) + '\n');
+    process.stdout.write(JSON.stringify(answerJson(p, tokens, s, accel, threads)) + '\n');
     return;
   }
   const text = decodeAnswer(p, tokens);
   process.stdout.write(text + '\n');
-  const sal = accel.method === 'none' ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${accel.method}${accel.method === 'dyllm' ? `, τ ${accel.threshold}` : ''})`;
-  process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name})\n`);
+  if (quiet) return;
+  const sal = method.dense ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${method.label(accel)})`;
+  process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'})\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
+  // `dyllm --threads N generate …` reads as `dyllm generate --threads N …`.
+  if (argv[0] === '--threads' && argv.length >= 3) argv = [argv[2], argv[0], argv[1], ...argv.slice(3)];
+  else if (argv[0]?.startsWith('--threads=') && argv.length >= 2) argv = [argv[1], argv[0], ...argv.slice(2)];
+  const [cmd, ...args] = argv;
   try {
+    // Before any command can load the native addon, which reads DYLLM_THREADS once.
+    const rest = COMPUTE_COMMANDS.has(cmd) ? applyThreadsFlag(args) : args;
     switch (cmd) {
       case 'generate':
         await cmdGenerate(rest);
@@ -183,6 +220,13 @@ export async function main(argv: string[]): Promise<number> {
         // Imported here: commands without a queue never load the Redis client.
         await (await import('../queue/worker.js')).cmdWorker(rest);
         return 0;
+      case 'info':
+        await cmdInfo(rest);
+        return 0;
+      case '-v':
+      case '--version':
+        process.stdout.write(`dyllm ${version()}\n`);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -190,7 +234,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}" (expected: generate, serve, eval, bench, worker, pull)`);
+        throw new UsageError(`unknown command "${cmd}" (expected: ${COMMANDS.join(', ')})${didYouMean(cmd, [...COMMANDS, '--version', '--help'])}`);
     }
   } catch (e) {
     if (process.env.DYLLM_DEBUG) console.error(e);

@@ -1,55 +1,31 @@
 /**
- * The denoising loop as a step iterator. Each step runs the model once over the active sequences, hands the
- * logits of the rows that may commit to the family's sampler (LLaDA generate.py / Dream _sample semantics), writes
- * the committed tokens and yields a StepEvent. The CLI, server and benchmarks only consume these events.
+ * The denoising loop as a step iterator. Each step runs the request's acceleration method once over the active
+ * sequences (engine/accel/: the dense model for none), hands the logits of the rows that may commit to the family's
+ * sampler (families/: LLaDA generate.py / Dream `_sample` semantics), writes the committed tokens and yields a
+ * StepEvent. The CLI, server and benchmarks only consume these events.
  *
- * What the loop owns: the canvas (prompt + G masks per sequence), LLaDA's blocks and per-block schedule, Dream's
- * timesteps and logit shift, the batch layout, parallel decoding, early stop and the statistics. What it does not
- * own: which token/rows to pick (sampler/), how logits are computed (the model, or an accelerator in cache/).
+ * What the loop owns: the canvas (prompt + G masks per sequence; canvas.ts), the step count, classifier-free
+ * guidance, early stop and the statistics. What it does not own: which positions may commit and which do, with
+ * which logits row (the family), how logits are computed (the acceleration method, then the model).
  */
-import type { DiffusionModel, ForwardBatch } from '../models/types.js';
-import { lladaSelect, validateLladaOptions } from '../sampler/llada.js';
-import { dreamSelect, validateDreamOptions, type DreamSequence } from '../sampler/dream.js';
-import { Rng } from '../sampler/rng.js';
-import { dreamTimesteps, lladaTransferCounts } from '../sampler/schedule.js';
-import type { Selection } from '../sampler/pick.js';
-import type { LladaOptions } from '../sampler/llada.js';
-import type { RowStats } from '../sampler/confidence.js';
-import type { DreamOptions } from '../sampler/dream.js';
+import { familyOf } from '../families/registry.js';
+import type { DiffusionFamily, FamilySampler } from '../families/types.js';
 import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
-import { OptionError } from './schema.js';
+import type { DiffusionModel, ForwardBatch } from '../models/types.js';
+import type { RowStats } from '../sampler/confidence.js';
+import type { Selection } from '../sampler/pick.js';
+import { Rng } from '../sampler/rng.js';
+import { accelMethod } from './accel/registry.js';
+import type { AccelOptions, AccelTelemetry, StepForward } from './accel/types.js';
+import { buildBatch, buildCanvas, canvasLayout, finishIfDone, guide, sliceStats, validatePrompts, type Seq } from './canvas.js';
 import type { GenerateOptions } from './options.js';
-import { dyllmStepForward, type AccelOptions } from './accel.js';
-import { isBaselineMethod, makeStepForward, resolveMethod } from './baselines.js';
 import type { SpecialIds } from './pipeline.js';
 
-/** What a step computes logits with: the dense model, or an accelerated forward holding per-request caches. */
-export interface StepForward {
-  /** Logits [logitRows, V] for `batch`; `active` are the request's sequence indices in batch order. */
-  forward(batch: ForwardBatch, active: readonly number[], step: number): Float32Array;
-  /** Per-step acceleration telemetry (null for dense). */
-  telemetry(): AccelTelemetry | null;
-}
+// Where callers stepping several runs (server/scheduler.ts) find the merged dense forward.
+export { forwardMerged } from './canvas.js';
 
-/** Recompute counts reported by accelerated forwards (cache/); dense steps report null. */
-export interface AccelTelemetry {
-  readonly method: string;
-  /** Salient (FFN-recomputed) rows per layer this step. */
-  readonly salientPerLayer: readonly number[];
-  /** FFN rows recomputed ÷ the rows a dense step computes, this step. */
-  readonly ffnFraction: number;
-  /** K/V rows recomputed ÷ dense, this step. */
-  readonly kvFraction: number;
-  /** Absolute positions per sequence whose FFN was recomputed in the last layer (for visualisation). */
-  readonly recomputed?: readonly Int32Array[];
-  readonly ffnRows: number;
-  readonly kvRows: number;
-  /** Rows a dense step computes in all layers (Σ sequence lengths × layers). */
-  readonly denseFfnRows: number;
-  /** (sequence, layer) pairs whose o_proj outputs were updated through the projected ΔV instead of recomputed. */
-  readonly oProjReused?: number;
-}
+const NO_ACCEL: AccelOptions = Object.freeze({ method: 'none' });
 
 export interface SequenceStep {
   /** The generated region [G]; the mask id where still masked. */
@@ -57,7 +33,23 @@ export interface SequenceStep {
   /** Offsets in [0, G) committed this step. */
   readonly committed: Int32Array;
   readonly done: boolean;
+  /** With GenerateRequest.logprobs: one entry per `committed` offset, in the same order (see committedLogprob). */
+  readonly logprobs?: readonly CommittedLogprob[];
 }
+
+/** A token id and its log-probability. */
+export interface TokenLogprob {
+  readonly token: number;
+  readonly logprob: number;
+}
+
+/** The committed token's log-probability at its commit step, and the `top` most likely tokens of that row. */
+export interface CommittedLogprob extends TokenLogprob {
+  readonly top: readonly TokenLogprob[];
+}
+
+/** Most alternatives GenerateRequest.logprobs may ask for (OpenAI's top_logprobs bound). */
+export const MAX_TOP_LOGPROBS = 20;
 
 export interface StepEvent {
   readonly step: number; // 0-based
@@ -94,60 +86,15 @@ export interface GenerateResult {
 export interface GenerateRequest {
   readonly prompts: readonly (readonly number[])[];
   readonly options: GenerateOptions;
-  /** Acceleration (default none: the dense forward). */
+  /** Acceleration (default none: the dense forward), as resolveAccel returns it. */
   readonly accel?: AccelOptions;
-  /** Overrides the forward entirely (custom acceleration methods); created per request. */
-  readonly stepForward?: (layout: CanvasLayout) => StepForward;
   /** Checked between steps: true stops the loop (the result is then partial). */
   readonly cancelled?: () => boolean;
-}
-
-/** How sequences sit in the model's rows: each owns [start, start + length) with its generation at genStart. */
-export interface CanvasLayout {
-  readonly lengths: readonly number[];
-  /** Offset of the generated region inside each sequence. */
-  readonly genStart: readonly number[];
-  readonly genLength: number;
-  /** Attention mask per sequence (left-pad layout) or null. */
-  readonly masks: readonly (Uint8Array | null)[];
-}
-
-/** Sequences one request may denoise together (a batch larger than this is a mistake, not a workload). */
-export const MAX_BATCH = 1024;
-
-interface Seq {
-  readonly tokens: Int32Array; // [len] prompt (+ pads) + G
-  readonly mask: Uint8Array | null;
-  readonly genStart: number;
-  readonly isPrompt: Uint8Array; // positions that were not masks at start (CFG's prompt_index)
-  done: boolean;
-  block: number; // LLaDA: current block
-  blockStep: number; // LLaDA: step inside the block
-  schedule: Int32Array; // LLaDA: counts for the current block
-  generated: number;
-}
-
-/** Prompts are checked before anything is allocated: ids inside the vocabulary, prompt + canvas inside the model. */
-function validatePrompts(prompts: readonly (readonly number[])[], cfg: ModelConfig, G: number): void {
-  if (!Array.isArray(prompts) || prompts.length === 0) throw new ConfigError('prompts: expected at least one prompt, found none');
-  if (prompts.length > MAX_BATCH) throw new ConfigError(`prompts: expected at most ${MAX_BATCH} prompts in one request, found ${prompts.length}`);
-  const V = cfg.vocabSize;
-  prompts.forEach((p, b) => {
-    if (!Array.isArray(p) && !(p instanceof Int32Array)) throw new ConfigError(`prompt ${b}: expected an array of token ids, found ${typeof p}`);
-    if (p.length === 0 && cfg.arch === 'dream') throw new ConfigError(`prompt ${b}: Dream needs at least one prompt token`);
-    if (p.length + G > cfg.maxSequenceLength) {
-      throw new OptionError('genLength', `prompt ${b} has ${p.length} tokens, and ${p.length} + ${G} positions exceed the model's maximum sequence length ${cfg.maxSequenceLength} (shorten the prompt or lower the gen length)`);
-    }
-    // Masks inside prompts are allowed: the samplers may fill them (generate.py).
-    for (const t of p) {
-      if (!Number.isSafeInteger(t) || t < 0 || t >= V) throw new ConfigError(`prompt ${b}: token id ${t} is outside the vocabulary [0, ${V})`);
-    }
-  });
-}
-
-/** Dense forward: the model as is. */
-export function denseStepForward(model: DiffusionModel): StepForward {
-  return { forward: (batch) => model.forward(batch), telemetry: () => null };
+  /**
+   * Report each committed token's log-probability (SequenceStep.logprobs) with this many top alternatives
+   * (0..MAX_TOP_LOGPROBS); undefined = off (nothing computed).
+   */
+  readonly logprobs?: number;
 }
 
 /**
@@ -159,18 +106,14 @@ export function denseStepForward(model: DiffusionModel): StepForward {
 export class DenoiseRun {
   private readonly cfg: ModelConfig;
   private readonly o: GenerateOptions;
+  private readonly family: DiffusionFamily;
   private readonly seqs: Seq[];
   private readonly rngs: Rng[];
   private readonly stepper: StepForward;
+  private readonly sampler: FamilySampler;
   /** Whether this run's forward is the plain dense model (so it may share a batch with other dense runs). */
   readonly batchable: boolean;
-  private readonly dream: boolean;
-  private readonly numBlocks: number;
-  private readonly stepsPerBlock: number;
-  private readonly timesteps: Float32Array | null;
   private readonly stopIds: Set<number>;
-  private readonly lladaOpts: LladaOptions;
-  private readonly dreamOpts: DreamOptions;
   private readonly t0 = performance.now();
   private step = 0;
   private nfe = 0;
@@ -184,81 +127,24 @@ export class DenoiseRun {
   constructor(readonly model: DiffusionModel, readonly ids: SpecialIds, readonly req: GenerateRequest) {
     const cfg = (this.cfg = model.config);
     const o = (this.o = req.options);
-    const G = o.genLength;
-    const maskId = ids.mask;
-    validatePrompts(req.prompts, cfg, G);
-    this.dream = cfg.arch === 'dream';
+    const family = (this.family = familyOf(cfg.arch));
+    validatePrompts(req.prompts, cfg, family, o.genLength);
+    if (req.logprobs !== undefined && !(Number.isSafeInteger(req.logprobs) && req.logprobs >= 0 && req.logprobs <= MAX_TOP_LOGPROBS)) {
+      throw new ConfigError(`logprobs: expected an integer in [0, ${MAX_TOP_LOGPROBS}] (top alternatives per token), found ${String(req.logprobs)}`);
+    }
     // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
     this.rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
-    // Canvas layout: packed (each sequence alone) or the official left padding with an attention mask.
-    const maxP = Math.max(...req.prompts.map((p) => p.length));
-    this.seqs = req.prompts.map((p) => {
-      const pad = o.batchLayout === 'left-pad' ? maxP - p.length : 0;
-      const len = pad + p.length + G;
-      const tokens = new Int32Array(len).fill(maskId);
-      tokens.fill(ids.pad, 0, pad);
-      tokens.set(p, pad);
-      let mask: Uint8Array | null = null;
-      if (pad > 0) {
-        mask = new Uint8Array(len).fill(1);
-        mask.fill(0, 0, pad);
-      }
-      const isPrompt = new Uint8Array(len);
-      for (let i = 0; i < pad + p.length; i++) isPrompt[i] = tokens[i] !== maskId ? 1 : 0;
-      return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, block: 0, blockStep: 0, schedule: new Int32Array(0), generated: 0 };
-    });
-    const layout: CanvasLayout = { lengths: this.seqs.map((s) => s.tokens.length), genStart: this.seqs.map((s) => s.genStart), genLength: G, masks: this.seqs.map((s) => s.mask) };
-    if (req.accel && req.accel.method !== 'none' && o.cfgScale > 0) {
+    this.seqs = buildCanvas(req.prompts, o, ids);
+    const accel = req.accel ?? NO_ACCEL;
+    const method = accelMethod(accel.method);
+    if (!method.dense && o.cfgScale > 0) {
       throw new ConfigError('accel: classifier-free guidance with cached acceleration is not supported; use --accel none with --cfg-scale');
     }
-    this.batchable = !req.stepForward && !(req.accel && req.accel.method !== 'none');
-    const a = req.accel;
-    this.stepper = req.stepForward
-      ? req.stepForward(layout)
-      : a && a.method === 'dyllm'
-        ? dyllmStepForward(model, layout, a)
-        : a && isBaselineMethod(a.method)
-          ? makeStepForward(model, layout, resolveMethod(cfg.arch, {
-            method: a.method, blockLength: a.cacheBlock, promptInterval: a.promptInterval, genInterval: a.genInterval, transferRatio: a.transferRatio,
-          }, o))
-          : denseStepForward(model);
-
-    // LLaDA blocks: G = numBlocks · blockLength; steps = numBlocks · stepsPerBlock.
-    this.numBlocks = this.dream ? 1 : G / o.blockLength;
-    this.stepsPerBlock = this.dream ? o.steps : o.steps / this.numBlocks;
-    this.timesteps = this.dream ? dreamTimesteps(o.steps, o.eps) : null;
+    this.batchable = method.dense === true;
+    this.stepper = method.create({ model, layout: canvasLayout(this.seqs, o.genLength), gen: o, family }, accel);
     this.stopIds = new Set<number>([ids.eos, ...(ids.eot !== null ? [ids.eot] : [])]);
-    this.lladaOpts = {
-      temperature: o.temperature, remasking: o.remasking, logitsEosInf: o.logitsEosInf, confidenceEosEotInf: o.confidenceEosEotInf,
-      eosId: ids.eos, eotId: ids.eot ?? ids.eos, parallelThreshold: o.parallelThreshold,
-    };
-    this.dreamOpts = { temperature: o.temperature, topP: o.topP, topK: o.topK, alg: o.alg, algTemp: o.algTemp, parallelThreshold: o.parallelThreshold };
-    // What the samplers would refuse at their first step is refused here, before the request starts.
-    if (this.dream) validateDreamOptions(this.dreamOpts);
-    else validateLladaOptions(this.lladaOpts, cfg.vocabSize);
-    if (!this.dream) for (const s of this.seqs) this.startBlock(s);
-  }
-
-  private startBlock(s: Seq): void {
-    const from = s.genStart + s.block * this.o.blockLength;
-    let n = 0;
-    for (let i = from; i < from + this.o.blockLength; i++) if (s.tokens[i] === this.ids.mask) n++;
-    s.schedule = lladaTransferCounts(n, this.stepsPerBlock);
-    s.blockStep = 0;
-  }
-
-  /**
-   * Row statistics from the kernels when the sampler can use them (greedy, no top-p/top-k, no logit edits), so the
-   * vocabulary-wide softmax runs natively instead of in JS; null otherwise.
-   */
-  private rowStats(logits: Float32Array, V: number): RowStats | null {
-    const o = this.o;
-    if (o.temperature !== 0) return null;
-    if (this.dream ? o.alg === 'origin' || (o.topP !== null && o.topP < 1) || o.topK !== null : o.remasking !== 'low_confidence' || o.logitsEosInf || o.confidenceEosEotInf) return null;
-    const M = logits.length / V;
-    const stats = { argmax: new Int32Array(M), p1: new Float64Array(M), p2: new Float64Array(M), negEntropy: this.dream && o.alg === 'entropy' ? new Float64Array(M) : null };
-    this.model.backend.logitStats(logits, M, V, stats.argmax, stats.p1, stats.p2, stats.negEntropy);
-    return stats;
+    // What the sampler would refuse at its first step is refused here, before the request starts.
+    this.sampler = family.sampler({ options: o, sequences: this.seqs, maskId: ids.mask, eosId: ids.eos, eotId: ids.eot, vocabSize: cfg.vocabSize, rngs: this.rngs });
   }
 
   /** Stop at the next step boundary (the result is then partial). */
@@ -276,20 +162,20 @@ export class DenoiseRun {
     if (this.finished) return null;
     const active: number[] = [];
     this.seqs.forEach((s, b) => s.done || active.push(b));
-    // Rows that may commit this step, and the model rows whose logits they read.
+    // Rows that may commit this step: the masks before the family's candidate end.
     const cand: Int32Array[] = [];
     for (const b of active) {
       const s = this.seqs[b];
-      const end = this.dream ? s.tokens.length : s.genStart + (s.block + 1) * this.o.blockLength;
+      const end = this.sampler.candidateEnd(b);
       const c: number[] = [];
       for (let i = 0; i < end; i++) if (s.tokens[i] === this.ids.mask) c.push(i);
       cand.push(Int32Array.from(c));
     }
     this.pending = { active, cand };
-    return buildBatch(this.seqs, active, cand, this.dream, this.o.cfgScale > 0, this.ids.mask);
+    return buildBatch(this.seqs, active, cand, this.family, this.o.cfgScale > 0, this.ids.mask);
   }
 
-  /** This run's own forward (dense model or its accelerator). */
+  /** This run's own forward (its acceleration method's; the dense model for none). */
   forwardOwn(batch: ForwardBatch): Float32Array {
     return this.stepper.forward(batch, this.pending!.active, this.step);
   }
@@ -299,95 +185,103 @@ export class DenoiseRun {
     const { active, cand } = this.pending!;
     this.pending = null;
     const o = this.o;
-    const cfg = this.cfg;
-    const maskId = this.ids.mask;
-    const G = o.genLength;
     const step = this.step;
     this.nfe += o.cfgScale > 0 ? 2 : 1;
     const accel = this.batchable ? null : this.stepper.telemetry();
-    if (accel) {
-      this.ffnRows += accel.ffnRows;
-      this.kvRows += accel.kvRows;
-      this.denseFfnRows += accel.denseFfnRows;
-      this.perLayer ??= new Array(cfg.numLayers).fill(0);
-      accel.salientPerLayer.forEach((n, l) => (this.perLayer![l] += n));
-    } else {
-      let rows = 0;
-      for (const b of active) rows += this.seqs[b].tokens.length;
-      this.ffnRows += rows * cfg.numLayers;
-      this.kvRows += rows * cfg.numLayers;
-      this.denseFfnRows += rows * cfg.numLayers;
-    }
+    this.count(accel, active);
     const ts = performance.now();
     const logits = o.cfgScale > 0 ? guide(rawLogits, o.cfgScale) : rawLogits;
-    const V = cfg.vocabSize;
-    const stats = this.rowStats(logits, V);
-
-    // Sample.
-    let selections: Selection[];
-    if (this.dream) {
-      const dseqs: DreamSequence[] = [];
-      let off = 0;
-      for (const c of cand) {
-        dseqs.push({ logits: logits.subarray(off * V, (off + c.length) * V), masked: new Uint8Array(c.length).fill(1), stats: stats && sliceStats(stats, off, off + c.length) });
-        off += c.length;
-      }
-      // Dream shares k across the batch (mean masked count): kept for the official padded layout; packed
-      // sequences each get their own k, so they compute exactly what they compute alone.
-      selections = o.batchLayout === 'left-pad'
-        ? dreamSelect({ sequences: dseqs, step, timesteps: this.timesteps!, options: this.dreamOpts, rng: this.rngs[active[0]] })
-        : dseqs.map((d, ai) => dreamSelect({ sequences: [d], step, timesteps: this.timesteps!, options: this.dreamOpts, rng: this.rngs[active[ai]] })[0]);
-    } else {
-      selections = [];
-      let off = 0;
-      active.forEach((b, ai) => {
-        const s = this.seqs[b];
-        const c = cand[ai];
-        const ones = new Uint8Array(c.length).fill(1);
-        selections.push(lladaSelect({
-          logits: logits.subarray(off * V, (off + c.length) * V), masked: ones, candidate: ones, k: s.schedule[s.blockStep],
-          options: this.lladaOpts, rng: this.rngs[b], stats: stats && sliceStats(stats, off, off + c.length),
-        }));
-        off += c.length;
-      });
-    }
-
-    // Commit, advance blocks, early stop.
-    const committedByActive: Int32Array[] = [];
-    active.forEach((b, ai) => {
-      const s = this.seqs[b];
-      const sel = selections[ai];
-      const got: number[] = [];
-      for (let j = 0; j < sel.rows.length; j++) {
-        const pos = cand[ai][sel.rows[j]];
-        s.tokens[pos] = sel.tokens[j];
-        if (pos >= s.genStart) got.push(pos - s.genStart);
-      }
-      committedByActive.push(Int32Array.from(got));
-      if (!this.dream) {
-        s.blockStep++;
-        // Next block when this one is filled (early with parallel decoding) or its steps are spent.
-        while (s.block < this.numBlocks && (s.blockStep >= this.stepsPerBlock || !blockHasMask(s, o.blockLength, maskId))) {
-          s.block++;
-          if (s.block < this.numBlocks) this.startBlock(s);
-        }
-      }
-      finishIfDone(s, G, maskId, o.stopAtEos, this.stopIds, this.ids.eos);
-      // Past the last block the official loop ends, even with masks left (a prompt mask took some of the blocks'
-      // commits; generate.py returns the canvas as it is). Blocks that parallel decoding filled early get here
-      // before the step budget is spent.
-      if (!this.dream && !s.done && s.block >= this.numBlocks) {
-        s.done = true;
-        s.generated = G;
-      }
+    const selections = this.select(logits, active, cand, step);
+    const V = this.cfg.vocabSize;
+    let rowOff = 0; // this sequence's first row in `logits`
+    const committed = active.map((b, ai) => {
+      const c = this.commit(b, cand[ai], selections[ai], logits.subarray(rowOff * V, (rowOff + cand[ai].length) * V));
+      rowOff += cand[ai].length;
+      return c;
     });
     const sampleMs = performance.now() - ts;
     this.step++;
     const sequences: SequenceStep[] = this.seqs.map((s, b) => {
       const ai = active.indexOf(b);
-      return { canvas: s.tokens.slice(s.genStart), committed: ai >= 0 ? committedByActive[ai] : new Int32Array(0), done: s.done };
+      const seqStep: SequenceStep = { canvas: s.tokens.slice(s.genStart), committed: ai >= 0 ? committed[ai].offsets : new Int32Array(0), done: s.done };
+      return this.req.logprobs === undefined ? seqStep : { ...seqStep, logprobs: ai >= 0 ? committed[ai].logprobs : [] };
     });
     return { step, maxSteps: o.steps, sequences, forwardMs, sampleMs, nfe: this.nfe, accel };
+  }
+
+  /** Adds a step's computed rows to the run's statistics (a dense step computes every row of every layer). */
+  private count(accel: AccelTelemetry | null, active: readonly number[]): void {
+    const L = this.cfg.numLayers;
+    if (accel) {
+      this.ffnRows += accel.ffnRows;
+      this.kvRows += accel.kvRows;
+      this.denseFfnRows += accel.denseFfnRows;
+      this.perLayer ??= new Array(L).fill(0);
+      accel.salientPerLayer.forEach((n, l) => (this.perLayer![l] += n));
+    } else {
+      let rows = 0;
+      for (const b of active) rows += this.seqs[b].tokens.length;
+      this.ffnRows += rows * L;
+      this.kvRows += rows * L;
+      this.denseFfnRows += rows * L;
+    }
+  }
+
+  /** The family's choice of commits, from the candidate rows' logits (and their kernel statistics when usable). */
+  private select(logits: Float32Array, active: readonly number[], cand: readonly Int32Array[], step: number): Selection[] {
+    const V = this.cfg.vocabSize;
+    const stats = this.rowStats(logits, V);
+    let off = 0;
+    return this.sampler.select(step, active.map((b, ai) => {
+      const n = cand[ai].length;
+      const rows = { seq: b, logits: logits.subarray(off * V, (off + n) * V), stats: stats && sliceStats(stats, off, off + n), n };
+      off += n;
+      return rows;
+    }));
+  }
+
+  /**
+   * Row statistics from the kernels when the sampler can use them (greedy, no top-p/top-k, no logit edits), so the
+   * vocabulary-wide softmax runs natively instead of in JS; null otherwise.
+   */
+  private rowStats(logits: Float32Array, V: number): RowStats | null {
+    const need = this.sampler.rowStats;
+    if (!need) return null;
+    const M = logits.length / V;
+    const stats = { argmax: new Int32Array(M), p1: new Float64Array(M), p2: new Float64Array(M), negEntropy: need.entropy ? new Float64Array(M) : null };
+    this.model.backend.logitStats(logits, M, V, stats.argmax, stats.p1, stats.p2, stats.negEntropy);
+    return stats;
+  }
+
+  /**
+   * Writes sequence b's selected tokens, advances its schedule, ends it when due; returns the committed offsets
+   * (and, when asked, their log-probabilities from `logits`, this sequence's candidate rows).
+   */
+  private commit(b: number, cand: Int32Array, sel: Selection, logits: Float32Array): { offsets: Int32Array; logprobs: CommittedLogprob[] } {
+    const s = this.seqs[b];
+    const G = this.o.genLength;
+    const V = this.cfg.vocabSize;
+    const got: number[] = [];
+    const lps: CommittedLogprob[] = [];
+    for (let j = 0; j < sel.rows.length; j++) {
+      const pos = cand[sel.rows[j]];
+      s.tokens[pos] = sel.tokens[j];
+      if (pos >= s.genStart) {
+        got.push(pos - s.genStart);
+        if (this.req.logprobs !== undefined) {
+          const r = sel.rows[j];
+          lps.push(committedLogprob(logits.subarray(r * V, (r + 1) * V), sel.tokens[j], this.req.logprobs, this.o.temperature));
+        }
+      }
+    }
+    const spent = this.sampler.advance(b);
+    finishIfDone(s, G, this.ids.mask, this.o.stopAtEos, this.stopIds, this.ids.eos);
+    // A spent schedule ends the sequence even with masks left, as the official loop does.
+    if (!s.done && spent) {
+      s.done = true;
+      s.generated = G;
+    }
+    return { offsets: Int32Array.from(got), logprobs: lps };
   }
 
   result(): GenerateResult {
@@ -422,124 +316,6 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
   }
 }
 
-/**
- * One forward for several dense runs' batches (sequences never attend across requests, so each gets exactly
- * the logits it would get alone). Returns each batch's logits.
- */
-export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBatch[]): Float32Array[] {
-  if (batches.length === 1) return [model.forward(batches[0])];
-  let T = 0;
-  let S = 0;
-  let L = 0;
-  for (const b of batches) {
-    T += b.tokens.length;
-    S += b.seqStart.length - 1;
-    L += b.logitRows ? b.logitRows.length : b.tokens.length;
-  }
-  const tokens = new Int32Array(T);
-  const seqStart = new Int32Array(S + 1);
-  const anyMask = batches.some((b) => b.attentionMask);
-  const mask = anyMask ? new Uint8Array(T).fill(1) : null;
-  const logitRows = new Int32Array(L);
-  let t = 0;
-  let s = 0;
-  let l = 0;
-  for (const b of batches) {
-    tokens.set(b.tokens, t);
-    if (mask && b.attentionMask) mask.set(b.attentionMask, t);
-    for (let i = 0; i < b.seqStart.length - 1; i++) seqStart[s++] = t + b.seqStart[i];
-    if (b.logitRows) for (const r of b.logitRows) logitRows[l++] = t + r;
-    else for (let r = 0; r < b.tokens.length; r++) logitRows[l++] = t + r;
-    t += b.tokens.length;
-  }
-  seqStart[S] = T;
-  const all = model.forward({ tokens, seqStart, attentionMask: mask, logitRows });
-  const V = model.config.vocabSize;
-  const out: Float32Array[] = [];
-  let off = 0;
-  for (const b of batches) {
-    const n = b.logitRows ? b.logitRows.length : b.tokens.length;
-    out.push(all.subarray(off * V, (off + n) * V));
-    off += n;
-  }
-  return out;
-}
-
-function blockHasMask(s: Seq, blockLength: number, maskId: number): boolean {
-  const from = s.genStart + s.block * blockLength;
-  for (let i = from; i < from + blockLength; i++) if (s.tokens[i] === maskId) return true;
-  return false;
-}
-
-/** Done when no mask is left, or (stopAtEos) an end token is decoded with every position before it committed. */
-function finishIfDone(s: Seq, G: number, maskId: number, stopAtEos: boolean, stopIds: Set<number>, eos: number): void {
-  const gen = s.tokens.subarray(s.genStart);
-  let firstMask = -1;
-  for (let i = 0; i < G; i++) {
-    if (gen[i] === maskId) {
-      firstMask = i;
-      break;
-    }
-    if (stopAtEos && stopIds.has(gen[i])) {
-      gen.fill(eos, i + 1); // positions after the end are not generated; fill them with EOS
-      s.done = true;
-      s.generated = i + 1;
-      return;
-    }
-  }
-  if (firstMask < 0) {
-    s.done = true;
-    s.generated = G;
-  }
-}
-
-/** The batch of the active sequences (and CFG's unconditional copies), with logits for the candidate rows. */
-function buildBatch(seqs: Seq[], active: number[], cand: Int32Array[], dream: boolean, cfg: boolean, maskId: number): ForwardBatch {
-  const copies = cfg ? 2 : 1;
-  let T = 0;
-  for (const b of active) T += seqs[b].tokens.length;
-  const tokens = new Int32Array(T * copies);
-  const seqStart = new Int32Array(active.length * copies + 1);
-  const anyMask = active.some((b) => seqs[b].mask !== null);
-  const mask = anyMask ? new Uint8Array(T * copies).fill(1) : null;
-  let nRows = 0;
-  for (const c of cand) nRows += c.length;
-  const logitRows = new Int32Array(nRows * copies);
-  let row = 0;
-  let lr = 0;
-  for (let copy = 0; copy < copies; copy++) {
-    active.forEach((b, ai) => {
-      const s = seqs[b];
-      seqStart[copy * active.length + ai] = row;
-      tokens.set(s.tokens, row);
-      // CFG's unconditional copy: every prompt position (prompt_index, pads included) becomes the mask.
-      if (copy === 1) for (let i = 0; i < s.tokens.length; i++) if (s.isPrompt[i]) tokens[row + i] = maskId;
-      if (mask && s.mask) mask.set(s.mask, row);
-      // Dream predicts position i from the output at i − 1 (position 0 reuses its own row).
-      for (const pos of cand[ai]) logitRows[lr++] = row + (dream ? Math.max(pos - 1, 0) : pos);
-      row += s.tokens.length;
-    });
-  }
-  seqStart[active.length * copies] = row;
-  return { tokens, seqStart, attentionMask: mask, logitRows };
-}
-
-function sliceStats(s: RowStats, from: number, to: number): RowStats {
-  return { argmax: s.argmax.subarray(from, to), p1: s.p1.subarray(from, to), p2: s.p2.subarray(from, to), negEntropy: s.negEntropy ? s.negEntropy.subarray(from, to) : null };
-}
-
-/** Classifier-free guidance on [conditional; unconditional] logits: u + (s + 1)·(c − u). */
-function guide(logits: Float32Array, scale: number): Float32Array {
-  const half = logits.length / 2;
-  const out = new Float32Array(half);
-  for (let i = 0; i < half; i++) {
-    const c = logits[i];
-    const u = logits[half + i];
-    out[i] = u + (scale + 1) * (c - u);
-  }
-  return out;
-}
-
 /** Async wrapper: yields to the event loop between steps (Ctrl-C, timers and I/O stay responsive). */
 export async function* generate(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): AsyncGenerator<StepEvent, GenerateResult> {
   const it = generateSteps(model, ids, req);
@@ -548,5 +324,45 @@ export async function* generate(model: DiffusionModel, ids: SpecialIds, req: Gen
     if (r.done) return r.value;
     yield r.value;
     await new Promise<void>((res) => setImmediate(res));
+  }
+}
+
+/**
+ * The committed token's log-probability under the distribution the sampler read: log-softmax of the logit row
+ * (CFG-guided when guidance is on; Dream's rows already shifted), divided by the temperature when it is > 0. Also
+ * the `k` most likely tokens of that row, most likely first (ties: lower id first). Float64 arithmetic.
+ */
+export function committedLogprob(row: Float32Array, token: number, k: number, temperature: number): CommittedLogprob {
+  const V = row.length;
+  const inv = temperature > 0 ? 1 / temperature : 1;
+  let max = -Infinity;
+  for (let j = 0; j < V; j++) if (row[j] * inv > max) max = row[j] * inv;
+  let sum = 0;
+  for (let j = 0; j < V; j++) sum += Math.exp(row[j] * inv - max);
+  const lse = max + Math.log(sum);
+  // The k largest, kept sorted (k ≤ MAX_TOP_LOGPROBS: insertion is cheaper than sorting V values).
+  const ids: number[] = [];
+  const vals: number[] = [];
+  for (let j = 0; j < V && k > 0; j++) {
+    const x = row[j];
+    if (ids.length === k && x <= vals[k - 1]) continue;
+    let at = ids.length === k ? k - 1 : ids.length;
+    while (at > 0 && vals[at - 1] < x) at--;
+    ids.splice(at, 0, j);
+    vals.splice(at, 0, x);
+    if (ids.length > k) {
+      ids.pop();
+      vals.pop();
+    }
+  }
+  return { token, logprob: row[token] * inv - lse, top: ids.map((id, i) => ({ token: id, logprob: vals[i] * inv - lse })) };
+}
+
+/** Runs a request to the end (yielding to the event loop between steps, as `generate` does) and returns its result. */
+export async function generateAll(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): Promise<GenerateResult> {
+  const it = generate(model, ids, req);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
   }
 }

@@ -10,14 +10,14 @@ import type { GenerationDefaults, ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
 import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer, tokenizerFile, type Tokenizer } from '../load/tokenizer.js';
-import { loadModel } from '../models/load-model.js';
-import { turnEndTokens } from '../models/registry.js';
+import { familyOf } from '../families/registry.js';
+import { loadModel, type LoadProgress } from '../models/load-model.js';
 import type { DiffusionModel } from '../models/types.js';
 
 export interface SpecialIds {
   readonly mask: number;
   readonly eos: number;
-  /** End of an assistant turn (LLaDA `<|eot_id|>`, Dream `<|im_end|>`); null if the vocabulary lacks it. */
+  /** End of an assistant turn (the family's turnEndToken); null if the vocabulary lacks it. */
   readonly eot: number | null;
   readonly bos: number | null;
   readonly pad: number;
@@ -37,6 +37,8 @@ export interface PipelineOptions {
   readonly backend?: BackendName | KernelBackend;
   /** Limits on rendering the chat template (default: templateLimits(), i.e. 1 s or DYLLM_TEMPLATE_TIMEOUT_MS). */
   readonly templateLimits?: Partial<TemplateLimits>;
+  /** Called as the weights are read (see loadModel). */
+  readonly onProgress?: LoadProgress;
 }
 
 /**
@@ -53,7 +55,7 @@ async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipe
   const tokenizer = await loadTokenizer(dir);
   const chatTemplate = await loadChatTemplate(dir, { limits: opts.templateLimits });
   checkTokenizerFitsModel(dir, config, generation, tokenizer, chatTemplate);
-  const eotId = tokenizer.tokenToId(turnEndTokens[config.arch]);
+  const eotId = tokenizer.tokenToId(familyOf(config.arch).turnEndToken);
   return {
     dir,
     model,
@@ -72,7 +74,8 @@ async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipe
  */
 function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: GenerationDefaults, tokenizer: Tokenizer, chatTemplate: ChatTemplateInfo | null): void {
   const cfgFile = join(dir, 'config.json');
-  const rowsKey = config.arch === 'llada' ? 'embedding_size' : 'vocab_size';
+  const family = familyOf(config.arch);
+  const rowsKey = family.embeddingRowsKey;
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new LoadError(
       tokenizerFile(dir),
@@ -81,9 +84,8 @@ function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: G
       'the tokenizer belongs to a different model',
     );
   }
-  // Where each id was read from (load/config.ts: generation_config.json first for eos, and for LLaDA's bos).
-  const fromGen = (key: string): boolean =>
-    generation[key] !== undefined && generation[key] !== null && (key === 'eos_token_id' || (key === 'bos_token_id' && config.arch === 'llada'));
+  // Where each id was read from (load/config.ts reads some from generation_config.json first).
+  const fromGen = (key: string): boolean => generation[key] !== undefined && generation[key] !== null && family.idsFromGenerationConfig.includes(key);
   const ids: [string, number | null][] = [
     ['mask_token_id', config.maskTokenId],
     ['eos_token_id', config.eosTokenId],

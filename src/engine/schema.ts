@@ -9,8 +9,10 @@
  * that knows its option, so each surface names it the way its user typed it (`--gen-length`, `max_tokens`,
  * `genLength`).
  *
- * May import: load/ (types, errors). Imported by: engine/options.ts, engine/accel.ts, cli/, server/.
+ * May import: load/ (types, errors), families/ (help marks). Imported by: engine/options.ts, engine/accel/, cli/,
+ * server/.
  */
+import { allFamilies } from '../families/registry.js';
 import type { Architecture } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
 
@@ -58,8 +60,6 @@ export interface OptionSpec {
   readonly help: string;
   /** The default, as help text ("the gen length", "0.99 LLaDA, 0.995 Dream"). */
   readonly defaultHelp?: string;
-  /** The families whose sampler reads it (help text only; others ignore it). */
-  readonly families?: readonly Architecture[];
 }
 
 /** Integers this large are the same as unbounded for every count an option holds (steps, periods, seeds are separate). */
@@ -168,10 +168,6 @@ export function declareOptions(specs: readonly OptionSpec[]): readonly OptionSpe
   return specs;
 }
 
-export function optionSpec(key: string): OptionSpec | undefined {
-  return registry.get(key);
-}
-
 /** Every declared option, in declaration order. */
 export function allOptions(): readonly OptionSpec[] {
   return [...registry.values()];
@@ -208,7 +204,9 @@ export function optionHelp(specs: readonly OptionSpec[], width = 28, columns = 1
   return specs.map((s) => {
     const head = `  --${s.flag}${s.type === 'boolean' ? '' : ` ${s.metavar ?? (s.type === 'enum' ? 'X' : 'N')}`}`;
     const values = s.type === 'enum' ? `: ${(s.values ?? []).join(' | ')}` : '';
-    const fam = s.families && s.families.length === 1 ? `${s.families[0] === 'llada' ? 'LLaDA' : 'Dream'}: ` : '';
+    // An option only one family's sampler reads is marked with that family ("LLaDA: …"); the others ignore it.
+    const readers = allFamilies().filter((f) => (f.options as readonly string[]).includes(s.key));
+    const fam = readers.length === 1 ? `${readers[0].label}: ` : '';
     const def = s.defaultHelp ? ` (default ${s.defaultHelp})` : '';
     return wrap(`${head.padEnd(width - 1)} ${fam}${s.help}${values}${def}`, width, columns);
   }).join('\n');

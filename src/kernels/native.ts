@@ -1,6 +1,8 @@
 /**
- * Loader for the native N-API kernel addon (build/Release/dyllm_kernels.node, built by `npm install` through
- * node-gyp from binding.gyp and src/kernels/native/).
+ * Loader for the native N-API kernel addon. It is found the way node-gyp-build finds it: an addon compiled on this
+ * machine (build/Release/*.node: `npm rebuild dyllm`, `npx node-gyp rebuild`) first, else the prebuilt binary
+ * shipped in the package for this platform (prebuilds/<platform>-<arch>/*.node, made by `npm run prebuild`; one
+ * Node-API binary serves every Node ≥ 20). scripts/install.mjs makes the same choice at install.
  *
  * The addon carries three ISA tiers, each compiled with its own flags and chosen at runtime by CPUID:
  *   avx512bf16 — AVX-512 + vdpbf16ps (bf16 GEMM/GEMV at the bf16 dot-product rate);
@@ -10,7 +12,6 @@
  * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: all CPUs).
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HostWeight, KernelBackend, PreparedWeight } from './backend.js';
@@ -90,23 +91,44 @@ export function bf16ActivationMode(opt?: string): Bf16Activations {
 const here = dirname(fileURLToPath(import.meta.url));
 /** Package root from dist/src/kernels/ (compiled) — three levels up. */
 const packageRoot = resolve(here, '..', '..', '..');
-/** Where node-gyp puts the addon. */
-export const nativeAddonPath = resolve(packageRoot, 'build', 'Release', 'dyllm_kernels.node');
+const require = createRequire(import.meta.url);
+/** node-gyp-build's lookup (a CommonJS module): build/Release, then the matching prebuilds/<platform>-<arch>/ file. */
+const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+
+/** Where node-gyp puts an addon compiled on this machine. */
+export const nativeBuildPath = resolve(packageRoot, 'build', 'Release', 'dyllm_kernels.node');
+/** Where the package's prebuilt addons are (prebuilds/<platform>-<arch>/). */
+export const nativePrebuildsDir = resolve(packageRoot, 'prebuilds');
+
+/** The addon file the loader would use (compiled first, else the prebuilt one for this platform), or null. */
+export function findNativeAddon(): string | null {
+  try {
+    return nodeGypBuild.path(packageRoot);
+  } catch {
+    return null;
+  }
+}
+
+/** The addon the loader uses: the file found now, else the place node-gyp would compile it to. */
+export const nativeAddonPath = findNativeAddon() ?? nativeBuildPath;
+
+/** How to get the native kernels where neither a prebuilt nor a compiled addon loads (also in scripts/install.mjs). */
+export const NATIVE_FIX = 'install a C++ compiler, make and python3 and run `npm rebuild dyllm` (in a dyllm checkout: `npm rebuild`), or use a platform with prebuilt binaries (linux-x64 glibc)';
 
 let cached: NativeAddon | null = null;
 
-/** Loads the raw addon (cached). Throws an Error with the reason when it is missing or cannot be loaded. */
+/** Loads the raw addon (cached). Throws an Error with the reason, and how to fix it, when it is missing or cannot be loaded. */
 export function loadNativeAddon(): NativeAddon {
   if (cached) return cached;
   if (process.env.DYLLM_NATIVE === 'off') throw new Error('disabled by DYLLM_NATIVE=off');
-  if (!existsSync(nativeAddonPath)) {
-    throw new Error(`native addon not built (${nativeAddonPath} is missing; run \`npm rebuild\` or \`npx node-gyp rebuild\`)`);
+  const file = findNativeAddon();
+  if (file === null) {
+    throw new Error(`no native addon for ${process.platform}-${process.arch}: none compiled in ${dirname(nativeBuildPath)}, no prebuilt binary for this platform in ${nativePrebuildsDir}; ${NATIVE_FIX}`);
   }
-  const require = createRequire(import.meta.url);
   try {
-    cached = require(nativeAddonPath) as NativeAddon;
+    cached = require(file) as NativeAddon;
   } catch (e) {
-    throw new Error(`native addon ${nativeAddonPath} failed to load: ${(e as Error).message}`);
+    throw new Error(`native addon ${file} failed to load: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}; ${NATIVE_FIX}`);
   }
   return cached;
 }

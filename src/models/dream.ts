@@ -1,14 +1,14 @@
 /**
  * Dream (Dream-org/Dream-v0-Instruct-7B, Dream-Coder): a Qwen2.5 transformer run bidirectionally. What is
  * particular to it: Qwen2 checkpoint names, q/k/v biases, GQA (28 query heads share 4 KV heads), and logits
- * shifted right by one position — applied by the sampler (config.shiftLogits), not here. Padding: positions
- * count real tokens only (cumsum(mask) − 1, pads at 1); the mask is key AND query, so a pad query row attends
- * to nothing and its attention output is zero.
+ * shifted right by one position — applied by its diffusion family (families/dream.ts logitRow), not here.
+ * Padding: positions count real tokens only (cumsum(mask) − 1, pads at 1); the mask is key AND query, so a pad
+ * query row attends to nothing and its attention output is zero.
  */
 import type { KernelBackend } from '../kernels/backend.js';
 import type { ModelConfig } from '../load/config.js';
 import type { WeightStore } from '../load/weights.js';
-import { loadWeights, Transformer, type PaddingRules, type WeightNames } from './layers.js';
+import { loadWeights, Transformer, type PaddingRules, type WeightNames } from './transformer.js';
 
 export const dreamWeightNames: WeightNames = {
   embed: 'model.embed_tokens.weight',

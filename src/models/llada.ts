@@ -7,7 +7,7 @@
 import type { KernelBackend } from '../kernels/backend.js';
 import type { ModelConfig } from '../load/config.js';
 import type { WeightStore } from '../load/weights.js';
-import { loadWeights, Transformer, type PaddingRules, type WeightNames } from './layers.js';
+import { loadWeights, Transformer, type PaddingRules, type WeightNames } from './transformer.js';
 
 export const lladaWeightNames: WeightNames = {
   embed: 'model.transformer.wte.weight',

@@ -18,10 +18,29 @@ export interface LoadedModel {
   readonly unusedTensors: readonly string[];
 }
 
-export function loadModel(dir: string, opts: { backend?: BackendName | KernelBackend } = {}): LoadedModel {
+/** Weight loading progress: bytes of tensor data read so far, of `total` (the checkpoint's tensor bytes). */
+export type LoadProgress = (bytesRead: number, totalBytes: number) => void;
+
+export function loadModel(dir: string, opts: { backend?: BackendName | KernelBackend; onProgress?: LoadProgress } = {}): LoadedModel {
   const { config, generation } = loadConfig(dir);
   const backend = typeof opts.backend === 'object' ? opts.backend : selectBackend(opts.backend ?? 'auto');
-  const store = new WeightStore(new Checkpoint(dir));
+  const ckpt = new Checkpoint(dir);
+  const progress = opts.onProgress;
+  if (progress) {
+    // Count each tensor's bytes as it is read (the architecture reads them one by one).
+    const total = ckpt.nbytes();
+    const read = ckpt.read.bind(ckpt);
+    let done = 0;
+    ckpt.read = (name) => {
+      const data = read(name);
+      const t = ckpt.info(name)!;
+      done += t.end - t.begin;
+      progress(done, total);
+      return data;
+    };
+  }
+  const store = new WeightStore(ckpt);
   const model = architectures[config.arch](config, store, backend);
+  if (progress) progress(ckpt.nbytes(), ckpt.nbytes()); // done (tensors the architecture does not use are never read)
   return { model, config, generation, unusedTensors: store.unused() };
 }

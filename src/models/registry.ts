@@ -10,9 +10,3 @@ export const architectures: Readonly<Record<Architecture, (cfg: ModelConfig, sto
   llada: createLlada,
   dream: createDream,
 };
-
-/** The token that closes an assistant turn in each family's chat template (resolved to an id by the tokenizer). */
-export const turnEndTokens: Readonly<Record<Architecture, string>> = {
-  llada: '<|eot_id|>',
-  dream: '<|im_end|>',
-};

@@ -5,7 +5,7 @@
  */
 import { LoadError } from '../load/errors.js';
 import { UsageError } from '../cli/args.js';
-import { summarize, type CallOutcome, type EvalInputs, type EvalMethod, type EvalSummary } from '../cli/eval.js';
+import { summarize, type CallOutcome, type EvalInputs, type EvalMethod, type EvalSummary } from '../eval/tasks.js';
 import { runOnQueue, type QueuedJob } from './coordinator.js';
 import { modelHash } from './model-hash.js';
 import { LIMITS, methodSlugs, type EvalJob, type EvalSpec } from './protocol.js';

@@ -11,7 +11,7 @@
  */
 import type { GenerateOptionsInput } from '../engine/options.js';
 import type { AccelOptionsInput } from '../engine/accel.js';
-import type { EvalMethod, PromptStyle } from '../cli/eval.js';
+import type { EvalMethod, PromptStyle } from '../eval/tasks.js';
 import type { ChatMessage } from '../load/chat-template.js';
 
 /** Bounds on what one run may ask for; every size is checked before anything is sent to Redis. */

@@ -6,7 +6,7 @@
 import { ConfigError } from '../load/errors.js';
 import type { Rng } from './rng.js';
 
-/** How a row's confidence is scored (style.md §2.6). */
+/** How a row's confidence is scored (one axis, as llama.cpp examples/diffusion's diffusion_algorithm). */
 export type Confidence = 'probability' | 'margin' | 'entropy' | 'random';
 
 /** Dream `alg`. `origin` has no confidence: it unmasks each position with probability 1 − s/t (dream.ts). */
@@ -82,16 +82,22 @@ export function argmaxRow(row: FloatRow, offset: number, V: number): number {
   return best;
 }
 
-/**
- * Stable softmax of row [offset, offset + V) into out[0, V): subtract the max, exp and sum in float64.
- * −inf and FLOAT32_LOWEST entries get probability 0. A row that is entirely −inf gives NaN, as torch does.
- */
-export function softmaxRow(logits: FloatRow, offset: number, V: number, out: FloatRow): void {
+/** The largest entry of row [offset, offset + V) (−inf for an empty or all-NaN row). */
+function rowMax(logits: FloatRow, offset: number, V: number): number {
   let m = -Infinity;
   for (let j = 0; j < V; j++) {
     const v = logits[offset + j];
     if (v > m) m = v;
   }
+  return m;
+}
+
+/**
+ * Stable softmax of row [offset, offset + V) into out[0, V): subtract the max, exp and sum in float64.
+ * −inf and FLOAT32_LOWEST entries get probability 0. A row that is entirely −inf gives NaN, as torch does.
+ */
+export function softmaxRow(logits: FloatRow, offset: number, V: number, out: FloatRow): void {
+  const m = rowMax(logits, offset, V);
   let sum = 0;
   for (let j = 0; j < V; j++) {
     const e = Math.exp(logits[offset + j] - m);
@@ -110,11 +116,7 @@ export function softmaxRow(logits: FloatRow, offset: number, V: number, out: Flo
  * until that head holds the crossing. Returns how many entries were kept.
  */
 export function applyTopP(logits: FloatRow, offset: number, V: number, topP: number): number {
-  let m = -Infinity;
-  for (let j = 0; j < V; j++) {
-    const v = logits[offset + j];
-    if (v > m) m = v;
-  }
+  const m = rowMax(logits, offset, V);
   let z = 0;
   for (let j = 0; j < V; j++) z += Math.exp(logits[offset + j] - m);
   const idx: number[] = [];

@@ -1,7 +1,8 @@
 /**
- * One step of Dream's sampler (generation_utils.py `sample_tokens` and the step body of `_sample` [DR-HF],
- * models.md §2.4) for the whole batch, because the transfer count k is the batch mean. The engine hands in
- * logits already shifted by one position; this module never shifts, never sees mask ids and never runs the model.
+ * One step of Dream's sampler (Dream-org/Dream-v0-Instruct-7B generation_utils.py: `sample_tokens` and the step
+ * body of `_sample`) for the whole batch, because the transfer count k is the batch mean. Its family
+ * (families/dream.ts) hands in logits already shifted by one position; this module never shifts, never sees mask
+ * ids and never runs the model.
  *
  * Draw order (all from the one Rng):
  *  - `origin`: (1) one rng.nextFloat32() per masked row, sequences in order, rows ascending; the row unmasks when

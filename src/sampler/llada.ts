@@ -1,8 +1,9 @@
 /**
- * One step of LLaDA's sampler (generate.py [LL], models.md §1.4) for ONE sequence: choose x0 per row, score it,
+ * One step of LLaDA's sampler (ML-GSAI/LLaDA generate.py) for ONE sequence: choose x0 per row, score it,
  * and commit the top-k candidates. It owns the generate.py quirks (logits_eos_inf, the confidence_eos_eot_inf
- * chained assignment, float64 Gumbel) and must not know about blocks, prompts or the model: the engine passes the
- * response rows, which are still masks, which lie in the current block, and this step's count k.
+ * chained assignment, float64 Gumbel) and must not know about blocks, prompts or the model: its family
+ * (families/llada.ts) passes the response rows, which are still masks, which lie in the current block, and this
+ * step's count k.
  *
  * Draw order (all from the one Rng, T > 0 or `random` remasking only):
  *  1. Gumbel, T > 0: for every row that is masked AND a candidate, in ascending row order, V draws

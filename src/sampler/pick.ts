@@ -1,7 +1,8 @@
 /**
  * Choosing which rows to commit, shared by both samplers: rank by score (ties: lower row first, NaN ranks as
- * −inf), then take the schedule's count plus, with a confidence threshold (dyllm-algorithm.md §8), every row whose
- * score reaches it, and at least one row when any exists. Returns positions into the ranked list; no model logic.
+ * −inf), then take the schedule's count plus, with a confidence threshold (the paper's confidence-aware parallel
+ * decoding; scale-snu/DyLLM dyllm/model_executor/layers/sampler.py), every row whose score reaches it, and at least
+ * one row when any exists. Returns positions into the ranked list; no model logic.
  */
 import type { FloatRow } from './confidence.js';
 

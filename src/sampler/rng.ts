@@ -1,7 +1,7 @@
 /**
  * The sampler's only source of randomness: xoshiro128** (Blackman & Vigna, 2018) seeded through splitmix64.
  * Pure integer arithmetic (Math.imul, >>> 0), so one seed gives one stream on every run, platform and backend.
- * It does not try to reproduce torch's generator; parity tests use T = 0 or inject draws (models.md §2.4).
+ * It does not try to reproduce torch's generator; parity tests use T = 0 or inject draws.
  *
  * Seeding: `sm = seed` (an integer in [0, 2^53 − 1]); two splitmix64 outputs z1, z2 (mod 2^64) fill the state as
  * s0 = low32(z1), s1 = high32(z1), s2 = low32(z2), s3 = high32(z2). splitmix64 is a bijection on distinct inputs,

@@ -6,9 +6,6 @@
 import assert from 'node:assert';
 import { ConfigError } from '../load/errors.js';
 
-/** The two schedules (style.md §2.6): LLaDA `block`, Dream `timestep`. */
-export type Schedule = 'block' | 'timestep';
-
 const f32 = Math.fround;
 
 function requirePositiveInt(name: string, v: number): void {
@@ -58,7 +55,7 @@ export function lladaBlockPlan(genLength: number, blockLength: number, steps: nu
  * torch.linspace(1, eps, steps + 1) in fp32, as the per-element CUDA kernel computes it (Dream builds it on the
  * model's device): step = (end − start) / steps; index i < halfway = ⌊(steps + 1) / 2⌋ gives start + step·i,
  * the rest end − step·(steps − i). Every operation is rounded to fp32. (An FMA-contracting compiler could differ
- * in the last bit; models.md §8.3 lists the formula as unverified.)
+ * in the last bit; the formula is not checked against a GPU run.)
  */
 export function dreamTimesteps(steps: number, eps: number): Float32Array {
   requirePositiveInt('steps', steps);

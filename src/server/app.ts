@@ -20,8 +20,8 @@ import { EngineClient } from './engine.js';
 import { RequestError, toHttpError } from './errors.js';
 import { testFaultOf, testFaultsEnabled } from './faults.js';
 import { Metrics } from './metrics.js';
-import type { DoneMsg, ErrorMsg, ReadyMsg, StepMsg, TestFault } from './protocol.js';
-import { parseGenerationRequest, type ParsedRequest } from './request.js';
+import type { DoneMsg, ErrorMsg, LogprobMsg, ReadyMsg, StepChoiceMsg, StepMsg, TestFault } from './protocol.js';
+import { MAX_N, parseGenerationRequest, type ParsedRequest } from './request.js';
 import { AccessGate, isLoopbackAddress } from './security.js';
 import { endSse, sendSse, startSse } from './sse.js';
 import { DEFAULT_RESTART_LIMITS, type RestartLimits, type WorkerState } from './supervisor.js';
@@ -69,8 +69,10 @@ export const SERVER_DEFAULTS = {
   host: '127.0.0.1', port: 8000, maxQueue: 32, maxBatch: 8, maxTokens: 1024, maxPromptTokens: 4096, timeoutMs: 120_000, bodyLimit: 1 << 20,
 } as const;
 
-/** The mask glyph of the denoise-streaming canvas text. */
+/** Glyphs of the denoise-streaming canvas text: a masked position, an end token (end of text / turn), another special token. */
 export const MASK_GLYPH = '░';
+export const END_GLYPH = '∎';
+export const SPECIAL_GLYPH = '◇';
 
 const STATIC_DIR = new URL('../../../src/server/static/', import.meta.url);
 
@@ -103,9 +105,36 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
-/** Holds back a trailing U+FFFD (an incomplete UTF-8 sequence at the prefix's end) until it is complete. */
-function stableText(s: string): string {
-  return s.endsWith('\uFFFD') ? s.replace(/\uFFFD+$/, '') : s;
+/** The `dyllm` object of a step chunk: one denoising step of one choice (`kind: "step"`). */
+function stepInfo(m: StepMsg, c: StepChoiceMsg): Record<string, unknown> {
+  const canvas = c.pieces!.map((p, i) => (p === null ? MASK_GLYPH : c.end![i] ? END_GLYPH : c.special![i] ? SPECIAL_GLYPH : p)).join('');
+  return {
+    kind: 'step', index: c.index, step: m.step, max_steps: m.maxSteps, canvas, tokens: c.pieces, special: c.special, end: c.end, token_ids: c.tokens,
+    committed: c.committed, recomputed: c.recomputed, forward_ms: m.forwardMs, ffn_fraction: m.ffnFraction,
+  };
+}
+
+/** OpenAI chat `logprobs` of some answer tokens. */
+function chatLogprobs(entries: readonly LogprobMsg[]): Record<string, unknown> {
+  return {
+    content: entries.map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes })) })),
+    refusal: null,
+  };
+}
+
+/** OpenAI (legacy) completions `logprobs` of some answer tokens whose text starts at `offset` of the answer. */
+function completionLogprobs(entries: readonly LogprobMsg[], offset: number): Record<string, unknown> {
+  const textOffset: number[] = [];
+  for (const e of entries) {
+    textOffset.push(offset);
+    offset += e.token.length;
+  }
+  return {
+    tokens: entries.map((e) => e.token),
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((t) => [t.token, t.logprob]))),
+    text_offset: textOffset,
+  };
 }
 
 export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
@@ -121,6 +150,8 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     throw e;
   }
   const modelId = o.modelName ?? basename(o.modelDir.replace(/\/+$/, ''));
+  /** The server's start (Unix seconds): /v1/models' `created`. */
+  const startedAt = Math.floor(Date.now() / 1000);
   const metrics = new Metrics();
   const capacity = o.maxBatch + o.maxQueue;
   const promptByteLimit = maxPromptBytes(o.maxPromptTokens);
@@ -169,7 +200,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     if (draining) throw new RequestError(503, 'the server is shutting down', 'overloaded_error', null, 'draining', { 'Retry-After': '5', Connection: 'close' });
     checkContentType(req);
     const body = decodeJsonBody(await readBody(req, o.bodyLimit));
-    const r = parseGenerationRequest(body, chat, model, o.maxTokens, o.maxPromptTokens);
+    const r = parseGenerationRequest(body, chat, model, o.maxTokens, o.maxPromptTokens, o.maxBatch);
     const param = r.prompt.kind === 'chat' ? 'messages' : 'prompt';
     // Bounded in bytes before anything encodes it: text this long cannot fit the token limit.
     const bytes = promptBytes(r.prompt);
@@ -204,8 +235,11 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     return new Promise<void>((resolve, reject) => {
       const id = (chat ? 'chatcmpl-' : 'cmpl-') + randomUUID().replace(/-/g, '');
       const created = Math.floor(Date.now() / 1000);
-      let sent = '';
-      let promptTokens = 0;
+      // Per choice: the text streamed so far, the logprob entries streamed, those waiting for a delta to ride on.
+      const sent: string[] = new Array<string>(r.n).fill('');
+      const lpSent: number[] = new Array<number>(r.n).fill(0);
+      const lpOffset: number[] = new Array<number>(r.n).fill(0);
+      const lpPending: LogprobMsg[][] = Array.from({ length: r.n }, () => []);
       let settled = false;
       let timer: NodeJS.Timeout | null = null;
       const finish = (err?: unknown): void => {
@@ -217,10 +251,20 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
         if (err !== undefined) reject(err);
         else resolve();
       };
-      const chunk = (delta: { role?: string; content?: string }, finishReason: string | null, extra?: Record<string, unknown>) =>
+      /** The logprobs field of a choice for these entries (null when logprobs are off); counts them as streamed. */
+      const logprobsOf = (index: number, entries: readonly LogprobMsg[] | null): Record<string, unknown> | null => {
+        if (r.logprobs === null || entries === null) return null;
+        lpSent[index] += entries.length;
+        const out = chat ? chatLogprobs(entries) : completionLogprobs(entries, lpOffset[index]);
+        for (const e of entries) lpOffset[index] += e.token.length;
+        return out;
+      };
+      /** Pending logprob entries of a choice, taken for the chunk that carries its next delta. */
+      const takePending = (index: number): LogprobMsg[] | null => (r.logprobs === null ? null : lpPending[index].splice(0));
+      const chunk = (index: number, delta: { role?: string; content?: string }, finishReason: string | null, logprobs: LogprobMsg[] | null = null, extra?: Record<string, unknown>) =>
         chat
-          ? { id, object: 'chat.completion.chunk', created, model: modelId, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...extra }
-          : { id, object: 'text_completion', created, model: modelId, choices: [{ index: 0, text: delta.content ?? '', logprobs: null, finish_reason: finishReason }], ...extra };
+          ? { id, object: 'chat.completion.chunk', created, model: modelId, system_fingerprint: null, choices: [{ index, delta, logprobs: logprobsOf(index, logprobs), finish_reason: finishReason }], ...extra }
+          : { id, object: 'text_completion', created, model: modelId, choices: [{ index, text: delta.content ?? '', logprobs: logprobsOf(index, logprobs), finish_reason: finishReason }], ...extra };
       const cancel = (reason: 'disconnect' | 'timeout' | 'shutdown'): void => {
         if (jobId !== null) engine.cancel(jobId, reason);
         metrics.countCancel(reason);
@@ -237,31 +281,31 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       res.on('close', onClose);
       cancels.add(shutdown);
 
-      const submitted = { tokens, promptParam: r.prompt.kind === 'chat' ? 'messages' as const : 'prompt' as const, options: r.options, accel: r.accel, stream: r.stream, streamSteps: r.streamSteps, testFault: fault };
+      const submitted = {
+        tokens, promptParam: r.prompt.kind === 'chat' ? 'messages' as const : 'prompt' as const, options: r.options, accel: r.accel, stream: r.stream,
+        streamSteps: r.streamSteps, n: r.n, stop: r.stop, logprobs: r.logprobs, testFault: fault,
+      };
       const jobId: number | null = engine.submit(submitted, {
-        accepted(m) {
-          promptTokens = m.promptTokens;
+        accepted() {
           if (settled) return;
           if (r.stream) {
             startSse(res);
-            if (chat) sendSse(res, chunk({ role: 'assistant', content: '' }, null));
+            if (chat) for (let b = 0; b < r.n; b++) sendSse(res, chunk(b, { role: 'assistant', content: '' }, null));
           }
         },
         step(m: StepMsg) {
           if (settled) return;
-          const text = stableText(m.prefixText);
-          let delta: string | undefined;
-          if (text.length > sent.length && text.startsWith(sent)) {
-            delta = text.slice(sent.length);
-            sent = text;
-          }
-          if (r.streamSteps) {
-            const canvas = m.pieces!.map((p) => p ?? MASK_GLYPH).join('');
-            sendSse(res, chunk(delta !== undefined ? { content: delta } : {}, null, {
-              dyllm: { step: m.step, max_steps: m.maxSteps, canvas, tokens: m.pieces, token_ids: m.tokens, committed: m.committed, recomputed: m.recomputed, forward_ms: m.forwardMs, ffn_fraction: m.ffnFraction },
-            }));
-          } else if (delta !== undefined) {
-            sendSse(res, chunk({ content: delta }, null));
+          for (const c of m.choices) {
+            const b = c.index;
+            let delta: string | undefined;
+            if (c.prefixText.length > sent[b].length && c.prefixText.startsWith(sent[b])) {
+              delta = c.prefixText.slice(sent[b].length);
+              sent[b] = c.prefixText;
+            }
+            if (c.logprobs) lpPending[b].push(...c.logprobs);
+            const lp = delta !== undefined ? takePending(b) : null;
+            if (r.streamSteps) sendSse(res, chunk(b, delta !== undefined ? { content: delta } : {}, null, lp, { dyllm: stepInfo(m, c) }));
+            else if (delta !== undefined) sendSse(res, chunk(b, { content: delta }, null, lp));
           }
         },
         done(m: DoneMsg) {
@@ -273,18 +317,26 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
           metrics.salientCount++;
           if (r.accel.method !== 'none') metrics.lastSalient = m.salientFraction;
           const usage = { prompt_tokens: m.promptTokens, completion_tokens: m.completionTokens, total_tokens: m.promptTokens + m.completionTokens };
-          const stats = { steps: m.steps, nfe: m.nfe, elapsed_ms: round(m.elapsedMs), queue_ms: round(m.queueMs), tokens_per_s: round(m.completionTokens / Math.max(m.elapsedMs / 1000, 1e-9)), salient_fraction: m.salientFraction, accel: r.accel.method };
+          const stats = { kind: 'summary', done: true, steps: m.steps, nfe: m.nfe, elapsed_ms: round(m.elapsedMs), queue_ms: round(m.queueMs), tokens_per_s: round(m.completionTokens / Math.max(m.elapsedMs / 1000, 1e-9)), salient_fraction: m.salientFraction, accel: r.accel.method };
           if (r.stream) {
-            const rest = m.text.startsWith(sent) ? m.text.slice(sent.length) : '';
-            if (rest) sendSse(res, chunk({ content: rest }, null));
-            sendSse(res, chunk({}, m.finishReason, { dyllm: { done: true, ...stats } }));
-            if (r.includeUsage) sendSse(res, { ...chunk({}, null), choices: [], usage });
+            m.choices.forEach((c, i) => {
+              const b = c.index;
+              const rest = c.text.startsWith(sent[b]) ? c.text.slice(sent[b].length) : '';
+              const restLp = c.logprobs ? c.logprobs.slice(lpSent[b]) : null;
+              if (rest || (restLp && restLp.length > 0)) sendSse(res, chunk(b, { content: rest }, null, restLp));
+              // The request's summary rides on the last choice's final chunk.
+              sendSse(res, chunk(b, {}, c.finishReason, null, i === m.choices.length - 1 ? { dyllm: stats } : undefined));
+            });
+            if (r.includeUsage) sendSse(res, { ...chunk(0, {}, null), choices: [], usage });
             endSse(res);
           } else {
-            const choice = chat
-              ? { index: 0, message: { role: 'assistant', content: m.text, refusal: null }, logprobs: null, finish_reason: m.finishReason }
-              : { index: 0, text: m.text, logprobs: null, finish_reason: m.finishReason };
-            sendJson(res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model: modelId, choices: [choice], usage, dyllm: stats });
+            const choices = m.choices.map((c) => {
+              const logprobs = r.logprobs === null || !c.logprobs ? null : chat ? chatLogprobs(c.logprobs) : completionLogprobs(c.logprobs, 0);
+              return chat
+                ? { index: c.index, message: { role: 'assistant', content: c.text, refusal: null }, logprobs, finish_reason: c.finishReason }
+                : { index: c.index, text: c.text, logprobs, finish_reason: c.finishReason };
+            });
+            sendJson(res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model: modelId, choices, usage, dyllm: stats });
           }
           finish();
         },
@@ -309,7 +361,6 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
           finish(new RequestError(504, `generation did not finish within ${o.timeoutMs} ms (--timeout-ms); it was cancelled`, 'timeout_error', null, 'timeout'));
         }, o.timeoutMs);
       }
-      void promptTokens;
     });
   }
 
@@ -337,7 +388,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       case 'POST /v1/completions':
         return generate(req, res, false);
       case 'GET /v1/models':
-        return sendJson(res, 200, { object: 'list', data: [{ id: modelId, object: 'model', created: 0, owned_by: 'dyllm', dyllm: { arch: model.arch, backend: model.backend, chat_template: model.hasChatTemplate, max_tokens: o.maxTokens } }] });
+        return sendJson(res, 200, { object: 'list', data: [{ id: modelId, object: 'model', created: startedAt, owned_by: 'dyllm', dyllm: { arch: model.arch, backend: model.backend, threads: model.threads, chat_template: model.hasChatTemplate, max_tokens: o.maxTokens, max_n: Math.min(MAX_N, o.maxBatch) } }] });
       case 'GET /health': {
         if (draining) return sendJson(res, 503, { status: 'draining', inflight }, { 'Retry-After': '5' });
         const { state, reason } = workersState();

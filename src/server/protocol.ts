@@ -41,6 +41,12 @@ export interface SubmitMsg {
   readonly stream: boolean;
   /** Add the canvas pieces (denoise streaming extension). */
   readonly streamSteps: boolean;
+  /** Choices denoised together in one run (n copies of the prompt; sequence b draws from seed + b). */
+  readonly n: number;
+  /** Stop strings: each choice's answer is cut at the first one; the run stops once every choice is stopped or done. */
+  readonly stop: readonly string[];
+  /** Report each answer token's logprob with this many top alternatives; null = off. */
+  readonly logprobs: number | null;
   readonly testFault: TestFault | null;
 }
 
@@ -61,6 +67,8 @@ export interface ReadyMsg {
   readonly generation: GenerationDefaults;
   readonly backend: string;
   readonly hasChatTemplate: boolean;
+  /** Kernel threads the backend runs (native: the addon's pool; reference: 1). */
+  readonly threads: number;
   /** Bounds of the option schema (engine/schema.ts) that depend on the model. */
   readonly vocabSize: number;
   readonly maxSequenceLength: number;
@@ -78,12 +86,28 @@ export interface AcceptedMsg {
   readonly promptTokens: number;
 }
 
-export interface StepMsg {
-  readonly type: 'step';
-  readonly id: number;
-  readonly step: number;
-  readonly maxSteps: number;
-  /** The answer decoded from the longest committed prefix of the canvas, cut at the first end token. */
+/** One answer token's log-probability at its commit step (OpenAI's logprobs content entry, made by the worker). */
+export interface TokenLogprobMsg {
+  /** The token's text (its piece, decoded alone). */
+  readonly token: string;
+  /** Its bytes (a byte-level piece of a multi-byte character is not valid UTF-8 alone). */
+  readonly bytes: number[];
+  readonly logprob: number;
+}
+
+export interface LogprobMsg extends TokenLogprobMsg {
+  /** The most likely tokens of the same row, most likely first. */
+  readonly top: TokenLogprobMsg[];
+}
+
+/** One choice's part of a step. */
+export interface StepChoiceMsg {
+  readonly index: number;
+  /**
+   * The answer decoded from the longest committed prefix of the canvas, cut at the first end token and at the
+   * first stop string; a trailing incomplete UTF-8 sequence and a trailing part of a stop string are held back.
+   * Only ever grows: what the main thread streams as deltas.
+   */
   readonly prefixText: string;
   /** Canvas positions in [0, G) committed this step. */
   readonly committed: number[];
@@ -91,20 +115,44 @@ export interface StepMsg {
   readonly recomputed: number[] | null;
   /** Per position: the token's text, or null while masked (streamSteps only). */
   readonly pieces: (string | null)[] | null;
+  /** Per position: whether the token is a special token (end of text/turn, padding, …) (streamSteps only). */
+  readonly special: boolean[] | null;
+  /** Per position: whether the token ends the answer (end of text / end of turn) (streamSteps only). */
+  readonly end: boolean[] | null;
   /** Per position: token id (mask id while masked) (streamSteps only). */
   readonly tokens: number[] | null;
+  /** Logprobs of the answer tokens that entered `prefixText` this step (null when not asked for). */
+  readonly logprobs: LogprobMsg[] | null;
+}
+
+export interface StepMsg {
+  readonly type: 'step';
+  readonly id: number;
+  readonly step: number;
+  readonly maxSteps: number;
   readonly forwardMs: number;
   /** FFN rows recomputed ÷ dense this step (1 for dense steps). */
   readonly ffnFraction: number;
+  /** The choices still denoising (a choice that is done or stopped sends no more steps). */
+  readonly choices: StepChoiceMsg[];
+}
+
+export interface DoneChoiceMsg {
+  readonly index: number;
+  /** The answer: cut at the first end token and at the first stop string, special tokens dropped. */
+  readonly text: string;
+  readonly tokens: number[];
+  readonly finishReason: 'stop' | 'length' | 'cancelled';
+  /** Logprobs of every answer token (those whose text is in `text`); null when not asked for. */
+  readonly logprobs: LogprobMsg[] | null;
 }
 
 export interface DoneMsg {
   readonly type: 'done';
   readonly id: number;
-  readonly text: string;
-  readonly tokens: number[];
-  readonly finishReason: 'stop' | 'length' | 'cancelled';
+  readonly choices: DoneChoiceMsg[];
   readonly promptTokens: number;
+  /** Positions generated over all choices (G each, or up to the end token with stop_at_eos). */
   readonly completionTokens: number;
   readonly steps: number;
   readonly nfe: number;

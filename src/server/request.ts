@@ -4,6 +4,7 @@
  * own resolveOptions / resolveAccel, so the server accepts exactly what the CLI accepts, with the same ranges.
  * Defaults come from the model's generation_config.json.
  */
+import { MAX_TOP_LOGPROBS } from '../engine/generate.js';
 import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
 import { GENERATION_OPTIONS, resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
 import { didYouMean, type OptionSpec } from '../engine/schema.js';
@@ -25,6 +26,67 @@ export interface ParsedRequest {
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly streamSteps: boolean;
+  /** Choices, denoised together in one run. */
+  readonly n: number;
+  /** Stop strings (none: []). */
+  readonly stop: readonly string[];
+  /** Top alternatives per answer token; null = no logprobs. */
+  readonly logprobs: number | null;
+}
+
+/** Most choices one request may ask for (and never more than --max-batch). */
+export const MAX_N = 8;
+/** Most stop strings, and the longest one (characters), as OpenAI bounds them. */
+export const MAX_STOPS = 4;
+export const MAX_STOP_CHARS = 256;
+
+/** `stop`: a string or an array of up to MAX_STOPS non-empty strings, each at most MAX_STOP_CHARS long. */
+function parseStop(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length > MAX_STOPS) {
+    throw badRequest(`stop: expected a string or an array of at most ${MAX_STOPS} strings, found ${Array.isArray(list) ? `an array of ${list.length}` : describe(v)}`, 'stop');
+  }
+  return list.map((s, i) => {
+    const where = typeof v === 'string' ? 'stop' : `stop[${i}]`;
+    if (typeof s !== 'string' || s.length === 0 || s.length > MAX_STOP_CHARS) {
+      throw badRequest(`${where}: expected a non-empty string of at most ${MAX_STOP_CHARS} characters, found ${typeof s === 'string' ? `${s.length} characters` : describe(s)}`, 'stop');
+    }
+    return s;
+  });
+}
+
+/** An integer field in [lo, hi]. */
+function intIn(v: unknown, field: string, lo: number, hi: number, why = ''): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) throw badRequest(`${field}: expected an integer in [${lo}, ${hi}]${why}, found ${describe(v)}`, field);
+  return v;
+}
+
+/** A found value for a message, cut short. */
+function describe(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+/**
+ * Logprobs fields: chat takes `logprobs: true` and `top_logprobs: 0..20`; completions take `logprobs: k`
+ * (0..20). Returns the top-k count, or null when logprobs are off.
+ */
+function parseLogprobs(body: Record<string, unknown>, chat: boolean): number | null {
+  const lp = body.logprobs;
+  const top = body.top_logprobs;
+  if (!chat) {
+    if (top !== undefined && top !== null) throw badRequest('top_logprobs: a chat completions field; /v1/completions takes "logprobs": k (the number of alternatives)', 'top_logprobs');
+    if (lp === undefined || lp === null) return null;
+    return intIn(lp, 'logprobs', 0, MAX_TOP_LOGPROBS, ' (alternatives per token)');
+  }
+  if (lp !== undefined && lp !== null && typeof lp !== 'boolean') throw badRequest(`logprobs: expected true or false, found ${describe(lp)} (the number of alternatives goes in top_logprobs)`, 'logprobs');
+  if (top !== undefined && top !== null) {
+    const k = intIn(top, 'top_logprobs', 0, MAX_TOP_LOGPROBS);
+    if (lp !== true) throw badRequest('top_logprobs: needs "logprobs": true', 'top_logprobs');
+    return k;
+  }
+  return lp === true ? 0 : null;
 }
 
 /** Every declared option by its HTTP field (and aliases): the OpenAI top-level ones and those of the `dyllm` object. */
@@ -79,8 +141,11 @@ function parsePrompt(body: Record<string, unknown>, chat: boolean): PromptSpec {
   return { kind: 'text', text: p };
 }
 
-/** Validate an OpenAI chat/completions body into engine options. `maxTokens` caps max_tokens (→ genLength). */
-export function parseGenerationRequest(body: Record<string, unknown>, chat: boolean, model: ModelInfo, maxTokens: number, maxPromptTokens = Number.MAX_SAFE_INTEGER): ParsedRequest {
+/**
+ * Validate an OpenAI chat/completions body into engine options. `maxTokens` caps max_tokens (→ genLength);
+ * `maxBatch` (the server's --max-batch) caps n together with MAX_N.
+ */
+export function parseGenerationRequest(body: Record<string, unknown>, chat: boolean, model: ModelInfo, maxTokens: number, maxPromptTokens = Number.MAX_SAFE_INTEGER, maxBatch = MAX_N): ParsedRequest {
   const known = new Set(['messages', 'prompt', ...TOP_LEVEL, 'n', 'stream', 'stream_options', 'stop', 'dyllm', 'echo', 'logprobs', 'top_logprobs', 'response_format']);
   for (const k of Object.keys(body)) {
     if (!known.has(k) && !IGNORED.has(k)) throw badRequest(`${k}: unknown field`, k, 'unknown_field');
@@ -88,10 +153,11 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
   if (!chat && body.messages !== undefined) throw badRequest('messages: use /v1/chat/completions for chat messages', 'messages');
   if (chat && body.prompt !== undefined) throw badRequest('prompt: use /v1/completions for a raw prompt', 'prompt');
   const prompt = parsePrompt(body, chat);
-  if (body.n !== undefined && body.n !== null && body.n !== 1) throw badRequest('n: only n = 1 is supported', 'n');
-  if (body.stop !== undefined && body.stop !== null) throw badRequest('stop: stop sequences are not supported (the answer ends at the model\'s end token)', 'stop');
-  for (const k of ['echo', 'logprobs']) if (body[k] !== undefined && body[k] !== null && body[k] !== false) throw badRequest(`${k}: not supported`, k);
-  if (body.top_logprobs !== undefined && body.top_logprobs !== null) throw badRequest('top_logprobs: not supported', 'top_logprobs');
+  const maxN = Math.max(1, Math.min(MAX_N, maxBatch));
+  const n = body.n === undefined || body.n === null ? 1 : intIn(body.n, 'n', 1, maxN, ` (choices are denoised together: at most ${maxN} on this server, --max-batch)`);
+  const stop = parseStop(body.stop);
+  const logprobs = parseLogprobs(body, chat);
+  if (body.echo !== undefined && body.echo !== null && body.echo !== false) throw badRequest('echo: not supported', 'echo');
   if (body.response_format !== undefined && body.response_format !== null && !(isObj(body.response_format) && body.response_format.type === 'text')) {
     throw badRequest('response_format: only {"type":"text"} is supported', 'response_format');
   }
@@ -136,5 +202,5 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
     throw new RequestError(400, `max_tokens: ${options.genLength} exceeds this server's limit of ${maxTokens} (--max-tokens)`, 'invalid_request_error', 'max_tokens', 'max_tokens_exceeded');
   }
   if (streamSteps && !stream) throw badRequest('dyllm.stream_steps: needs "stream": true', 'dyllm.stream_steps');
-  return { prompt, options, accel, stream, includeUsage, streamSteps };
+  return { prompt, options, accel, stream, includeUsage, streamSteps, n, stop, logprobs };
 }

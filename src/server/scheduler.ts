@@ -11,17 +11,39 @@
  * forward throws, its members are retried one by one in the same tick, so only the request whose forward throws
  * alone fails; the others get exactly the logits they would have had (dense forwards are stateless).
  */
-import { DenoiseRun, forwardMerged } from '../engine/generate.js';
+import { DenoiseRun, forwardMerged, type CommittedLogprob, type StepEvent } from '../engine/generate.js';
 import type { Pipeline } from '../engine/pipeline.js';
+import { familyOf } from '../families/registry.js';
 import { ConfigError, LoadError } from '../load/errors.js';
 import type { ForwardBatch } from '../models/types.js';
 import { THROW_STEP_AT } from './faults.js';
-import type { CancelMsg, FromWorker, SubmitMsg } from './protocol.js';
+import type { CancelMsg, DoneChoiceMsg, FromWorker, LogprobMsg, StepChoiceMsg, SubmitMsg, TokenLogprobMsg } from './protocol.js';
+import { firstStop, heldBackStopPrefix, tokenBytes } from './text.js';
+
+/** Per choice: what has been streamed, whether a stop string ended it, the logprob of every committed position. */
+interface ChoiceState {
+  /** A stop string is in the committed prefix: the choice is over (its text is cut there). */
+  stopped: boolean;
+  /** Done before this step (sends no more steps). */
+  done: boolean;
+  /** Answer tokens whose logprobs were sent with steps. */
+  lpSent: number;
+  /** Per canvas position, the logprob of the token committed there (null until committed; logprobs only). */
+  readonly lp: (CommittedLogprob | null)[] | null;
+}
+
+/** Answer tokens of a canvas region: the ids before the first end token, masks and special tokens dropped. */
+interface AnswerTokens {
+  readonly ids: number[];
+  /** Canvas position of each id. */
+  readonly pos: number[];
+}
 
 interface Job {
   readonly id: number;
   readonly run: DenoiseRun;
   readonly msg: SubmitMsg;
+  readonly choices: ChoiceState[];
   readonly promptTokens: number;
   readonly submittedAt: number;
   admittedAt: number;
@@ -52,12 +74,16 @@ export class Scheduler {
     let job: Job;
     try {
       const prompt = m.tokens;
-      if (prompt.length === 0 && this.p.config.arch === 'dream') throw new ConfigError('prompt: Dream needs at least one prompt token');
+      const family = familyOf(this.p.config.arch);
+      if (prompt.length === 0 && family.needsPrompt) throw new ConfigError(`prompt: ${family.label} needs at least one prompt token`);
       if (prompt.length > this.opts.maxPromptTokens) {
         throw new ConfigError(`prompt: ${prompt.length} tokens exceed this server's limit of ${this.opts.maxPromptTokens}`);
       }
-      const run = new DenoiseRun(this.p.model, this.p.ids, { prompts: [Array.from(prompt)], options: m.options, accel: m.accel });
-      job = { id: m.id, run, msg: m, promptTokens: prompt.length, submittedAt: performance.now(), admittedAt: 0, cancelled: false, steps: 0 };
+      const prompts = Array.from({ length: m.n }, () => Array.from(prompt));
+      const run = new DenoiseRun(this.p.model, this.p.ids, { prompts, options: m.options, accel: m.accel, logprobs: m.logprobs ?? undefined });
+      const G = m.options.genLength;
+      const choices = prompts.map(() => ({ stopped: false, done: false, lpSent: 0, lp: m.logprobs !== null ? new Array<CommittedLogprob | null>(G).fill(null) : null }));
+      job = { id: m.id, run, msg: m, choices, promptTokens: prompt.length, submittedAt: performance.now(), admittedAt: 0, cancelled: false, steps: 0 };
     } catch (e) {
       const invalid = e instanceof ConfigError || e instanceof LoadError;
       this.send({ type: 'error', id: m.id, kind: invalid ? 'invalid' : 'internal', message: oneLine(e), param: invalid ? m.promptParam : null });
@@ -111,7 +137,11 @@ export class Scheduler {
   }
 
   private stepAll(t0: number): void {
-    while (this.live.length < this.opts.maxBatch && this.waiting.length > 0) {
+    // Up to maxBatch sequences are live (a request with n choices counts n); one request is always admitted.
+    let seqs = 0;
+    for (const j of this.live) seqs += j.msg.n;
+    while (this.waiting.length > 0 && (this.live.length === 0 || seqs + this.waiting[0].msg.n <= this.opts.maxBatch)) {
+      seqs += this.waiting[0].msg.n;
       const j = this.waiting.shift()!;
       j.admittedAt = performance.now();
       this.live.push(j);
@@ -227,43 +257,101 @@ export class Scheduler {
     }
     const ev = job.run.finish(logits, forwardMs);
     job.steps++;
-    const seq = ev.sequences[0];
-    if (job.msg.stream) {
-      const rec = ev.accel?.recomputed?.[0];
-      this.send({
-        type: 'step',
-        id: job.id,
-        step: ev.step,
-        maxSteps: ev.maxSteps,
-        prefixText: this.prefixText(seq.canvas),
-        committed: Array.from(seq.committed),
-        recomputed: rec ? Array.from(rec) : null,
-        pieces: job.msg.streamSteps ? Array.from(seq.canvas, (t) => (t === this.p.ids.mask ? null : this.piece(t))) : null,
-        tokens: job.msg.streamSteps ? Array.from(seq.canvas) : null,
-        forwardMs,
-        ffnFraction: ev.accel ? ev.accel.ffnFraction : 1,
+    const m = job.msg;
+    let committed = 0;
+    ev.sequences.forEach((seq, b) => {
+      committed += seq.committed.length;
+      const lp = job.choices[b].lp;
+      if (lp && seq.logprobs) seq.committed.forEach((pos, i) => (lp[pos] = seq.logprobs![i]));
+    });
+    if (m.stream || m.stop.length > 0) {
+      const choices: StepChoiceMsg[] = [];
+      ev.sequences.forEach((seq, b) => {
+        const c = job.choices[b];
+        if (c.stopped || c.done) return;
+        const report = this.stepChoice(job, ev, b);
+        c.done = seq.done;
+        if (report) choices.push(report);
       });
+      if (m.stream && choices.length > 0) {
+        this.send({ type: 'step', id: job.id, step: ev.step, maxSteps: ev.maxSteps, forwardMs, ffnFraction: ev.accel ? ev.accel.ffnFraction : 1, choices });
+      }
+      // Every choice stopped by a stop string or done: the rest of the canvas is not needed.
+      if (m.stop.length > 0 && !job.run.finished && job.choices.every((c) => c.stopped || c.done)) job.run.cancel();
     }
     if (job.run.finished) this.finishJob(job);
-    return seq.committed.length;
+    return committed;
+  }
+
+  /** One choice's step: its streamable prefix (stop strings applied), its canvas and new logprobs. */
+  private stepChoice(job: Job, ev: StepEvent, b: number): StepChoiceMsg | null {
+    const m = job.msg;
+    const seq = ev.sequences[b];
+    const c = job.choices[b];
+    const canvas = seq.canvas;
+    let n = 0;
+    while (n < canvas.length && canvas[n] !== this.p.ids.mask) n++;
+    const ans = this.answerTokens(canvas, n);
+    const text = this.p.tokenizer.decode(ans.ids, { skipSpecialTokens: true });
+    const stop = firstStop(text, m.stop);
+    if (stop >= 0) c.stopped = true;
+    // Hold back what a later step could still change: an incomplete UTF-8 sequence, the start of a stop string.
+    let safe = stop >= 0 ? text.slice(0, stop) : text.slice(0, text.length - heldBackStopPrefix(text, m.stop));
+    safe = safe.replace(/\uFFFD+$/, '');
+    if (!m.stream) return null;
+    let logprobs: LogprobMsg[] | null = null;
+    if (c.lp) {
+      const k = safe.length === text.length ? ans.ids.length : this.tokensWithin(ans.ids, safe.length);
+      logprobs = [];
+      for (let i = c.lpSent; i < k; i++) logprobs.push(this.logprobMsg(c.lp[ans.pos[i]]!));
+      c.lpSent = Math.max(c.lpSent, k);
+    }
+    const rec = ev.accel?.recomputed?.[b];
+    const steps = m.streamSteps;
+    return {
+      index: b,
+      prefixText: safe,
+      committed: Array.from(seq.committed),
+      recomputed: rec ? Array.from(rec) : null,
+      pieces: steps ? Array.from(canvas, (t) => (t === this.p.ids.mask ? null : this.piece(t))) : null,
+      special: steps ? Array.from(canvas, (t) => t !== this.p.ids.mask && this.isSpecial(t)) : null,
+      end: steps ? Array.from(canvas, (t) => this.isEnd(t)) : null,
+      tokens: steps ? Array.from(canvas) : null,
+      logprobs,
+    };
   }
 
   private done(job: Job): void {
     const i = this.live.indexOf(job);
     if (i >= 0) this.live.splice(i, 1);
     const r = job.run.result();
-    const tokens = r.tokens[0];
-    const ids = this.p.ids;
-    let end = -1;
-    for (let k = 0; k < tokens.length && end < 0; k++) if (tokens[k] === ids.eos || tokens[k] === ids.eot) end = k;
-    const cancelled = job.cancelled;
+    const m = job.msg;
     const now = performance.now();
+    const choices: DoneChoiceMsg[] = r.tokens.map((tokens, b) => {
+      const c = job.choices[b];
+      const ans = this.answerTokens(tokens, tokens.length);
+      let text = this.p.tokenizer.decode(ans.ids, { skipSpecialTokens: true });
+      const stop = firstStop(text, m.stop);
+      let k = ans.ids.length;
+      if (stop >= 0) {
+        text = text.slice(0, stop);
+        k = this.tokensWithin(ans.ids, stop, true);
+      }
+      let end = false;
+      for (let t = 0; t < tokens.length && !end; t++) end = this.isEnd(tokens[t]);
+      const lp = c.lp;
+      return {
+        index: b,
+        text,
+        tokens: Array.from(tokens),
+        finishReason: job.cancelled ? 'cancelled' : stop >= 0 || end ? 'stop' : 'length',
+        logprobs: lp ? ans.pos.slice(0, k).filter((p) => lp[p]).map((p) => this.logprobMsg(lp[p]!)) : null,
+      };
+    });
     this.send({
       type: 'done',
       id: job.id,
-      text: this.answer(tokens, tokens.length),
-      tokens: Array.from(tokens),
-      finishReason: cancelled ? 'cancelled' : end >= 0 ? 'stop' : 'length',
+      choices,
       promptTokens: job.promptTokens,
       completionTokens: r.stats.generatedTokens,
       steps: r.stats.steps,
@@ -274,24 +362,64 @@ export class Scheduler {
     });
   }
 
-  /** The answer text of canvas[0, n): cut at the first end token, masks dropped. */
-  private answer(canvas: Int32Array, n: number): string {
-    const ids = this.p.ids;
-    const out: number[] = [];
-    for (let k = 0; k < n; k++) {
-      const t = canvas[k];
-      if (t === ids.eos || t === ids.eot) break;
-      if (t === ids.mask) continue;
-      out.push(t);
-    }
-    return this.p.tokenizer.decode(out, { skipSpecialTokens: true });
+  /** End of the answer: end of text or end of turn. */
+  private isEnd(t: number): boolean {
+    return t === this.p.ids.eos || t === this.p.ids.eot;
   }
 
-  /** The answer decoded from the longest committed prefix (what ordinary stream deltas are made of). */
-  private prefixText(canvas: Int32Array): string {
-    let n = 0;
-    while (n < canvas.length && canvas[n] !== this.p.ids.mask) n++;
-    return this.answer(canvas, n);
+  /** A token that never appears in an answer: the mask, end, padding and BOS ids, and every special token. */
+  private isSpecial(t: number): boolean {
+    const ids = this.p.ids;
+    return t === ids.mask || t === ids.eos || t === ids.eot || t === ids.pad || t === ids.bos || this.p.tokenizer.isSpecial(t);
+  }
+
+  /** The answer tokens of canvas[0, n): cut at the first end token, masks and special tokens dropped. */
+  private answerTokens(canvas: Int32Array, n: number): AnswerTokens {
+    const ids: number[] = [];
+    const pos: number[] = [];
+    for (let k = 0; k < n; k++) {
+      const t = canvas[k];
+      if (this.isEnd(t)) break;
+      if (this.isSpecial(t)) continue;
+      ids.push(t);
+      pos.push(k);
+    }
+    return { ids, pos };
+  }
+
+  /**
+   * How many leading tokens of `ids` decode within the first `len` characters: the largest k whose text is at most
+   * `len` long, or with `touching`, the smallest k whose text reaches `len` (the tokens that make up text[0, len)).
+   */
+  private tokensWithin(ids: readonly number[], len: number, touching = false): number {
+    const at = (k: number): number => this.p.tokenizer.decode(ids.slice(0, k), { skipSpecialTokens: true }).length;
+    let lo = 0;
+    let hi = ids.length;
+    if (touching) {
+      // smallest k with at(k) >= len
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (at(mid) >= len) hi = mid;
+        else lo = mid + 1;
+      }
+      return lo;
+    }
+    // largest k with at(k) <= len
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (at(mid) <= len) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private tokenLogprobMsg(token: number, logprob: number): TokenLogprobMsg {
+    const text = this.piece(token);
+    return { token: text, bytes: tokenBytes(text, this.p.tokenizer.idToToken(token)), logprob };
+  }
+
+  private logprobMsg(lp: CommittedLogprob): LogprobMsg {
+    return { ...this.tokenLogprobMsg(lp.token, lp.logprob), top: lp.top.map((t) => this.tokenLogprobMsg(t.token, t.logprob)) };
   }
 
   private piece(id: number): string {

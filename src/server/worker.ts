@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadPipeline } from '../engine/pipeline.js';
+import { loadNativeAddon } from '../kernels/native.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 import { Scheduler } from './scheduler.js';
 
@@ -28,7 +29,7 @@ try {
       sched.submit(m);
     } else if (m.type === 'cancel') sched.cancel(m);
   });
-  send({ type: 'ready', arch: p.config.arch, generation: p.generation, backend: p.model.backend.name, hasChatTemplate: p.chatTemplate !== null, vocabSize: p.config.vocabSize, maxSequenceLength: p.config.maxSequenceLength });
+  send({ type: 'ready', arch: p.config.arch, generation: p.generation, backend: p.model.backend.name, hasChatTemplate: p.chatTemplate !== null, threads: p.model.backend.name.startsWith('native') ? loadNativeAddon().threads() : 1, vocabSize: p.config.vocabSize, maxSequenceLength: p.config.maxSequenceLength });
 } catch (e) {
   send({ type: 'fatal', message: (e as Error).message });
 }

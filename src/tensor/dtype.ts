@@ -25,11 +25,6 @@ export function f32ToBf16(x: number): number {
   return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-/** Round a float to the nearest bf16 value (returned as a float). */
-export function roundBf16(x: number): number {
-  return bf16ToF32(f32ToBf16(x));
-}
-
 /** IEEE half bits -> float. */
 export function f16ToF32(h: number): number {
   const s = h & 0x8000 ? -1 : 1;
@@ -44,12 +39,6 @@ export function f16ToF32(h: number): number {
 export function bf16ArrayToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
   const d32 = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) d32[i] = src[i] << 16;
-  return dst;
-}
-
-/** Round a float32 array to bf16 bits. */
-export function f32ArrayToBf16(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
-  for (let i = 0; i < src.length; i++) dst[i] = f32ToBf16(src[i]);
   return dst;
 }
 

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { extractAnswer, readTasks } from '../../src/cli/eval.js';
+import { extractAnswer, readTasks } from '../../src/eval/tasks.js';
 import { LoadError } from '../../src/load/errors.js';
 import { repoRoot } from '../helpers/paths.js';
 import { NATIVE_SPEED, needsNative } from '../helpers/native.js';
@@ -19,11 +19,11 @@ const tasksFile = join(repoRoot, 'data', 'arith-test.jsonl');
 const fewshotFile = join(repoRoot, 'data', 'arith-fewshot.jsonl');
 
 /**
- * Run `dyllm eval|bench` in a child process (main.ts wires the subcommands; until then the entry points are
- * called directly): stdout, stderr and the exit code as the CLI maps them (2 usage/config, 1 load).
+ * Run `dyllm eval|bench` in a child process through the commands' entry points (cli/eval.ts, cli/bench.ts):
+ * stdout, stderr and the exit code as the CLI maps them (2 usage/config, 1 load).
  */
 function dyllm(cmd: 'eval' | 'bench', ...args: string[]) {
-  const mod = pathToFileURL(join(repoRoot, 'dist', 'src', 'cli', 'eval.js')).href;
+  const mod = pathToFileURL(join(repoRoot, 'dist', 'src', 'cli', `${cmd}.js`)).href;
   const code = `const m = await import(${JSON.stringify(mod)});
 try { await m.${cmd === 'eval' ? 'cmdEval' : 'cmdBench'}(process.argv.slice(1)); }
 catch (e) { process.stderr.write('dyllm: ' + e.message + '\\n'); process.exitCode = e.name === 'UsageError' || e.name === 'ConfigError' ? 2 : 1; }`;

@@ -100,7 +100,7 @@ describe('scheduler: one request failing never stops the others (in process)', (
     subs.forEach((s, i) => {
       const msg: SubmitMsg = {
         type: 'submit', id: i + 1, tokens: encodePrompt(p, [{ role: 'user', content: s.content }], true), promptParam: 'messages',
-        options, accel: resolveAccel(p.config, s.accel ? { method: 'dyllm', threshold: 0.99 } : {}, options), stream: false, streamSteps: false, testFault: s.fault,
+        options, accel: resolveAccel(p.config, s.accel ? { method: 'dyllm', threshold: 0.99 } : {}, options), stream: false, streamSteps: false, n: 1, stop: [], logprobs: null, testFault: s.fault,
       };
       sched.submit(msg);
     });
@@ -108,7 +108,7 @@ describe('scheduler: one request failing never stops the others (in process)', (
     return sent;
   }
 
-  const texts = (sent: FromWorker[]): Map<number, string> => new Map(sent.flatMap((m) => (m.type === 'done' ? [[m.id, m.text] as [number, string]] : [])));
+  const texts = (sent: FromWorker[]): Map<number, string> => new Map(sent.flatMap((m) => (m.type === 'done' ? [[m.id, m.choices[0].text] as [number, string]] : [])));
   const errors = (sent: FromWorker[]): Map<number, string> => new Map(sent.flatMap((m) => (m.type === 'error' ? [[m.id, m.message] as [number, string]] : [])));
   const prompts = [QUESTION, 'Mia has 25 coins. Mia gives 8 to Ben. How many coins does Mia have now?', 'Sam has 3 bags with 4 pens each. How many pens?'];
 

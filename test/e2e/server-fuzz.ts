@@ -196,8 +196,61 @@ function edgeBody(p: Pick, chat: boolean): Record<string, Val> {
     if (p.chance(0.5)) d.stream_steps = true;
     if (p.chance(0.3)) b.stream_options = { include_usage: true };
   }
+  // The OpenAI fields the engine's surface adds: choices, stop strings, logprobs.
+  if (p.chance(0.25)) b.n = p.one([1, 2, 3, FUZZ_SERVER.maxBatch]);
+  if (p.chance(0.25)) b.stop = p.one<Val>(['####', ['=', '.'], ' ', ['x', 'y', 'z', '####'], '19', '<|eot_id|>', 'é😀', '1', ['+', '+7=', ' #']]);
+  if (p.chance(0.25)) {
+    if (chat) {
+      b.logprobs = true;
+      if (p.chance(0.6)) b.top_logprobs = p.one([0, 1, 5, 20]);
+    } else {
+      b.logprobs = p.one([0, 1, 5, 20]);
+    }
+  }
   if (Object.keys(d).length > 0) b.dyllm = d;
   return b;
+}
+
+/** What an accepted generation must look like, from its body: n choices, no stop string in any, logprobs iff asked. */
+interface GenExpect {
+  readonly chat: boolean;
+  readonly n: number;
+  readonly stops: readonly string[];
+  readonly logprobs: boolean;
+}
+
+function genExpect(b: Record<string, Val>, chat: boolean): GenExpect {
+  // What the server parses (raw literals such as 1.0 or -0 are numbers to it).
+  const parsed = (v: Val | undefined): unknown => {
+    if (!(v instanceof Raw)) return v;
+    try {
+      return JSON.parse(v.text);
+    } catch {
+      return undefined;
+    }
+  };
+  const stop = parsed(b.stop);
+  const n = parsed(b.n);
+  return {
+    chat,
+    n: typeof n === 'number' ? n : 1,
+    stops: typeof stop === 'string' ? [stop] : Array.isArray(stop) ? stop.filter((x): x is string => typeof x === 'string') : [],
+    logprobs: chat ? parsed(b.logprobs) === true : typeof parsed(b.logprobs) === 'number',
+  };
+}
+
+/** What is wrong with an accepted generation's choices (texts per index, logprobs seen per index); null when right. */
+function checkChoices(e: GenExpect, texts: Map<number, string>, logprobs: Map<number, boolean>): string | null {
+  const idx = [...texts.keys()].sort((a, b) => a - b);
+  if (idx.length !== e.n || idx.some((x, i) => x !== i)) return `choices ${JSON.stringify(idx)} for n = ${e.n}`;
+  for (const [i, t] of texts) {
+    const hit = e.stops.find((s) => t.includes(s));
+    if (hit !== undefined) return `choice ${i} contains the stop string ${JSON.stringify(hit)}: ${JSON.stringify(t).slice(0, 200)}`;
+    if (/<\|(eot_id|endoftext|mdm_mask)\|>/.test(t)) return `choice ${i} contains special token text: ${JSON.stringify(t).slice(0, 200)}`;
+    if (!e.logprobs && logprobs.get(i)) return `choice ${i} has logprobs nobody asked for`;
+    if (e.logprobs && !logprobs.get(i) && t !== '') return `choice ${i} has no logprobs`;
+  }
+  return null;
 }
 
 // ---- raw HTTP --------------------------------------------------------------------------------------------------------
@@ -332,6 +385,8 @@ interface Case {
   readonly expect: readonly number[] | null;
   /** How many responses the bytes must produce (pipelining, malformed requests); default 1. */
   readonly responses?: number;
+  /** For a plausible generation body: what its answer must look like when it is accepted. */
+  readonly gen?: GenExpect;
 }
 
 const JSON_CT = { 'Content-Type': 'application/json' };
@@ -348,9 +403,10 @@ function makeCase(p: Pick, port: number): Case {
       if (field === 'dyllm') b0.dyllm = { [p.one(DYLLM_FIELDS)]: deep(p) };
       else b0[field] = deep(p);
     }
+    const gen = genExpect(b0, chat);
     const b = toJson(b0);
     const payload = Buffer.from(b, 'utf8');
-    return { kind: 'body', what: `POST ${path} ${b.length > 400 ? `${b.slice(0, 300)}… (${b.length} chars)` : b}`, ex: { pieces: request('POST', path, JSON_CT, payload, null) }, expect: null };
+    return { kind: 'body', what: `POST ${path} ${b.length > 400 ? `${b.slice(0, 300)}… (${b.length} chars)` : b}`, ex: { pieces: request('POST', path, JSON_CT, payload, null) }, expect: null, gen };
   }
   if (k < 67) {
     // Byte-level damage to a valid body.
@@ -463,8 +519,8 @@ function makeCase(p: Pick, port: number): Case {
 
 // ---- checks ----------------------------------------------------------------------------------------------------------
 
-/** What is wrong with one response; null when it is well-formed. */
-function checkResponse(r: Response, head: boolean): string | null {
+/** What is wrong with one response; null when it is well-formed (and, for an accepted generation, right). */
+function checkResponse(r: Response, head: boolean, gen?: GenExpect): string | null {
   const ct = r.headers['content-type'] ?? '';
   if (r.status < 200 || r.status > 599) return `status ${r.status}`;
   if (head || r.status === 204) return null;
@@ -485,25 +541,35 @@ function checkResponse(r: Response, head: boolean): string | null {
   if (/^text\/event-stream/.test(ct)) {
     const events = r.body.toString('utf8').split('\n\n').filter((x) => x.trim() !== '');
     if (events.at(-1) !== 'data: [DONE]') return `a stream that does not end with [DONE]: …${r.body.toString('utf8').slice(-200)}`;
+    const texts = new Map<number, string>();
+    const lps = new Map<number, boolean>();
     for (const ev of events.slice(0, -1)) {
       if (!ev.startsWith('data: ')) return `a stream event that is not data: ${ev.slice(0, 200)}`;
-      let j: { error?: { message?: string; code?: string } };
+      let j: { error?: { message?: string; code?: string }; choices?: { index: number; text?: string; delta?: { content?: string }; logprobs?: unknown }[] };
       try {
         j = JSON.parse(ev.slice(6));
       } catch {
         return `a stream event that is not JSON: ${ev.slice(0, 200)}`;
       }
       if (j.error) return `a stream error event: ${JSON.stringify(j.error).slice(0, 300)}`;
+      for (const c of j.choices ?? []) {
+        texts.set(c.index, (texts.get(c.index) ?? '') + ((gen?.chat ? c.delta?.content : c.text) ?? ''));
+        if (c.logprobs) lps.set(c.index, true);
+      }
     }
-    return null;
+    return gen ? checkChoices(gen, texts, lps) : null;
   }
   if (/^application\/json\b/.test(ct)) {
+    let j: { choices?: { index: number; text?: string; message?: { content?: string }; logprobs?: unknown }[] };
     try {
-      JSON.parse(r.body.toString('utf8'));
+      j = JSON.parse(r.body.toString('utf8'));
     } catch {
       return `${r.status} JSON that does not parse: ${r.body.toString('utf8').slice(0, 200)}`;
     }
-    return null;
+    if (!gen) return null;
+    if (!Array.isArray(j.choices)) return `an accepted generation without choices: ${r.body.toString('utf8').slice(0, 200)}`;
+    const texts = new Map(j.choices.map((c) => [c.index, (gen.chat ? c.message?.content : c.text) ?? '']));
+    return checkChoices(gen, texts, new Map(j.choices.map((c) => [c.index, c.logprobs !== null && c.logprobs !== undefined])));
   }
   if (/^text\/(html|plain)/.test(ct)) return null;
   return `${r.status} with unexpected Content-Type ${JSON.stringify(ct)}`;
@@ -563,7 +629,7 @@ export async function fuzzHttp(o: FuzzOptions): Promise<FuzzReport> {
     if (leftover !== 0 && responses.length < want) return fail({ ...base, problem: `an incomplete response (${got.raw.length} bytes): ${got.raw.toString('utf8').slice(0, 200)}` });
     for (const r of responses) {
       statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-      const problem = checkResponse(r, k.ex.head ?? false);
+      const problem = checkResponse(r, k.ex.head ?? false, r.status === 200 ? k.gen : undefined);
       if (problem) return fail({ ...base, problem });
     }
     if (k.expect && !k.expect.includes(responses[0].status)) {

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import type { Page } from 'playwright-core';
 import { startServer, type DyllmServer } from '../../src/server/app.js';
 import { repoRoot } from '../helpers/paths.js';
 import { launchChromium } from '../helpers/browser.js';
@@ -57,6 +58,16 @@ async function readUntil(res: Response, pred: (text: string) => boolean): Promis
   }
   reader.releaseLock();
   return text;
+}
+
+/** Runs `fn` on a page of a fresh headless Chromium from npm (test/helpers/browser.ts). */
+async function withPage(fn: (page: Page) => Promise<void>): Promise<void> {
+  const browser = await launchChromium();
+  try {
+    await fn(await browser.newPage());
+  } finally {
+    await browser.close();
+  }
 }
 
 // No request timeout here (0 = none): these tests are about answers, not speed (the limits suite below tests the
@@ -186,7 +197,7 @@ describe('dyllm serve (bundled model)', { timeout: 30 * 60_000 }, () => {
       [{ dyllm: { steps: 8 }, max_tokens: 16, max_completion_tokens: 32 }, 'max_completion_tokens', /conflicts/],
       [{ dyllm: { stepz: 8 } }, 'dyllm.stepz', /did you mean "steps"/],
       [{ max_tokens: 4096 }, 'max_tokens', /exceeds this server's limit of 1024/],
-      [{ n: 3 }, 'n', /n = 1/],
+      [{ n: 9 }, 'n', /^n: expected an integer in \[1, 8\] \(choices are denoised together: at most 8 on this server, --max-batch\), found 9$/],
       [{ bogus: true }, 'bogus', /unknown field/],
       [{ dyllm: { stream_steps: true } }, 'dyllm.stream_steps', /stream/],
     ];
@@ -221,9 +232,7 @@ describe('dyllm serve (bundled model)', { timeout: 30 * 60_000 }, () => {
   });
 
   test('web view in headless Chromium: the canvas denoises step by step', needsNative(NATIVE_SPEED), async () => {
-    const browser = await launchChromium();
-    try {
-      const page = await browser.newPage();
+    await withPage(async (page) => {
       await page.goto(s.url + '/');
       await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('dyllm-demo'));
       await page.fill('#prompt', QUESTION);
@@ -259,9 +268,57 @@ describe('dyllm serve (bundled model)', { timeout: 30 * 60_000 }, () => {
       assert.match(await page.textContent('#answer') ?? '', /12\+7=19\. #### 19/);
       assert.notEqual(await page.textContent('#s-tps'), '–');
       assert.match(await page.textContent('#s-salient') ?? '', /^0\.\d+$/);
-    } finally {
-      await browser.close();
-    }
+    });
+  });
+
+  test('web view polish: stats reset per run, the end of text as ∎, a note for an empty answer, a favicon (no 404)', needsNative(NATIVE_SPEED), async () => {
+    await withPage(async (page) => {
+      const failed: string[] = [];
+      page.on('response', (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
+      page.on('requestfailed', (r) => failed.push(`failed ${r.url()}`));
+      page.on('console', (m) => m.type() === 'error' && failed.push(`console: ${m.text()}`));
+      await page.goto(s.url + '/');
+      await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('dyllm-demo'));
+      assert.match(await page.textContent('#model') ?? '', /\d+ threads?$/);
+      assert.match(await page.getAttribute('link[rel="icon"]', 'href') ?? '', /^data:image\/svg\+xml,/);
+      const done = () => page.waitForFunction(() => !(document.getElementById('go') as HTMLButtonElement).disabled && document.getElementById('s-step')!.textContent !== '–', null, { timeout: 30_000 });
+      // A DyLLM run, then a dense one: the second starts from empty stats and ends with its own.
+      await page.fill('#prompt', QUESTION);
+      await page.check('#accel');
+      await page.click('#go');
+      await done();
+      assert.match(await page.textContent('#s-salient') ?? '', /^0\.\d+$/);
+      await page.uncheck('#accel');
+      const atStart = await page.evaluate(() => {
+        document.getElementById('go')!.click(); // run() resets the stats before its first await
+        return ['s-step', 's-masked', 's-tps', 's-salient', 's-rec'].map((id) => document.getElementById(id)!.textContent);
+      });
+      assert.deepEqual(atStart, ['–', '–', '–', '–', '–']);
+      await done();
+      assert.equal(await page.textContent('#s-salient'), '1.000');
+      assert.equal(await page.textContent('#s-rec'), 'all (dense)');
+      // The answer ends with the end of turn: drawn as ∎ (its text in the tooltip), never spelled out.
+      const ends = await page.$$eval('#canvas .tok.end', (els) => els.map((e) => [e.textContent, e.getAttribute('title')]));
+      assert.ok(ends.length > 0, 'the end of text is marked');
+      for (const [text, title] of ends) {
+        assert.equal(text, '∎');
+        assert.match(title ?? '', /^end of text \(<\|(eot_id|endoftext)\|>\)$/);
+      }
+      assert.ok(!(await page.textContent('#canvas'))!.includes('<|'), 'no special token text on the canvas');
+      assert.equal(await page.textContent('#note'), '');
+      // A prompt the demo model answers with the end of text at once: the page says so.
+      await page.fill('#prompt', 'x');
+      await page.click('#go');
+      await done();
+      assert.equal(await page.textContent('#answer'), '');
+      assert.match(await page.textContent('#note') ?? '', /^The answer is empty: the model ended it at once — try a longer or shorter max tokens/);
+      // The next run clears the note.
+      await page.fill('#prompt', QUESTION);
+      await page.click('#go');
+      await done();
+      assert.equal(await page.textContent('#note'), '');
+      assert.deepEqual(failed, []);
+    });
   });
 });
 

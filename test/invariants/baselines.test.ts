@@ -1,31 +1,18 @@
 /**
- * Baseline invariants (dyllm-algorithm.md §14): Fast-dLLM Prefix/DualCache with a cache refresh every step, and
+ * Invariants of the paper's comparison methods (engine/accel/fast-dllm.ts, engine/accel/dllm-cache.ts): Fast-dLLM
+ * Prefix/DualCache with a cache refresh every step, and
  * dLLM-Cache with K_p = K_r = 1, generate exactly the dense tokens; with normal settings each computes fewer rows
  * than dense and still leaves no mask in the output.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
-import { generateSteps, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
+import { DenoiseRun, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
 import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
-import { makeStepForward, resolveMethod, type BaselineOptionsInput } from '../../src/engine/baselines.js';
+import { resolveAccel } from '../../src/engine/accel.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { fixturePath } from '../helpers/fixtures.js';
-
-function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput, base?: BaselineOptionsInput, events?: StepEvent[]): GenerateResult {
-  const options = resolveOptions(p.config, opts, p.generation);
-  const b = base ? resolveMethod(p.config.arch, base, options) : null;
-  const it = generateSteps(p.model, p.ids, {
-    prompts,
-    options,
-    stepForward: b ? (layout) => makeStepForward(p.model, layout, b) : undefined,
-  });
-  for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-    events?.push(r.value);
-  }
-}
+import { runGeneration as run } from '../helpers/run-generation.js';
 
 const PROMPTS = [[12, 40, 41, 42, 7], [99, 3], [5, 6, 7, 8, 9, 10, 11, 13]];
 const toArrays = (r: GenerateResult) => r.tokens.map((t) => [...t]);
@@ -45,7 +32,7 @@ for (const [name, opts] of EXACT) {
     for (const method of ['prefix', 'dual'] as const) {
       // LLaDA: one-position blocks (each block is one step); Dream: one-position cache blocks, one step each.
       const events: StepEvent[] = [];
-      const got = run(p, PROMPTS, g, { method, blockLength: 1 }, events);
+      const got = run(p, PROMPTS, g, { method, cacheBlock: 1 }, events);
       assert.deepEqual(toArrays(got), dense, method);
       if (!dream) assert.ok(events.every((e) => e.accel?.method === `${method}-refresh`), method);
     }
@@ -68,7 +55,7 @@ for (const [name, opts] of NORMAL) {
     const p = await loadPipeline(fixturePath(name), { backend: new ReferenceBackend() });
     const g = opts as GenerateOptionsInput;
     const fractions: Record<string, number> = {};
-    for (const base of [{ method: 'prefix', blockLength: 8 }, { method: 'dual', blockLength: 8 }, { method: 'dllm-cache', genInterval: 4 }] as const) {
+    for (const base of [{ method: 'prefix', cacheBlock: 8 }, { method: 'dual', cacheBlock: 8 }, { method: 'dllm-cache', genInterval: 4 }] as const) {
       const events: StepEvent[] = [];
       const r = run(p, PROMPTS, g, base, events);
       fractions[base.method] = r.stats.salientFraction;
@@ -87,12 +74,15 @@ for (const [name, opts] of NORMAL) {
   });
 }
 
-test('resolveMethod rejects unknown methods and bad knobs', () => {
+test('the comparison methods refuse bad knobs, and what only the request reveals before it starts', async () => {
   const options = resolveOptions('llada', { genLength: 16, steps: 16, blockLength: 8 });
-  assert.throws(() => resolveMethod('llada', { method: 'fast' }, options), /accel: expected one of prefix, dual, dllm-cache/);
-  assert.throws(() => resolveMethod('llada', { method: 'dual', blockLength: 3 }, options), /cacheBlock/);
-  assert.throws(() => resolveMethod('llada', { method: 'dllm-cache', transferRatio: 2 }, options), /transferRatio/);
-  assert.throws(() => resolveMethod('llada', { method: 'dllm-cache', genInterval: 0 }, options), /genInterval/);
-  const d = resolveMethod('llada', { method: 'dllm-cache' }, options);
-  assert.deepEqual([d.promptInterval, d.genInterval, d.transferRatio, d.blockLength], [100, 7, 0.25, 8]);
+  assert.throws(() => resolveAccel('llada', { method: 'fast' }, options), /^OptionError: method: expected one of none, dyllm, prefix, dual, dllm-cache, found "fast"$/);
+  assert.throws(() => resolveAccel('llada', { method: 'dllm-cache', transferRatio: 2 }, options), /^OptionError: transferRatio: expected a number in \[0, 1\], found 2$/);
+  assert.throws(() => resolveAccel('llada', { method: 'dllm-cache', genInterval: 0 }, options), /^OptionError: genInterval: expected an integer in \[1, 1000000\], found 0$/);
+  assert.throws(() => resolveAccel('llada', { method: 'dual', cacheBlock: 17 }, options), /^OptionError: cacheBlock: expected an integer in \[1, 16\] \(at most the gen length\), found 17$/);
+  const p = await loadPipeline(fixturePath('llada-tiny'), { backend: new ReferenceBackend() });
+  const dual = resolveAccel(p.config, { method: 'dual', cacheBlock: 3 }, options);
+  assert.throws(() => new DenoiseRun(p.model, p.ids, { prompts: [[1, 2]], options, accel: dual }), /^ConfigError: cacheBlock: 3 must divide the generation block length 8$/);
+  assert.deepEqual(resolveAccel('llada', { method: 'dllm-cache' }, options), { method: 'dllm-cache', promptInterval: 100, genInterval: 7, transferRatio: 0.25 });
+  assert.deepEqual(resolveAccel('llada', { method: 'prefix', threshold: 0.5 }, options), { method: 'prefix' });
 });

@@ -4,29 +4,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
-import { generateSteps, type GenerateResult, type StepEvent } from '../../src/engine/generate.js';
-import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
-import { resolveAccel, type AccelOptionsInput } from '../../src/engine/accel.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
+import type { StepEvent } from '../../src/engine/generate.js';
+import type { GenerateOptionsInput } from '../../src/engine/options.js';
+import { resolveAccel } from '../../src/engine/accel.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { SequenceCache, cacheBytesPerToken } from '../../src/cache/layer-cache.js';
 import { cosineThreshold, recomputeAll } from '../../src/cache/saliency.js';
 import { backendCases } from '../helpers/native.js';
 import { paddedBatch } from '../../src/models/types.js';
 import { fixturePath, relMaxError } from '../helpers/fixtures.js';
-
-function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput, accel?: AccelOptionsInput, events?: StepEvent[]): GenerateResult {
-  const it = generateSteps(p.model, p.ids, {
-    prompts,
-    options: resolveOptions(p.config, opts, p.generation),
-    accel: accel ? resolveAccel(p.config, accel) : undefined,
-  });
-  for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-    events?.push(r.value);
-  }
-}
+import { runGeneration as run } from '../helpers/run-generation.js';
 
 const PROMPTS = [[12, 40, 41, 42, 7], [99, 3], [5, 6, 7, 8, 9, 10, 11, 13]];
 const CASES = [

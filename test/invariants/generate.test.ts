@@ -5,22 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
-import { generateSteps, type GenerateResult } from '../../src/engine/generate.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
 import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { loadNativeBackend } from '../../src/kernels/native.js';
 import { fixturePath, relMaxError } from '../helpers/fixtures.js';
 import { needsNative } from '../helpers/native.js';
 import { paddedBatch } from '../../src/models/types.js';
-
-function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput): GenerateResult {
-  const it = generateSteps(p.model, p.ids, { prompts, options: resolveOptions(p.config, opts, p.generation) });
-  for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-  }
-}
+import { runGeneration as run } from '../helpers/run-generation.js';
 
 const PROMPTS = [[12, 40, 41, 42, 7], [99, 3], [5, 6, 7, 8, 9, 10, 11, 13]];
 

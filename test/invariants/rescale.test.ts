@@ -1,5 +1,5 @@
 /**
- * The corrected attention update: when the queries do not change and only a few key/value columns do,
+ * The corrected attention update (cache/plan.ts AttnUpdate, KernelBackend.attentionRescale): when the queries do not change and only a few key/value columns do,
  * 'rescale' (exact normaliser) and 'rescale-incremental' (normaliser updated from the changed columns) give the
  * exact new attention output to fp32 rounding, on every backend; the official 'delta' update does not.
  */

@@ -5,11 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
-import { generateSteps, type GenerateResult } from '../../src/engine/generate.js';
-import { resolveOptions, type GenerateOptionsInput } from '../../src/engine/options.js';
+import { loadPipeline } from '../../src/engine/pipeline.js';
+import type { GenerateOptionsInput } from '../../src/engine/options.js';
 import { ReferenceBackend } from '../../src/kernels/reference.js';
 import { fixturePath, readJsonFixture } from '../helpers/fixtures.js';
+import { runGeneration as run } from '../helpers/run-generation.js';
 
 interface GenCase {
   name: string;
@@ -33,14 +33,6 @@ function optionsOf(arch: 'llada' | 'dream', s: GenCase['settings'], padded: bool
     topP: s.top_p as number | null, topK: s.top_k as number | null, eps: s.eps as number, alg: s.alg as 'entropy',
     algTemp: s.alg_temp as number, ...layout,
   };
-}
-
-function run(p: Pipeline, prompts: number[][], opts: GenerateOptionsInput): GenerateResult {
-  const it = generateSteps(p.model, p.ids, { prompts, options: resolveOptions(p.config, opts, p.generation) });
-  for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-  }
 }
 
 for (const name of ['llada-tiny', 'dream-tiny'] as const) {

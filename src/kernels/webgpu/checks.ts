@@ -9,7 +9,7 @@
  * callers check the values first: ./host-backend.ts runs the ../args.ts checks).
  */
 import { MAX_HEAD_DIM, MAX_INT32, describe, int, product } from '../args.js';
-import type { GpuDtype, GpuTensor, GpuWeight } from './kernels.js';
+import type { GpuDtype, GpuTensor, GpuWeight } from './tensor.js';
 
 /** Largest head dimension the attention shaders hold in workgroup memory. */
 export const MAX_GPU_HEAD_DIM = 256;

@@ -26,13 +26,14 @@ import type { HostWeight, PreparedWeight } from '../backend.js';
 import { checkPrepareWeight, int } from '../args.js';
 import { BufferUsage, MAP_READ, type GpuAdapterInfoLike, type GpuBufferLike, type GpuCommandEncoderLike, type GpuComputePassLike, type GpuComputePipelineLike, type GpuDeviceLike, type GpuErrorLike, type GpuLike } from './gpu-types.js';
 import { heads, need, tensor, weight } from './checks.js';
+import { GpuTensor, GpuWeight, type Chunk, type GpuDtype, type Root } from './tensor.js';
 import { elementwiseShader, type ElementwiseOp } from './shaders/elementwise.js';
 import { COSINE, RMSNORM, ROPE, ROWS } from './shaders/rowwise.js';
 import { LOGIT_STATS } from './shaders/logit-stats.js';
 import { ATTENTION, ATTENTION_DELTA, RESCALE_APPLY, RESCALE_WEIGHTS } from './shaders/attention.js';
 import { LAYOUT_CODE, SKINNY_COLS, SKINNY_MAX_M, TILE, skinnyMatmulShader, tiledMatmulShader, type WeightLayout } from './shaders/matmul.js';
 
-export type GpuDtype = 'f32' | 'i32' | 'u32';
+export { GpuTensor, GpuWeight, type GpuDtype };
 export type GpuArray = Float32Array | Int32Array | Uint32Array;
 
 /** Thrown when WebGPU cannot be used at all (no adapter, no device). */
@@ -59,68 +60,6 @@ export interface WebGpuOptions {
    * weights are split into row chunks under it, one dispatch per chunk.
    */
   weightChunkBytes?: number;
-}
-
-interface Root {
-  readonly buffer: GpuBufferLike;
-  readonly bytes: number;
-  destroyed: boolean;
-}
-
-/** A device-resident array (or a view of one): `length` elements of `dtype` from element `offset` of its buffer. */
-export class GpuTensor {
-  readonly kind = 'gpu-tensor';
-  constructor(
-    private readonly owner: WebGpuKernels,
-    /** @internal */ readonly root: Root,
-    readonly dtype: GpuDtype,
-    readonly offset: number,
-    readonly length: number,
-  ) {}
-
-  get buffer(): GpuBufferLike {
-    return this.root.buffer;
-  }
-
-  get destroyed(): boolean {
-    return this.root.destroyed;
-  }
-
-  /** Elements [start, start + length) of this tensor, sharing its buffer. */
-  view(start: number, length: number = this.length - start): GpuTensor {
-    int('view', 'start', start, 0, this.length);
-    int('view', 'length', length, 0, this.length - start);
-    return new GpuTensor(this.owner, this.root, this.dtype, this.offset + start, length);
-  }
-
-  /** Frees the buffer (and so every view of it), after any recorded op that uses it has been submitted. */
-  destroy(): void {
-    this.owner.release(this.root);
-  }
-}
-
-interface Chunk {
-  readonly root: Root;
-  readonly n0: number;
-  readonly rows: number;
-}
-
-/** A weight on the device: bf16 as u32 pairs ([N, Kp], Kp = K rounded up to even) or f32 [N, K], in row chunks. */
-export class GpuWeight implements PreparedWeight {
-  readonly kind = 'gpu-weight';
-  constructor(
-    readonly dtype: 'bf16' | 'f32',
-    readonly outFeatures: number,
-    readonly inFeatures: number,
-    readonly nbytes: number,
-    /** Elements (bf16 or f32) per stored row. */
-    readonly rowStride: number,
-    readonly chunks: readonly Chunk[],
-  ) {}
-
-  get destroyed(): boolean {
-    return this.chunks.some((c) => c.root.destroyed);
-  }
 }
 
 /** Logit row statistics as read back: f32 probabilities (the GPU has no f64). */

@@ -1,5 +1,5 @@
-/** Building the per-step AccelTelemetry every cached StepForward reports (DyLLM and the baselines alike). */
-import type { AccelTelemetry, CanvasLayout } from './generate.js';
+/** Building the per-step AccelTelemetry every cached StepForward reports (DyLLM and the comparison methods alike). */
+import type { AccelTelemetry, CanvasLayout } from './types.js';
 
 export interface RecomputeCounts {
   readonly salientPerLayer: readonly number[];

@@ -1,0 +1,14 @@
+/** `none`: no acceleration — every step is the model's dense forward (the official samplers' arithmetic). */
+import type { AccelMethod, AccelOptions } from './types.js';
+
+export const dense: AccelMethod = {
+  name: 'none',
+  source: '',
+  options: [],
+  dense: true,
+  benchRows: [{ name: 'dense', options: {}, color: '#555555' }],
+  resolve: (): AccelOptions => ({ method: 'none' }),
+  create: ({ model }) => ({ forward: (batch) => model.forward(batch), telemetry: () => null }),
+  cacheBytesPerToken: () => 0,
+  label: () => 'dense',
+};

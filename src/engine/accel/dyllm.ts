@@ -1,0 +1,136 @@
+/**
+ * `dyllm`: DyLLM (arXiv 2603.08026), this project's subject. The method owns a request's per-sequence caches and
+ * the step schedule, builds a RecomputePlan each step and lets the model obey it (models/forward/planned.ts):
+ * `fullSteps` dense warm-up steps fill the caches; every later step is sparse, with response-only query rows
+ * except every `promptPeriod`-th step, and layer 0's salient set = the positions committed in the previous step.
+ * Which rows are salient in each layer is the saliency policy's decision (cache/saliency.ts: cos < τ).
+ */
+import { cacheBytesPerToken, SequenceCache } from '../../cache/layer-cache.js';
+import type { AttnUpdate, RecomputePlan, SequencePlan, StepCounts } from '../../cache/plan.js';
+import { cosineThreshold, recomputeAll } from '../../cache/saliency.js';
+import { allFamilies } from '../../families/registry.js';
+import { ConfigError } from '../../load/errors.js';
+import { MAX_COUNT, type OptionSpec } from '../schema.js';
+import { addLogitPositions, iota, sortedRows } from './rows.js';
+import { accelTelemetry } from './telemetry.js';
+import type { AccelMethod, AccelOptions, AccelTelemetry } from './types.js';
+
+export interface DyllmOptions extends AccelOptions {
+  /** τ: a row is salient when cos(new, cached context) < τ. */
+  readonly threshold: number;
+  /** Dense warm-up steps (paper: T_full = 4). */
+  readonly fullSteps: number;
+  /** Every promptPeriod-th step also queries the prompt rows (official code: 4). */
+  readonly promptPeriod: number;
+  /** How non-salient rows' contexts follow the changed K/V columns (cache/plan.ts AttnUpdate). */
+  readonly attnUpdate: AttnUpdate;
+  /**
+   * 'reuse' (default): with the delta update, update each non-salient row's cached o_proj output by the projected
+   * ΔV columns when that is cheaper than projecting every row (exact up to fp32 rounding); 'recompute': o_proj of
+   * every query row every step, as the official code does; 'reuse-always': reuse whatever it costs (testing hook).
+   */
+  readonly oProj: 'reuse' | 'recompute' | 'reuse-always';
+  /** Testing hook: every position is a query row and salient in every layer (≡ dense). */
+  readonly allSalient: boolean;
+}
+
+/** τ when the model's family sets none (DiffusionFamily.accelDefaults; the paper: 0.99 LLaDA, 0.995 Dream). */
+const THRESHOLD = 0.99;
+
+/** The families' defaults as help text: "0.99 LLaDA, 0.995 Dream". */
+function thresholdHelp(): string {
+  return allFamilies().map((f) => `${f.accelDefaults.dyllm?.threshold ?? THRESHOLD} ${f.label}`).join(', ');
+}
+
+const OPTIONS: readonly OptionSpec[] = [
+  { key: 'threshold', flag: 'threshold', field: 'dyllm.threshold', type: 'number', metavar: 'T', range: { min: -1, max: 1.5, minExclusive: true }, help: 'DyLLM cosine threshold τ: a row is salient when cos < τ', defaultHelp: thresholdHelp() },
+  { key: 'fullSteps', flag: 'full-steps', field: 'dyllm.full_steps', type: 'int', metavar: 'N', range: { min: 1, max: MAX_COUNT }, help: 'DyLLM dense warm-up steps', defaultHelp: '4' },
+  { key: 'promptPeriod', flag: 'prompt-period', field: 'dyllm.prompt_period', type: 'int', metavar: 'N', range: { min: 1, max: MAX_COUNT }, help: 'DyLLM: query the prompt rows every N-th step', defaultHelp: '4' },
+  {
+    key: 'attnUpdate', flag: 'attn-update', field: 'dyllm.attn_update', type: 'enum', values: ['delta', 'rescale', 'rescale-incremental'], metavar: 'U',
+    help: "DyLLM non-salient context update (delta: the paper's; rescale: corrected for the changed softmax weights)", defaultHelp: 'delta',
+  },
+  {
+    key: 'oProj', flag: 'o-proj', field: 'dyllm.o_proj', type: 'enum', values: ['reuse', 'recompute'], hiddenValues: ['reuse-always'], metavar: 'P',
+    help: 'DyLLM o_proj: reuse cached outputs + projected ΔV when cheaper (same result to fp32 rounding), or recompute every query row', defaultHelp: 'reuse',
+  },
+];
+
+/** Whether DyLLM under these options keeps o_proj outputs in its caches. */
+function keepsOutputs(opts: Pick<DyllmOptions, 'oProj' | 'attnUpdate'>): boolean {
+  return opts.oProj !== 'recompute' && opts.attnUpdate === 'delta';
+}
+
+export const dyllm: AccelMethod<DyllmOptions> = {
+  name: 'dyllm',
+  source: 'DyLLM',
+  options: OPTIONS,
+  hooks: ['allSalient'],
+  benchRows: [
+    { name: 'DyLLM τ=0.99', options: { threshold: 0.99 }, color: '#d62728' },
+    { name: 'DyLLM τ=0.995', options: { threshold: 0.995 }, color: '#ff7f0e' },
+  ],
+  resolve(input) {
+    const allSalient = input.allSalient ?? false;
+    if (typeof allSalient !== 'boolean') throw new ConfigError(`allSalient: expected true or false, found ${JSON.stringify(allSalient)}`);
+    return {
+      method: 'dyllm',
+      threshold: (input.threshold as number | undefined) ?? THRESHOLD,
+      fullSteps: (input.fullSteps as number | undefined) ?? 4,
+      promptPeriod: (input.promptPeriod as number | undefined) ?? 4,
+      attnUpdate: (input.attnUpdate as AttnUpdate | undefined) ?? 'delta',
+      oProj: (input.oProj as DyllmOptions['oProj'] | undefined) ?? 'reuse',
+      allSalient,
+    };
+  },
+  create: ({ model, layout, family }, opts) => {
+    const cfg = model.config;
+    const reuseOutput = !keepsOutputs(opts) ? undefined : opts.oProj === 'reuse-always' ? 'always' as const : 'when-cheaper' as const;
+    const caches = layout.lengths.map((n) => new SequenceCache(cfg, n, { outputs: reuseOutput !== undefined }));
+    const policy = cosineThreshold(opts.threshold);
+    let last: AccelTelemetry | null = null;
+    let p = 0; // 1-based count of forwards (the official processed_steps)
+    return {
+      forward(batch, active) {
+        p++;
+        const dense = opts.allSalient || p <= opts.fullSteps;
+        const queryAll = dense || p % opts.promptPeriod === 0;
+        const seqs: SequencePlan[] = [];
+        let denseRows = 0;
+        active.forEach((b, ai) => {
+          const s = batch.seqStart[ai];
+          const N = batch.seqStart[ai + 1] - s;
+          const tokens = batch.tokens.subarray(s, s + N);
+          const cache = caches[b];
+          const g0 = layout.genStart[b];
+          denseRows += N;
+          let rows: Int32Array;
+          if (queryAll) {
+            rows = iota(0, N);
+          } else {
+            // Response rows, plus any row whose logits the sampler reads. The row predicting the first response
+            // position is always one (with shifted logits the last prompt row, HF semantics; the official DyLLM code,
+            // scale-snu/DyLLM, shifts the flattened query rows instead).
+            const set = new Set<number>([family.logitRow(g0)]);
+            for (let i = g0; i < N; i++) set.add(i);
+            addLogitPositions(batch, ai, set);
+            rows = sortedRows(set);
+          }
+          const changed: number[] = [];
+          if (!dense) for (let i = g0; i < N; i++) if (tokens[i] !== cache.lastTokens[i]) changed.push(i);
+          cache.lastTokens.set(tokens);
+          seqs.push({ cache, rows, salientIn: Int32Array.from(changed) });
+        });
+        const plan: RecomputePlan = { sequences: seqs, policy: dense ? recomputeAll : policy, attnUpdate: opts.attnUpdate, reuseOutput };
+        const counts: StepCounts = { salientPerLayer: new Array(cfg.numLayers).fill(0), kvRows: 0, ffnRows: 0, queryRows: 0, oProjReused: 0, recomputed: [] };
+        const logits = model.forwardPlanned(batch, plan, counts);
+        last = accelTelemetry(dense ? 'dyllm-dense' : 'dyllm', counts, denseRows, cfg.numLayers, active, layout);
+        return logits;
+      },
+      telemetry: () => last,
+    };
+  },
+  cacheBytesPerToken: (cfg, opts) => cacheBytesPerToken(cfg, keepsOutputs(opts)),
+  label: (opts) => `dyllm τ=${opts.threshold}`,
+  stats: (opts) => ({ threshold: opts.threshold }),
+};

@@ -1,0 +1,181 @@
+/**
+ * The canvas of one request and the batches built from it: each sequence is its prompt (left-padded in the official
+ * layout) followed by G masks; a step's ForwardBatch packs the active sequences (and classifier-free guidance's
+ * unconditional copies) and asks for logits at the rows the family says predict each candidate position. Also:
+ * the checks on prompts, the end-of-sequence rule, guidance, and merging several requests' batches into one forward.
+ */
+import type { DiffusionFamily } from '../families/types.js';
+import type { ModelConfig } from '../load/config.js';
+import { ConfigError } from '../load/errors.js';
+import type { DiffusionModel, ForwardBatch } from '../models/types.js';
+import type { RowStats } from '../sampler/confidence.js';
+import type { GenerateOptions } from '../sampler/options.js';
+import type { CanvasLayout } from './accel/types.js';
+import type { SpecialIds } from './pipeline.js';
+import { OptionError } from './schema.js';
+
+/** Sequences one request may denoise together (a batch larger than this is a mistake, not a workload). */
+export const MAX_BATCH = 1024;
+
+export interface Seq {
+  readonly tokens: Int32Array; // [len] prompt (+ pads) + G
+  readonly mask: Uint8Array | null;
+  readonly genStart: number;
+  readonly isPrompt: Uint8Array; // positions that were not masks at start (CFG's prompt_index)
+  done: boolean;
+  /** Generated tokens: G, or up to and including the end token when stopped early (0 while running). */
+  generated: number;
+}
+
+/** Prompts are checked before anything is allocated: ids inside the vocabulary, prompt + canvas inside the model. */
+export function validatePrompts(prompts: readonly (readonly number[])[], cfg: ModelConfig, family: DiffusionFamily, G: number): void {
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new ConfigError('prompts: expected at least one prompt, found none');
+  if (prompts.length > MAX_BATCH) throw new ConfigError(`prompts: expected at most ${MAX_BATCH} prompts in one request, found ${prompts.length}`);
+  const V = cfg.vocabSize;
+  prompts.forEach((p, b) => {
+    if (!Array.isArray(p) && !(p instanceof Int32Array)) throw new ConfigError(`prompt ${b}: expected an array of token ids, found ${typeof p}`);
+    if (p.length === 0 && family.needsPrompt) throw new ConfigError(`prompt ${b}: ${family.label} needs at least one prompt token`);
+    if (p.length + G > cfg.maxSequenceLength) {
+      throw new OptionError('genLength', `prompt ${b} has ${p.length} tokens, and ${p.length} + ${G} positions exceed the model's maximum sequence length ${cfg.maxSequenceLength} (shorten the prompt or lower the gen length)`);
+    }
+    // Masks inside prompts are allowed: the samplers may fill them (generate.py).
+    for (const t of p) {
+      if (!Number.isSafeInteger(t) || t < 0 || t >= V) throw new ConfigError(`prompt ${b}: token id ${t} is outside the vocabulary [0, ${V})`);
+    }
+  });
+}
+
+/** Each prompt followed by G masks: packed (each sequence alone) or the official left padding with an attention mask. */
+export function buildCanvas(prompts: readonly (readonly number[])[], o: GenerateOptions, ids: SpecialIds): Seq[] {
+  const maxP = Math.max(...prompts.map((p) => p.length));
+  return prompts.map((p) => {
+    const pad = o.batchLayout === 'left-pad' ? maxP - p.length : 0;
+    const len = pad + p.length + o.genLength;
+    const tokens = new Int32Array(len).fill(ids.mask);
+    tokens.fill(ids.pad, 0, pad);
+    tokens.set(p, pad);
+    let mask: Uint8Array | null = null;
+    if (pad > 0) {
+      mask = new Uint8Array(len).fill(1);
+      mask.fill(0, 0, pad);
+    }
+    const isPrompt = new Uint8Array(len);
+    for (let i = 0; i < pad + p.length; i++) isPrompt[i] = tokens[i] !== ids.mask ? 1 : 0;
+    return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, generated: 0 };
+  });
+}
+
+export function canvasLayout(seqs: readonly Seq[], genLength: number): CanvasLayout {
+  return { lengths: seqs.map((s) => s.tokens.length), genStart: seqs.map((s) => s.genStart), genLength, masks: seqs.map((s) => s.mask) };
+}
+
+/** Done when no mask is left, or (stopAtEos) an end token is decoded with every position before it committed. */
+export function finishIfDone(s: Seq, G: number, maskId: number, stopAtEos: boolean, stopIds: ReadonlySet<number>, eos: number): void {
+  const gen = s.tokens.subarray(s.genStart);
+  let firstMask = -1;
+  for (let i = 0; i < G; i++) {
+    if (gen[i] === maskId) {
+      firstMask = i;
+      break;
+    }
+    if (stopAtEos && stopIds.has(gen[i])) {
+      gen.fill(eos, i + 1); // positions after the end are not generated; fill them with EOS
+      s.done = true;
+      s.generated = i + 1;
+      return;
+    }
+  }
+  if (firstMask < 0) {
+    s.done = true;
+    s.generated = G;
+  }
+}
+
+/** The batch of the active sequences (and CFG's unconditional copies), with logits for the candidate rows. */
+export function buildBatch(seqs: readonly Seq[], active: readonly number[], cand: readonly Int32Array[], family: DiffusionFamily, cfg: boolean, maskId: number): ForwardBatch {
+  const copies = cfg ? 2 : 1;
+  let T = 0;
+  for (const b of active) T += seqs[b].tokens.length;
+  const tokens = new Int32Array(T * copies);
+  const seqStart = new Int32Array(active.length * copies + 1);
+  const anyMask = active.some((b) => seqs[b].mask !== null);
+  const mask = anyMask ? new Uint8Array(T * copies).fill(1) : null;
+  let nRows = 0;
+  for (const c of cand) nRows += c.length;
+  const logitRows = new Int32Array(nRows * copies);
+  let row = 0;
+  let lr = 0;
+  for (let copy = 0; copy < copies; copy++) {
+    active.forEach((b, ai) => {
+      const s = seqs[b];
+      seqStart[copy * active.length + ai] = row;
+      tokens.set(s.tokens, row);
+      // CFG's unconditional copy: every prompt position (prompt_index, pads included) becomes the mask.
+      if (copy === 1) for (let i = 0; i < s.tokens.length; i++) if (s.isPrompt[i]) tokens[row + i] = maskId;
+      if (mask && s.mask) mask.set(s.mask, row);
+      for (const pos of cand[ai]) logitRows[lr++] = row + family.logitRow(pos);
+      row += s.tokens.length;
+    });
+  }
+  seqStart[active.length * copies] = row;
+  return { tokens, seqStart, attentionMask: mask, logitRows };
+}
+
+/**
+ * One forward for several dense runs' batches (sequences never attend across requests, so each gets exactly
+ * the logits it would get alone). Returns each batch's logits.
+ */
+export function forwardMerged(model: DiffusionModel, batches: readonly ForwardBatch[]): Float32Array[] {
+  if (batches.length === 1) return [model.forward(batches[0])];
+  let T = 0;
+  let S = 0;
+  let L = 0;
+  for (const b of batches) {
+    T += b.tokens.length;
+    S += b.seqStart.length - 1;
+    L += b.logitRows ? b.logitRows.length : b.tokens.length;
+  }
+  const tokens = new Int32Array(T);
+  const seqStart = new Int32Array(S + 1);
+  const anyMask = batches.some((b) => b.attentionMask);
+  const mask = anyMask ? new Uint8Array(T).fill(1) : null;
+  const logitRows = new Int32Array(L);
+  let t = 0;
+  let s = 0;
+  let l = 0;
+  for (const b of batches) {
+    tokens.set(b.tokens, t);
+    if (mask && b.attentionMask) mask.set(b.attentionMask, t);
+    for (let i = 0; i < b.seqStart.length - 1; i++) seqStart[s++] = t + b.seqStart[i];
+    if (b.logitRows) for (const r of b.logitRows) logitRows[l++] = t + r;
+    else for (let r = 0; r < b.tokens.length; r++) logitRows[l++] = t + r;
+    t += b.tokens.length;
+  }
+  seqStart[S] = T;
+  const all = model.forward({ tokens, seqStart, attentionMask: mask, logitRows });
+  const V = model.config.vocabSize;
+  const out: Float32Array[] = [];
+  let off = 0;
+  for (const b of batches) {
+    const n = b.logitRows ? b.logitRows.length : b.tokens.length;
+    out.push(all.subarray(off * V, (off + n) * V));
+    off += n;
+  }
+  return out;
+}
+
+export function sliceStats(s: RowStats, from: number, to: number): RowStats {
+  return { argmax: s.argmax.subarray(from, to), p1: s.p1.subarray(from, to), p2: s.p2.subarray(from, to), negEntropy: s.negEntropy ? s.negEntropy.subarray(from, to) : null };
+}
+
+/** Classifier-free guidance on [conditional; unconditional] logits: u + (s + 1)·(c − u). */
+export function guide(logits: Float32Array, scale: number): Float32Array {
+  const half = logits.length / 2;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    const c = logits[i];
+    const u = logits[half + i];
+    out[i] = u + (scale + 1) * (c - u);
+  }
+  return out;
+}

@@ -1,0 +1,52 @@
+/** Row bookkeeping of the cached passes: ascending position lists, their runs, and copies along them. */
+
+/** Whether ascending positions form one run (so their cache rows are one contiguous view). */
+export function contiguous(rows: Int32Array): boolean {
+  return rows.length > 0 && rows[rows.length - 1] - rows[0] === rows.length - 1;
+}
+
+/** dst[i] = src[rows[i]] for rows of `width` values; runs of consecutive rows are copied in one call. */
+export function gatherRows(dst: Float32Array, src: Float32Array, rows: Int32Array, width: number): void {
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+    dst.set(src.subarray(rows[i] * width, (rows[j - 1] + 1) * width), i * width);
+    i = j;
+  }
+}
+
+/** dst[rows[i]] = src[i] (inverse of gatherRows). */
+export function scatterRows(dst: Float32Array, src: Float32Array, rows: Int32Array, width: number): void {
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+    dst.set(src.subarray(i * width, j * width), rows[i] * width);
+    i = j;
+  }
+}
+
+/** 0, 1, …, n − 1. */
+export function iota(n: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  return a;
+}
+
+/** Index of v in ascending a, or −1. */
+export function binarySearch(a: Int32Array, v: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] === v) return mid;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/** The sequence owning row r of rows split at offsets off[0..B] (off[0] = 0), searching on from sequence b. */
+export function sequenceOf(off: Int32Array, r: number, b = 0): number {
+  while (r >= off[b + 1]) b++;
+  return b;
+}

@@ -1,0 +1,88 @@
+/**
+ * The bidirectional transformer both families share (LLaDA, Dream): a DiffusionModel over the forward passes in
+ * forward/ — `forward` the dense pass, `forwardPlanned` the cached pass a RecomputePlan drives. The architecture
+ * files (llada.ts, dream.ts) supply the checkpoint names and their own padding rules; this file reads the weights.
+ *
+ * May import: kernels/backend, load/, tensor/, cache/plan (types), models/forward, models/types.
+ */
+import type { KernelBackend } from '../kernels/backend.js';
+import type { ModelConfig } from '../load/config.js';
+import type { WeightStore } from '../load/weights.js';
+import type { RecomputePlan, StepCounts } from '../cache/plan.js';
+import { Scratch } from '../tensor/scratch.js';
+import { RopeTable, type LayerWeights, type PaddingRules, type TransformerCore, type TransformerWeights } from './forward/core.js';
+import { denseForward } from './forward/dense.js';
+import { forwardPlanned } from './forward/planned.js';
+import type { DiffusionModel, ForwardBatch, Trace } from './types.js';
+
+export type { PaddingRules } from './forward/core.js';
+
+/** Checkpoint names of one architecture. */
+export interface WeightNames {
+  readonly embed: string;
+  readonly finalNorm: string;
+  readonly head: string;
+  layer(i: number): {
+    attnNorm: string; wq: string; wk: string; wv: string; wo: string;
+    bq: string | null; bk: string | null; bv: string | null;
+    ffnNorm: string; gate: string; up: string; down: string;
+  };
+}
+
+/** Read every tensor an architecture needs, strictly, and hand the matrices to the backend. */
+export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightNames, backend: KernelBackend): TransformerWeights {
+  const D = cfg.hiddenSize;
+  const qDim = cfg.numHeads * cfg.headDim;
+  const kvDim = cfg.numKvHeads * cfg.headDim;
+  const F = cfg.intermediateSize;
+  const prep = (name: string, out: number, inp: number) => backend.prepareWeight(store.matrix(name, out, inp));
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const n = names.layer(i);
+    layers.push({
+      attnNorm: store.vector(n.attnNorm, D),
+      wq: prep(n.wq, qDim, D),
+      wk: prep(n.wk, kvDim, D),
+      wv: prep(n.wv, kvDim, D),
+      bq: n.bq ? store.vector(n.bq, qDim) : null,
+      bk: n.bk ? store.vector(n.bk, kvDim) : null,
+      bv: n.bv ? store.vector(n.bv, kvDim) : null,
+      wo: prep(n.wo, D, qDim),
+      ffnNorm: store.vector(n.ffnNorm, D),
+      gate: prep(n.gate, F, D),
+      up: prep(n.up, F, D),
+      down: prep(n.down, D, F),
+    });
+  }
+  const embed = store.matrix(names.embed, cfg.vocabSize, D);
+  const head = cfg.tieWordEmbeddings
+    ? backend.prepareWeight({ ...embed, data: embed.data.slice() })
+    : prep(names.head, cfg.vocabSize, D);
+  return { embed, layers, finalNorm: store.vector(names.finalNorm, D), head };
+}
+
+export class Transformer implements DiffusionModel, TransformerCore {
+  readonly rope: RopeTable;
+  readonly weightBytes: number;
+  readonly scratch = new Scratch();
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly backend: KernelBackend,
+    readonly weights: TransformerWeights,
+    readonly padding: PaddingRules,
+  ) {
+    this.rope = new RopeTable(config.headDim, config.ropeTheta);
+    let n = weights.embed.data.byteLength + weights.head.nbytes;
+    for (const l of weights.layers) n += l.wq.nbytes + l.wk.nbytes + l.wv.nbytes + l.wo.nbytes + l.gate.nbytes + l.up.nbytes + l.down.nbytes;
+    this.weightBytes = n;
+  }
+
+  forward(batch: ForwardBatch, trace?: Trace): Float32Array {
+    return denseForward(this, batch, trace);
+  }
+
+  forwardPlanned(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
+    return forwardPlanned(this, batch, plan, counts);
+  }
+}
