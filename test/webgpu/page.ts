@@ -1,11 +1,13 @@
 /**
  * The browser side of the WebGPU conformance run (test/webgpu.conformance.test.ts): loaded as plain ESM from dist/
  * by a page on http://127.0.0.1 (WebGPU needs a secure origin), it opens the WebGPU kernels of one configuration on
- * navigator.gpu and runs the shared cases (test/helpers/webgpu-suite.ts) one at a time on the test's request.
+ * navigator.gpu and runs the shared cases (test/helpers/webgpu-suite.ts) one at a time on the test's request; bench/webgpu.ts
+ * uses the same page to time each kernel (test/helpers/webgpu-timing.ts).
  */
 import type { GpuLike } from '../../src/kernels/webgpu/gpu-types.js';
 import type { WebGpuKernels } from '../../src/kernels/webgpu/kernels.js';
 import { WEBGPU_CONFIGS, casesOf, makeKernels } from '../helpers/webgpu-suite.js';
+import { timeKernels, type KernelTiming } from '../helpers/webgpu-timing.js';
 
 export interface CaseResult {
   readonly ok: boolean;
@@ -52,4 +54,10 @@ async function runCase(configName: string, caseName: string): Promise<CaseResult
   }
 }
 
-(globalThis as unknown as { dyllmWebGpu: unknown }).dyllmWebGpu = { openConfig, runCase };
+/** Per-kernel times on the open configuration (bench/webgpu.ts; docs/webgpu.md). */
+async function time(configName: string, reps: number): Promise<KernelTiming[]> {
+  if (open !== configName || !kernels) throw new Error(`configuration "${configName}" is not open`);
+  return timeKernels(kernels, reps);
+}
+
+(globalThis as unknown as { dyllmWebGpu: unknown }).dyllmWebGpu = { openConfig, runCase, time };

@@ -1,5 +1,5 @@
 /**
- * WebGPU in Node through the `webgpu` npm package (Dawn, an optional dependency): finding an adapter, and creating
+ * WebGPU in Node through the `webgpu` npm package (Dawn; a devDependency here, a user installs it): finding an adapter, and creating
  * the kernels on it.
  *
  * The probe runs in a child process: Dawn writes its own warnings to the process's stderr (on Linux without a
