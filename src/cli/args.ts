@@ -9,6 +9,7 @@ import { ACCEL_OPTIONS, type AccelOptionsInput } from '../engine/accel.js';
 import { didYouMean, optionHelp, type OptionSpec } from '../engine/schema.js';
 import { resolveModelDir } from '../load/hub.js';
 import { QUANT_OPTIONS, type QuantOption } from '../models/load-model.js';
+import { webGpuBackendMessage, type BackendName } from '../kernels/select.js';
 
 /** --model: a folder, a bundled model's name or a Hugging Face id in the cache (default: the bundled demo model). */
 export function modelDir(v: unknown): string {
@@ -20,6 +21,20 @@ export class UsageError extends Error {
     super(message);
     this.name = 'UsageError';
   }
+}
+
+/** The --backend help line. */
+export const BACKEND_HELP = 'auto | native | reference (default auto); webgpu says whether this machine has a WebGPU adapter';
+
+/**
+ * --backend: a model backend (default auto). 'webgpu' is refused with one line saying whether the `webgpu` package
+ * finds an adapter here (src/kernels/select.ts): the forward passes do not run on WebGPU yet.
+ */
+export function backendName(v: unknown): BackendName {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'native' || v === 'reference') return v;
+  if (v === 'webgpu') throw new UsageError(webGpuBackendMessage());
+  throw new UsageError(`--backend: expected auto, native, reference or webgpu, found "${String(v)}"`);
 }
 
 /** A CLI flag table (node:util parseArgs) for declared options: booleans are switches, the rest take a value. */

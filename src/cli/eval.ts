@@ -5,9 +5,8 @@
 import { ConfigError, LoadError } from '../load/errors.js';
 import { loadConfig } from '../load/config.js';
 import { loadPipeline, type Pipeline } from '../engine/pipeline.js';
-import type { BackendName } from '../kernels/select.js';
 import { DEFAULT_TEMPLATE, readTasks, requestFor, runEval, type EvalMethod, type EvalInfo, type EvalInputs, type EvalSummary, type Task } from '../eval/tasks.js';
-import { ACCEL_HELP, GENERATION_HELP, LOAD_FLAGS, UsageError, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, LOAD_FLAGS, UsageError, accelFlagConfig, accelOptions, backendName, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
 import type { QuantOption } from '../models/load-model.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 export function progressBar(label: string): ((done: number, total: number, correct: number) => void) | undefined {
@@ -44,7 +43,7 @@ export const COMMON_HELP = `  --model M               model folder, HF id org/na
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
-  --backend B             auto | native | reference
+  --backend B             ${BACKEND_HELP}
   --quant Q               none | int8 | q4: quantise the linear layers while loading (docs/quantization.md)`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
@@ -60,12 +59,6 @@ export function intFlag(flag: string, v: unknown, min: number): number | undefin
   const n = Number(v);
   if (typeof v !== 'string' || v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${flag}: expected an integer ≥ ${min}, found "${String(v)}"`);
   return n;
-}
-
-function backendName(v: unknown): BackendName {
-  if (v === undefined) return 'auto';
-  if (v === 'auto' || v === 'native' || v === 'reference') return v;
-  throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
 }
 
 /** EvalInputs and the local model's load option (--quant; refused with --queue: the workers load their own). */

@@ -13,8 +13,7 @@ import type { KernelBackend } from '../kernels/backend.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
-import type { BackendName } from '../kernels/select.js';
-import { ACCEL_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption } from './args.js';
 import { resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { accelMethod } from '../engine/accel/registry.js';
 import { LiveView, LoadBar } from './live-view.js';
@@ -57,7 +56,7 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
   --prompt-ids IDS   raw comma-separated token ids (no template), for parity work
   --chat             wrap the prompt in the model's chat template (the default when the model has one)
   --raw              send the prompt text as is, without the chat template
-  --backend B        auto | native | reference (default auto)
+  --backend B        ${BACKEND_HELP}
   --threads N        kernel threads (default: env DYLLM_THREADS, else every CPU)
   --json             print exactly one JSON object on stdout
   --quiet            print only the answer (no live view, no statistics)
@@ -71,12 +70,6 @@ ${GENERATION_HELP}
 ${ACCEL_HELP}`;
 
 
-
-function backendName(v: unknown): BackendName {
-  if (v === undefined) return 'auto';
-  if (v === 'auto' || v === 'native' || v === 'reference') return v;
-  throw new UsageError(`--backend: expected auto, native or reference, found "${String(v)}"`);
-}
 
 async function cmdGenerate(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {

@@ -3,10 +3,9 @@
  * and SIGINT drain in-flight requests (new ones get 503) and then exit. Wrong flags are UsageErrors (exit 2).
  * Listening beyond loopback without an API key prints a one-line warning on stderr.
  */
-import type { BackendName } from '../kernels/select.js';
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
 import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
-import { LOAD_FLAGS, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
+import { BACKEND_HELP, LOAD_FLAGS, backendName, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
 
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
@@ -14,7 +13,7 @@ export const SERVE_HELP = `Usage: dyllm serve [options]
   --model M           model folder, HF id org/name[@rev] or bundled name (default: dyllm-demo)
   --host H            listen address (default ${SERVER_DEFAULTS.host})
   --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
-  --backend B         auto | native | reference (default auto)
+  --backend B         ${BACKEND_HELP}
   --quant Q           none | int8 | q4: quantise the linear layers while loading (default none; docs/quantization.md)
   --max-batch N       requests denoised together, one merged forward per step (default ${SERVER_DEFAULTS.maxBatch})
   --max-queue N       requests waiting beyond the batch before 503 (default ${SERVER_DEFAULTS.maxQueue})
@@ -61,8 +60,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
     process.stdout.write(SERVE_HELP + '\n');
     return;
   }
-  const backend = values.backend ?? 'auto';
-  if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
+  const backend = backendName(values.backend);
   const quant = quantOption(values.quant);
   const port = intFlag(values, 'port', 0);
   if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
@@ -82,7 +80,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   const modelDir = resolveModelArg(values.model);
   const server = await startServer({
     modelDir,
-    backend: backend as BackendName,
+    backend,
     quant,
     host,
     port,

@@ -1,14 +1,23 @@
 /**
  * Chooses the kernel backend (and quantises host weights with the fastest implementation there is). 'auto' prefers the native addon and falls back to the reference backend with one
  * warning line when the addon cannot be loaded (not built, wrong CPU, wrong Node ABI).
+ *
+ * `--backend webgpu` names the WebGPU kernels (src/kernels/webgpu, docs/webgpu.md). They are asynchronous and keep
+ * tensors on the device, so the synchronous forward passes cannot use them yet: `checkWebGpuBackend` finds out
+ * whether this machine has an adapter and says so in one line either way.
  */
 import type { HostWeight, KernelBackend } from './backend.js';
 import { checkPrepareWeight } from './args.js';
 import { ReferenceBackend } from './reference.js';
 import { loadNativeAddon, loadNativeBackend, nativeQuantize } from './native.js';
 import { quantizeInt8, quantizeQ4, type QuantFormat } from './quant.js';
+import { probeNodeWebGpu, type ProbeResult } from './webgpu/node.js';
 
 export type BackendName = 'auto' | 'native' | 'reference';
+
+/** Every value `--backend` accepts: the model backends and 'webgpu'. */
+export const BACKEND_FLAG_VALUES = ['auto', 'native', 'reference', 'webgpu'] as const;
+export type BackendFlag = (typeof BACKEND_FLAG_VALUES)[number];
 
 let warned = false;
 
@@ -44,4 +53,15 @@ export function quantizeHostWeight(w: HostWeight, format: QuantFormat): HostWeig
     h = format === 'int8' ? quantizeInt8(w.dtype, dense, N, K) : quantizeQ4(w.dtype, dense, N, K);
   }
   return { dtype: format, data: h.q, scales: h.scales, outFeatures: N, inFeatures: K };
+}
+
+/**
+ * The one-line answer to `--backend webgpu` (without the "dyllm: " prefix): no adapter (and why), or an adapter
+ * the model cannot use yet. `probe` is the adapter search (default: the `webgpu` package, in a child process).
+ */
+export function webGpuBackendMessage(probe: () => ProbeResult = () => probeNodeWebGpu()): string {
+  const r = probe();
+  if (!r.ok) return `--backend webgpu: no WebGPU adapter (${r.reason})`;
+  return `--backend webgpu: found a WebGPU adapter (${r.adapter}), but the forward pass does not run on WebGPU yet (docs/webgpu.md); ` +
+    'use --backend auto, native or reference';
 }

@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import type { Job, Worker as BullWorker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { UsageError, modelDir as resolveModelArg, parse } from '../cli/args.js';
+import { BACKEND_HELP, UsageError, backendName, modelDir as resolveModelArg, parse } from '../cli/args.js';
 import { evaluateTasks } from '../eval/tasks.js';
 import { answerJson } from '../cli/answer.js';
 import { resolveOptions } from '../engine/options.js';
@@ -37,7 +37,7 @@ coordinators are "dyllm eval|bench|generate --queue URL".
   --queue URL         redis://[:PASSWORD@]HOST[:PORT][/DB] (required)
   --model M           model folder, HF id org/name[@rev] or bundled name (default: dyllm-demo); jobs are
                       routed by the model's content hash, so a worker only gets jobs for its own model
-  --backend B         auto | native | reference (default auto)
+  --backend B         ${BACKEND_HELP}
   --id NAME           worker name in results and logs (default HOST-PID)
   --lock-ms N         job lock, renewed while a job runs; one denoising step must take less (default ${WORKER_DEFAULTS.lockMs})
   --stalled-ms N      how often this worker looks for jobs whose worker died (default ${WORKER_DEFAULTS.stalledMs})
@@ -204,12 +204,11 @@ export async function cmdWorker(argv: string[]): Promise<void> {
   }
   if (values.queue === undefined) throw new UsageError('--queue URL is required (the Redis the coordinators use, e.g. redis://127.0.0.1:6379/0)');
   const target = parseRedisUrl(values.queue);
-  const backend = values.backend ?? 'auto';
-  if (backend !== 'auto' && backend !== 'native' && backend !== 'reference') throw new UsageError(`--backend: expected auto, native or reference, found "${String(backend)}"`);
+  const backend = backendName(values.backend);
   const id = values.id ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 48)}-${process.pid}`;
   if (typeof id !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new UsageError(`--id: expected 1-64 letters, digits, ".", "_" or "-", found "${String(id)}"`);
   const lockMs = intFlag(values, 'lock-ms', 1000, WORKER_DEFAULTS.lockMs);
   const stalledMs = intFlag(values, 'stalled-ms', 100, WORKER_DEFAULTS.stalledMs);
   const maxStalled = intFlag(values, 'max-stalled', 0, WORKER_DEFAULTS.maxStalled);
-  await runWorker({ target, modelDir: resolveModelArg(values.model), backend: backend as BackendName, id, lockMs, stalledMs, maxStalled });
+  await runWorker({ target, modelDir: resolveModelArg(values.model), backend, id, lockMs, stalledMs, maxStalled });
 }

@@ -1,0 +1,791 @@
+/**
+ * WebGPU kernels with device-resident tensors: the ops a forward pass needs (the KernelBackend ops of ../backend.ts
+ * plus DyLLM's row gather / scatter and a subtraction), on GpuTensor handles instead of host arrays.
+ *
+ * Execution model: every op checks its arguments (./checks.ts) and is recorded at once into the current batch (one
+ * command encoder, one compute pass); nothing runs until `submit()` (or `read()` / `finish()`, which submit first)
+ * sends the batch as one command buffer. `read()` is the only way data comes back: one copy per tensor into a
+ * mappable buffer and one wait for all of them, so a forward pass can enqueue all its ops and read back only the
+ * logit row statistics it needs. Ops see the results of earlier ops in program order (WebGPU orders the dispatches
+ * of a pass); `write()` into an existing tensor first submits what is pending, so it never overtakes an op recorded
+ * before it.
+ *
+ * Tensors: one GPUBuffer per allocation, f32 / i32 / u32 elements; `view(start, length)` addresses part of one
+ * without copying (kernels take element offsets, so views need no alignment). A buffer may be bound only once per
+ * dispatch when it is written (WebGPU forbids aliasing writable bindings), so when two operands of one op are views
+ * of the same buffer (or the same tensor, as in an in-place RMSNorm), the later one is staged through a temporary
+ * copy (copied in before the dispatch when read, copied back after it when written). Key masks are u32 per key
+ * (`upload` widens a Uint8Array). Weights (`prepareWeight`) keep bf16 as bf16, two per u32, rows padded to an even
+ * count, and are split into row chunks under the device's storage-binding limit (an LLM head is larger than the
+ * 128 MiB default), one dispatch per chunk.
+ *
+ * Validation and out-of-memory errors of the GPU are collected per batch (error scopes) and thrown, one line, by the
+ * next `read()` / `finish()`.
+ */
+import type { HostWeight, PreparedWeight } from '../backend.js';
+import { checkPrepareWeight, int } from '../args.js';
+import { BufferUsage, MAP_READ, type GpuAdapterInfoLike, type GpuBufferLike, type GpuCommandEncoderLike, type GpuComputePassLike, type GpuComputePipelineLike, type GpuDeviceLike, type GpuErrorLike, type GpuLike } from './gpu-types.js';
+import { heads, need, tensor, weight } from './checks.js';
+import { GpuTensor, GpuWeight, type Chunk, type GpuDtype, type Root } from './tensor.js';
+import { elementwiseShader, type ElementwiseOp } from './shaders/elementwise.js';
+import { COSINE, RMSNORM, ROPE, ROWS } from './shaders/rowwise.js';
+import { LOGIT_STATS } from './shaders/logit-stats.js';
+import { ATTENTION, ATTENTION_DELTA, RESCALE_APPLY, RESCALE_WEIGHTS } from './shaders/attention.js';
+import { LAYOUT_CODE, SKINNY_COLS, SKINNY_MAX_M, TILE, skinnyMatmulShader, tiledMatmulShader, type WeightLayout } from './shaders/matmul.js';
+
+export { GpuTensor, GpuWeight, type GpuDtype };
+export type GpuArray = Float32Array | Int32Array | Uint32Array;
+
+/** Thrown when WebGPU cannot be used at all (no adapter, no device). */
+export class WebGpuUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WebGpuUnavailableError';
+  }
+}
+
+/** A GPU-side failure reported by an error scope or a lost device (one line). */
+export class WebGpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WebGpuError';
+  }
+}
+
+export interface WebGpuOptions {
+  /** Use the subgroup kernels when the adapter offers the 'subgroups' feature (default true). */
+  subgroups?: boolean;
+  /**
+   * Largest piece of a prepared weight, in bytes (default and upper bound: the device's storage-binding limit):
+   * weights are split into row chunks under it, one dispatch per chunk.
+   */
+  weightChunkBytes?: number;
+}
+
+/** Logit row statistics as read back: f32 probabilities (the GPU has no f64). */
+export interface LogitStatsResult {
+  readonly argmax: Int32Array;
+  readonly p1: Float32Array;
+  readonly p2: Float32Array;
+  readonly negEntropy: Float32Array;
+}
+
+/** One operand of a dispatch, in binding order from 1: a tensor, a raw buffer (weight chunk), or absent. */
+interface Operand {
+  readonly t: GpuTensor | null;
+  readonly raw?: GpuBufferLike;
+  readonly access: 'r' | 'w' | 'rw';
+  /** Elements of the tensor the op touches (from its offset). */
+  readonly n: number;
+}
+
+const SLOT = 256; // bytes per uniform slot (WebGPU's largest permitted minUniformBufferOffsetAlignment)
+const ARENA_SLOTS = 256;
+const MAX_GROUPS = 65535; // WebGPU's default maxComputeWorkgroupsPerDimension
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** The bits of a float32, for uniform fields declared f32. */
+function f32bits(x: number): number {
+  f32Scratch[0] = x;
+  return u32Scratch[0];
+}
+
+interface Arena {
+  readonly buffer: GpuBufferLike;
+  readonly data: Uint32Array;
+  used: number;
+}
+
+export class WebGpuKernels {
+  readonly name = 'webgpu';
+  /** Whether the subgroup kernels are in use. */
+  readonly subgroups: boolean;
+  /** Largest buffer this instance allocates, in bytes (the device's storage-binding and buffer-size limits). */
+  readonly maxBufferBytes: number;
+  /** Largest piece of a prepared weight, in bytes. */
+  readonly weightChunkBytes: number;
+  private readonly pipelines = new Map<string, GpuComputePipelineLike>();
+  private readonly dummies: GpuBufferLike[] = [];
+  private encoder: GpuCommandEncoderLike | null = null;
+  private pass: GpuComputePassLike | null = null;
+  private arenas: Arena[] = [];
+  private afterSubmit: Array<() => void> = [];
+  private errors: Array<Promise<GpuErrorLike | null>> = [];
+  private lostMessage: string | null = null;
+
+  private constructor(
+    /** Held for the device's lifetime: the `webgpu` package's instance must outlive its devices (it is freed when collected). */
+    private readonly gpu: GpuLike,
+    readonly device: GpuDeviceLike, readonly adapterInfo: GpuAdapterInfoLike, subgroups: boolean, opts: WebGpuOptions,
+  ) {
+    this.subgroups = subgroups;
+    const lim = device.limits;
+    this.maxBufferBytes = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
+    this.weightChunkBytes = Math.min(this.maxBufferBytes, opts.weightChunkBytes ?? Infinity);
+    void device.lost.then((info) => {
+      this.lostMessage = `webgpu: device lost${info.reason ? ` (${info.reason})` : ''}: ${firstLine(info.message)}`;
+    });
+  }
+
+  /** Requests an adapter and a device (with 'subgroups' when offered and wanted, and the adapter's buffer limits). */
+  static async create(gpu: GpuLike, opts: WebGpuOptions = {}): Promise<WebGpuKernels> {
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) throw new WebGpuUnavailableError('no WebGPU adapter');
+    const subgroups = opts.subgroups !== false && adapter.features.has('subgroups');
+    const device = await adapter.requestDevice({
+      requiredFeatures: subgroups ? ['subgroups'] : [],
+      requiredLimits: {
+        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+        maxBufferSize: adapter.limits.maxBufferSize,
+      },
+    });
+    return new WebGpuKernels(gpu, device, adapter.info ?? {}, subgroups, opts);
+  }
+
+  // ---- tensors ----------------------------------------------------------------------------------------------------
+
+  /** A zero-filled tensor of `length` elements. */
+  tensor(dtype: GpuDtype, length: number): GpuTensor {
+    const n = int('tensor', 'length', length);
+    if (dtype !== 'f32' && dtype !== 'i32' && dtype !== 'u32') throw new TypeError(`tensor: dtype must be 'f32', 'i32' or 'u32', found ${String(dtype)}`);
+    return new GpuTensor(this, this.allocate('tensor', n * 4, false), dtype, 0, n);
+  }
+
+  /** A new tensor holding `data` (a Uint8Array becomes u32 per element: key masks). */
+  upload(data: Float32Array | Int32Array | Uint32Array | Uint8Array): GpuTensor {
+    const dtype: GpuDtype = data instanceof Float32Array ? 'f32' : data instanceof Int32Array ? 'i32' : 'u32';
+    if (!(data instanceof Float32Array || data instanceof Int32Array || data instanceof Uint32Array || data instanceof Uint8Array)) {
+      throw new TypeError('upload: data must be a Float32Array, Int32Array, Uint32Array or Uint8Array');
+    }
+    const root = this.allocate('upload', data.length * 4, true);
+    const dst = new Uint32Array(root.buffer.getMappedRange());
+    if (data instanceof Uint8Array) dst.set(data);
+    else dst.set(new Uint32Array(data.buffer, data.byteOffset, data.length));
+    root.buffer.unmap();
+    return new GpuTensor(this, root, dtype, 0, data.length);
+  }
+
+  /** Overwrites the first data.length elements of `t` (after submitting every op recorded so far). */
+  write(t: GpuTensor, data: Float32Array | Int32Array | Uint32Array | Uint8Array): void {
+    const dt: GpuDtype = data instanceof Float32Array ? 'f32' : data instanceof Int32Array ? 'i32' : 'u32';
+    tensor('write', 't', t, dt);
+    if (data.length > t.length) throw new RangeError(`write: data has ${data.length} elements, the tensor ${t.length}`);
+    if (data.length === 0) return;
+    this.submit();
+    const bits = data instanceof Uint8Array ? Uint32Array.from(data) : new Uint32Array(data.buffer, data.byteOffset, data.length);
+    this.openBatch();
+    this.device.queue.writeBuffer(t.buffer, t.offset * 4, bits);
+  }
+
+  /** Submits what is pending, then copies the tensors back: one wait for all of them. */
+  async read(...ts: GpuTensor[]): Promise<GpuArray[]> {
+    ts.forEach((t, i) => {
+      if (!(t instanceof GpuTensor)) throw new TypeError(`read: argument ${i} must be a GpuTensor`);
+      if (t.destroyed) throw new RangeError(`read: argument ${i} is a destroyed GpuTensor`);
+    });
+    this.openBatch();
+    this.endPass();
+    const staging = ts.map((t) => {
+      const buf = this.device.createBuffer({ size: Math.max(4, t.length * 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+      if (t.length > 0) this.encoder!.copyBufferToBuffer(t.buffer, t.offset * 4, buf, 0, t.length * 4);
+      return buf;
+    });
+    this.submit();
+    let mapError: unknown = null;
+    await Promise.all(staging.map((b) => b.mapAsync(MAP_READ))).catch((e) => { mapError = e; });
+    try {
+      await this.checkErrors(); // a GPU error explains a failed map better than the map's own message
+      if (mapError) throw new WebGpuError(`webgpu: read failed: ${firstLine((mapError as Error).message)}`);
+    } catch (e) {
+      for (const b of staging) b.destroy();
+      throw e;
+    }
+    return ts.map((t, i) => {
+      const bytes = staging[i].getMappedRange().slice(0, t.length * 4);
+      staging[i].unmap();
+      staging[i].destroy();
+      return t.dtype === 'f32' ? new Float32Array(bytes) : t.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+    });
+  }
+
+  /** Submits what is pending and waits until the device has run it; throws the batch's first GPU error. */
+  async finish(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  /** Sends every recorded op as one command buffer (a no-op when nothing is recorded). */
+  submit(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    const cb = this.encoder.finish();
+    for (const a of this.arenas) this.device.queue.writeBuffer(a.buffer, 0, a.data, 0, a.used * (SLOT / 4));
+    this.device.queue.submit([cb]);
+    this.errors.push(this.device.popErrorScope(), this.device.popErrorScope());
+    for (const a of this.arenas) a.buffer.destroy(); // WebGPU frees it once the submitted work is done
+    this.arenas = [];
+    this.encoder = null;
+    for (const f of this.afterSubmit) f();
+    this.afterSubmit = [];
+  }
+
+  /** Frees the device (every tensor and weight of this instance). */
+  destroy(): void {
+    this.device.destroy();
+  }
+
+  /** @internal Frees a buffer now, or after the pending batch is submitted when ops in it may use the buffer. */
+  release(root: Root): void {
+    if (root.destroyed) return;
+    root.destroyed = true;
+    if (this.encoder) this.afterSubmit.push(() => root.buffer.destroy());
+    else root.buffer.destroy();
+  }
+
+  // ---- weights -------------------------------------------------------------------------------------------------
+
+  /** Uploads a weight (bf16 stays bf16, two per u32); the host copy is not kept. */
+  prepareWeight(w: HostWeight): GpuWeight {
+    checkPrepareWeight(w);
+    if (w.dtype !== 'bf16' && w.dtype !== 'f32') {
+      throw new TypeError(`prepareWeight: the WebGPU kernels take bf16 or f32 weights, found ${w.dtype} (quantised weights run on the native and reference backends; docs/quantization.md)`);
+    }
+    const dtype = w.dtype;
+    const N = w.outFeatures;
+    const K = w.inFeatures;
+    const bf16 = w.dtype === 'bf16';
+    const stride = bf16 ? K + (K & 1) : K; // elements per stored row
+    const rowBytes = stride * (bf16 ? 2 : 4);
+    if (rowBytes > this.weightChunkBytes) throw new RangeError(`prepareWeight: one row of ${K} input features (${rowBytes} bytes) exceeds the ${this.weightChunkBytes}-byte weight chunk limit`);
+    const perChunk = rowBytes === 0 ? Math.max(N, 1) : Math.floor(this.weightChunkBytes / rowBytes);
+    const chunks: Chunk[] = [];
+    let nbytes = 0;
+    for (let n0 = 0; n0 < N || (N === 0 && n0 === 0); n0 += perChunk) {
+      const rows = Math.min(perChunk, N - n0);
+      const root = this.allocate('prepareWeight', rows * rowBytes, true);
+      const range = root.buffer.getMappedRange();
+      if (bf16) {
+        const src = w.data as Uint16Array;
+        const dst = new Uint16Array(range);
+        if (stride === K) dst.set(src.subarray(n0 * K, (n0 + rows) * K));
+        else for (let r = 0; r < rows; r++) dst.set(src.subarray((n0 + r) * K, (n0 + r + 1) * K), r * stride);
+      } else {
+        new Float32Array(range).set((w.data as Float32Array).subarray(n0 * K, (n0 + rows) * K));
+      }
+      root.buffer.unmap();
+      chunks.push({ root, n0, rows });
+      nbytes += rows * rowBytes;
+      if (N === 0) break;
+    }
+    return new GpuWeight(dtype, N, K, nbytes, stride, chunks);
+  }
+
+  /** Frees a weight's buffers. */
+  destroyWeight(w: GpuWeight): void {
+    for (const c of w.chunks) this.release(c.root);
+  }
+
+  // ---- ops -----------------------------------------------------------------------------------------------------
+
+  /** out[M, N] = x[M, K] · Wᵀ (+ bias[N]); xRows (optional, i32 [M]) gathers the rows of x. */
+  matmul(x: GpuTensor, M: number, w: GpuWeight, out: GpuTensor, bias?: GpuTensor | null, xRows?: GpuTensor | null): void {
+    const fn = 'matmul';
+    tensor(fn, 'x', x, 'f32');
+    const m = int(fn, 'M', M);
+    const W = weight(fn, w);
+    tensor(fn, 'out', out, 'f32');
+    const b = tensor(fn, 'bias', bias, 'f32', true);
+    const r = tensor(fn, 'xRows', xRows, 'i32', true);
+    const N = W.outFeatures;
+    const K = W.inFeatures;
+    need(fn, 'out', out, 'M*N', [m, N]);
+    need(fn, 'bias', b, 'N', [N]);
+    let xRowsBound: number;
+    if (r) {
+      need(fn, 'xRows', r, 'M', [m]);
+      xRowsBound = K > 0 ? Math.floor(x.length / K) : 0xffffffff;
+    } else {
+      need(fn, 'x', x, 'M*K', [m, K]);
+      xRowsBound = m;
+    }
+    this.weightProduct(fn, x, m, K, K, W, 0, out, N, b, r, Math.min(xRowsBound, 0xffffffff));
+  }
+
+  /** out[M, N] = x[M, kLen] · W[:, k0 : k0+kLen]ᵀ (bf16: k0 and kLen even unless the slice ends at the last feature). */
+  matmulCols(x: GpuTensor, M: number, w: GpuWeight, k0: number, kLen: number, out: GpuTensor): void {
+    const fn = 'matmulCols';
+    tensor(fn, 'x', x, 'f32');
+    const m = int(fn, 'M', M);
+    const W = weight(fn, w);
+    const c0 = int(fn, 'k0', k0);
+    const len = int(fn, 'kLen', kLen);
+    tensor(fn, 'out', out, 'f32');
+    const K = W.inFeatures;
+    const end = c0 + len;
+    if (end > K) throw new RangeError(`${fn}: columns [${c0}, ${c0} + ${len}) are outside the weight's ${K} input features`);
+    if (W.dtype === 'bf16' && (c0 % 2 !== 0 || (len % 2 !== 0 && end !== K))) {
+      throw new RangeError(`${fn}: bf16 weights are packed in input pairs; k0 (${c0}) and kLen (${len}) must be even`);
+    }
+    need(fn, 'x', x, 'M*kLen', [m, len]);
+    need(fn, 'out', out, 'M*N', [m, W.outFeatures]);
+    this.weightProduct(fn, x, m, len, len, W, c0, out, W.outFeatures, null, null, m);
+  }
+
+  /** out[M, N] = a[M, K] · b[K, N], both f32 row-major tensors. */
+  gemm(a: GpuTensor, M: number, K: number, b: GpuTensor, N: number, out: GpuTensor): void {
+    const fn = 'gemm';
+    tensor(fn, 'a', a, 'f32');
+    const m = int(fn, 'M', M);
+    const k = int(fn, 'K', K);
+    tensor(fn, 'b', b, 'f32');
+    const n = int(fn, 'N', N);
+    tensor(fn, 'out', out, 'f32');
+    need(fn, 'a', a, 'M*K', [m, k]);
+    need(fn, 'b', b, 'K*N', [k, n]);
+    need(fn, 'out', out, 'M*N', [m, n]);
+    if (m === 0 || n === 0) return;
+    this.productDispatch(fn, 'f32kn', a, m, k, k, m, { t: b, access: 'r', n: k * n }, b.offset, n, 0, out, out.offset, n, n, null, null);
+  }
+
+  /** out[M, D] = x / sqrt(mean(x²) + eps) · weight (out may be x). */
+  rmsnorm(x: GpuTensor, M: number, D: number, w: GpuTensor, eps: number, out: GpuTensor): void {
+    const fn = 'rmsnorm';
+    tensor(fn, 'x', x, 'f32');
+    const m = int(fn, 'M', M);
+    const d = int(fn, 'D', D);
+    tensor(fn, 'weight', w, 'f32');
+    if (typeof eps !== 'number') throw new TypeError(`${fn}: eps must be a number, found ${typeof eps}`);
+    if (!(eps >= 0) || eps === Infinity) throw new RangeError(`${fn}: eps must be a finite number >= 0, found ${eps}`);
+    tensor(fn, 'out', out, 'f32');
+    const n = need(fn, 'x', x, 'M*D', [m, d]);
+    need(fn, 'weight', w, 'D', [d]);
+    need(fn, 'out', out, 'M*D', [m, d]);
+    if (n === 0) return;
+    this.dispatch(fn, 'rmsnorm', () => RMSNORM, [{ t: x, access: 'r', n }, { t: w, access: 'r', n: d }, { t: out, access: 'w', n }],
+      (o) => [m, d, o[0], o[1], o[2], f32bits(eps)], this.grid(m));
+  }
+
+  /** Half-split rotary embedding in place on x[M, nHeads·Dh] at positions (i32 [M]) from cos/sin [·, Dh/2]. */
+  rope(x: GpuTensor, M: number, nHeads: number, Dh: number, positions: GpuTensor, cos: GpuTensor, sin: GpuTensor): void {
+    const fn = 'rope';
+    tensor(fn, 'x', x, 'f32');
+    const m = int(fn, 'M', M);
+    const nh = int(fn, 'nHeads', nHeads);
+    const dh = int(fn, 'Dh', Dh, 0, 65536);
+    tensor(fn, 'positions', positions, 'i32');
+    tensor(fn, 'cos', cos, 'f32');
+    tensor(fn, 'sin', sin, 'f32');
+    if (dh % 2 !== 0) throw new RangeError(`${fn}: Dh (${dh}) must be even`);
+    const n = need(fn, 'x', x, 'M*nHeads*Dh', [m, nh, dh]);
+    need(fn, 'positions', positions, 'M', [m]);
+    if (n === 0) return;
+    const table = Math.min(cos.length, sin.length);
+    this.dispatch(fn, 'rope', () => ROPE,
+      [{ t: x, access: 'rw', n }, { t: positions, access: 'r', n: m }, { t: cos, access: 'r', n: table }, { t: sin, access: 'r', n: table }],
+      (o) => [m, nh, dh, o[0], o[1], o[2], o[3], table], this.grid(Math.ceil(n / 2 / 256)));
+  }
+
+  /**
+   * Bidirectional attention: q[Mq, H·Dh], k/v[Mk, Hkv·Dh] → out[Mq, H·Dh]; keyMask (u32 [Mk], optional: 0 hides
+   * a key); lse (optional, f32 [Mq, H]) receives each row's log-sum-exp (−∞ for a row with no visible key).
+   */
+  attention(
+    q: GpuTensor, Mq: number, k: GpuTensor, v: GpuTensor, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: GpuTensor | null, out: GpuTensor, lse?: GpuTensor | null,
+  ): void {
+    const fn = 'attention';
+    tensor(fn, 'q', q, 'f32');
+    const mq = int(fn, 'Mq', Mq);
+    tensor(fn, 'k', k, 'f32');
+    tensor(fn, 'v', v, 'f32');
+    const mk = int(fn, 'Mk', Mk);
+    const [h, hkv, dh] = heads(fn, H, Hkv, Dh);
+    const mask = tensor(fn, 'keyMask', keyMask, 'u32', true);
+    tensor(fn, 'out', out, 'f32');
+    const l = tensor(fn, 'lse', lse, 'f32', true);
+    const nq = need(fn, 'q', q, 'Mq*H*Dh', [mq, h, dh]);
+    const nk = need(fn, 'k', k, 'Mk*Hkv*Dh', [mk, hkv, dh]);
+    need(fn, 'v', v, 'Mk*Hkv*Dh', [mk, hkv, dh]);
+    need(fn, 'keyMask', mask, 'Mk', [mk]);
+    need(fn, 'out', out, 'Mq*H*Dh', [mq, h, dh]);
+    need(fn, 'lse', l, 'Mq*H', [mq, h]);
+    if (nq === 0) return;
+    this.dispatch(fn, 'attention', () => ATTENTION, [
+      { t: q, access: 'r', n: nq }, { t: k, access: 'r', n: nk }, { t: v, access: 'r', n: nk }, { t: mask, access: 'r', n: mk },
+      { t: out, access: 'w', n: nq }, { t: l, access: 'w', n: mq * h },
+    ], (o) => attnParams({ mq, mk, h, hkv, dh, qo: o[0], ko: o[1], vo: o[2], mo: o[3], hasMask: mask, oo: o[4], lo: o[5], hasLse: l }), this.grid(mq * h));
+  }
+
+  /**
+   * DyLLM's delta update: ctx[i] += Σ_c softmax(q_i·Kᵀ·scale)[cols[c]] · dv[c] with the softmax over all Mk keys;
+   * cols i32 [nc] (nc = cols.length), dv [nc, Hkv·Dh], ctx [Mq, H·Dh] in place; probs (optional) [Mq, H, nc].
+   */
+  attentionDelta(
+    q: GpuTensor, Mq: number, k: GpuTensor, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: GpuTensor | null, cols: GpuTensor, dv: GpuTensor, ctx: GpuTensor, probs?: GpuTensor | null,
+  ): void {
+    const fn = 'attentionDelta';
+    tensor(fn, 'q', q, 'f32');
+    const mq = int(fn, 'Mq', Mq);
+    tensor(fn, 'k', k, 'f32');
+    const mk = int(fn, 'Mk', Mk);
+    const [h, hkv, dh] = heads(fn, H, Hkv, Dh);
+    const mask = tensor(fn, 'keyMask', keyMask, 'u32', true);
+    tensor(fn, 'cols', cols, 'i32');
+    tensor(fn, 'dv', dv, 'f32');
+    tensor(fn, 'ctx', ctx, 'f32');
+    const pr = tensor(fn, 'probs', probs, 'f32', true);
+    const nc = cols.length;
+    const nq = need(fn, 'q', q, 'Mq*H*Dh', [mq, h, dh]);
+    const nk = need(fn, 'k', k, 'Mk*Hkv*Dh', [mk, hkv, dh]);
+    need(fn, 'keyMask', mask, 'Mk', [mk]);
+    const ndv = need(fn, 'dv', dv, 'cols.length*Hkv*Dh', [nc, hkv, dh]);
+    need(fn, 'ctx', ctx, 'Mq*H*Dh', [mq, h, dh]);
+    const np = need(fn, 'probs', pr, 'Mq*H*cols.length', [mq, h, nc]);
+    if (nq === 0) return;
+    this.dispatch(fn, 'attentionDelta', () => ATTENTION_DELTA, [
+      { t: q, access: 'r', n: nq }, { t: k, access: 'r', n: nk }, { t: mask, access: 'r', n: mk }, { t: cols, access: 'r', n: nc },
+      { t: dv, access: 'r', n: ndv }, { t: ctx, access: 'rw', n: nq }, { t: pr, access: 'w', n: np },
+    ], (o) => attnParams({ mq, mk, h, hkv, dh, qo: o[0], ko: o[1], mo: o[2], hasMask: mask, co: o[3], nc, dvo: o[4], oo: o[5], po: o[6], hasProbs: pr }),
+    this.grid(mq * h));
+  }
+
+  /**
+   * The corrected attention update (../backend.ts attentionRescale): k holds the NEW keys (all Mk); kOld/vOld/vNew
+   * [nc, Hkv·Dh] the changed columns' old and new rows; lse [Mq, H] and ctx [Mq, H·Dh] are updated in place.
+   * Two dispatches (weights into a temporary scratch tensor, then the update).
+   */
+  attentionRescale(
+    q: GpuTensor, Mq: number, k: GpuTensor, Mk: number, H: number, Hkv: number, Dh: number,
+    keyMask: GpuTensor | null, cols: GpuTensor, kOld: GpuTensor, vOld: GpuTensor, vNew: GpuTensor,
+    lse: GpuTensor, ctx: GpuTensor, incremental: boolean,
+  ): void {
+    const fn = 'attentionRescale';
+    tensor(fn, 'q', q, 'f32');
+    const mq = int(fn, 'Mq', Mq);
+    tensor(fn, 'k', k, 'f32');
+    const mk = int(fn, 'Mk', Mk);
+    const [h, hkv, dh] = heads(fn, H, Hkv, Dh);
+    const mask = tensor(fn, 'keyMask', keyMask, 'u32', true);
+    tensor(fn, 'cols', cols, 'i32');
+    tensor(fn, 'kOld', kOld, 'f32');
+    tensor(fn, 'vOld', vOld, 'f32');
+    tensor(fn, 'vNew', vNew, 'f32');
+    tensor(fn, 'lse', lse, 'f32');
+    tensor(fn, 'ctx', ctx, 'f32');
+    if (typeof incremental !== 'boolean') throw new TypeError(`${fn}: incremental must be a boolean, found ${typeof incremental}`);
+    const nc = cols.length;
+    const nq = need(fn, 'q', q, 'Mq*H*Dh', [mq, h, dh]);
+    const nk = need(fn, 'k', k, 'Mk*Hkv*Dh', [mk, hkv, dh]);
+    need(fn, 'keyMask', mask, 'Mk', [mk]);
+    const nOld = need(fn, 'kOld', kOld, 'cols.length*Hkv*Dh', [nc, hkv, dh]);
+    need(fn, 'vOld', vOld, 'cols.length*Hkv*Dh', [nc, hkv, dh]);
+    need(fn, 'vNew', vNew, 'cols.length*Hkv*Dh', [nc, hkv, dh]);
+    const nl = need(fn, 'lse', lse, 'Mq*H', [mq, h]);
+    need(fn, 'ctx', ctx, 'Mq*H*Dh', [mq, h, dh]);
+    if (nq === 0) return;
+    const scratchLen = need(fn, 'scratch', null, 'Mq*H*(2+2*cols.length)', [mq, h, 2 + 2 * nc]);
+    const scratch = this.temp(fn, scratchLen);
+    const base = { mq, mk, h, hkv, dh, nc, incremental };
+    this.dispatch(fn, 'rescaleWeights', () => RESCALE_WEIGHTS, [
+      { t: q, access: 'r', n: nq }, { t: k, access: 'r', n: nk }, { t: mask, access: 'r', n: mk }, { t: cols, access: 'r', n: nc },
+      { t: kOld, access: 'r', n: nOld }, { t: lse, access: 'r', n: nl }, { t: scratch, access: 'w', n: scratchLen },
+    ], (o) => attnParams({ ...base, qo: o[0], ko: o[1], mo: o[2], hasMask: mask, co: o[3], kOldo: o[4], lo: o[5], so: o[6] }), this.grid(mq * h));
+    this.dispatch(fn, 'rescaleApply', () => RESCALE_APPLY, [
+      { t: lse, access: 'rw', n: nl }, { t: scratch, access: 'r', n: scratchLen }, { t: vOld, access: 'r', n: nOld },
+      { t: vNew, access: 'r', n: nOld }, { t: ctx, access: 'rw', n: nq },
+    ], (o) => attnParams({ ...base, lo: o[0], so: o[1], vOldo: o[2], vNewo: o[3], oo: o[4] }), this.grid(mq * h));
+  }
+
+  /** out[m] = cos(a[m], b[m]) over D. */
+  cosineRows(a: GpuTensor, b: GpuTensor, M: number, D: number, out: GpuTensor): void {
+    const fn = 'cosineRows';
+    tensor(fn, 'a', a, 'f32');
+    tensor(fn, 'b', b, 'f32');
+    const m = int(fn, 'M', M);
+    const d = int(fn, 'D', D);
+    tensor(fn, 'out', out, 'f32');
+    const n = need(fn, 'a', a, 'M*D', [m, d]);
+    need(fn, 'b', b, 'M*D', [m, d]);
+    need(fn, 'out', out, 'M', [m]);
+    if (m === 0) return;
+    this.dispatch(fn, 'cosine', () => COSINE, [{ t: a, access: 'r', n }, { t: b, access: 'r', n }, { t: out, access: 'w', n: m }],
+      (o) => [m, d, o[0], o[1], o[2]], this.grid(m));
+  }
+
+  /**
+   * Logit row statistics of logits[M, V] into stats (u32 [M·4]: argmax, then the f32 bits of p1, p2, negEntropy —
+   * the last 0 unless `entropy`). `readLogitStats` reads and decodes them.
+   */
+  logitStats(logits: GpuTensor, M: number, V: number, stats: GpuTensor, entropy: boolean): void {
+    const fn = 'logitStats';
+    tensor(fn, 'logits', logits, 'f32');
+    const m = int(fn, 'M', M);
+    const v = int(fn, 'V', V, 1, 2 ** 31 - 1);
+    tensor(fn, 'stats', stats, 'u32');
+    const n = need(fn, 'logits', logits, 'M*V', [m, v]);
+    need(fn, 'stats', stats, 'M*4', [m, 4]);
+    if (m === 0) return;
+    this.dispatch(fn, 'logitStats', () => LOGIT_STATS, [{ t: logits, access: 'r', n }, { t: stats, access: 'w', n: 4 * m }],
+      (o) => [m, v, o[0], o[1], entropy ? 1 : 0], this.grid(m));
+  }
+
+  /** Reads and decodes M rows of logitStats output. */
+  async readLogitStats(stats: GpuTensor, M: number): Promise<LogitStatsResult> {
+    tensor('readLogitStats', 'stats', stats, 'u32');
+    const m = int('readLogitStats', 'M', M);
+    need('readLogitStats', 'stats', stats, 'M*4', [m, 4]);
+    const [bits] = await this.read(stats.view(0, 4 * m));
+    const f = new Float32Array(bits.buffer, bits.byteOffset, bits.length);
+    const r = { argmax: new Int32Array(m), p1: new Float32Array(m), p2: new Float32Array(m), negEntropy: new Float32Array(m) };
+    for (let i = 0; i < m; i++) {
+      r.argmax[i] = bits[4 * i];
+      r.p1[i] = f[4 * i + 1];
+      r.p2[i] = f[4 * i + 2];
+      r.negEntropy[i] = f[4 * i + 3];
+    }
+    return r;
+  }
+
+  /** out[i] = silu(gate[i]) · up[i] for i < n (out may be gate or up). */
+  siluMul(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
+    this.elementwise('siluMul', 'silu_mul', ['gate', gate], ['up', up], n, ['out', out]);
+  }
+
+  /** dst[i] += src[i] for i < n. */
+  add(dst: GpuTensor, src: GpuTensor, n: number): void {
+    this.elementwise('add', 'add', ['dst', dst], ['src', src], n, ['dst', dst]);
+  }
+
+  /** out[i] = a[i] − b[i] for i < n (DyLLM's ΔV = V_new − V_old). */
+  sub(out: GpuTensor, a: GpuTensor, b: GpuTensor, n: number): void {
+    this.elementwise('sub', 'sub', ['a', a], ['b', b], n, ['out', out]);
+  }
+
+  /** dst[i] = src[rows[i]] for rows of `width` values, i < rows.length (an index outside src's rows is skipped). */
+  gatherRows(dst: GpuTensor, src: GpuTensor, rows: GpuTensor, width: number): void {
+    this.rows('gatherRows', dst, src, rows, width, false);
+  }
+
+  /** dst[rows[i]] = src[i] (rows distinct; an index outside dst's rows is skipped). */
+  scatterRows(dst: GpuTensor, src: GpuTensor, rows: GpuTensor, width: number): void {
+    this.rows('scatterRows', dst, src, rows, width, true);
+  }
+
+  // ---- internals -----------------------------------------------------------------------------------------------
+
+  private elementwise(fn: string, op: ElementwiseOp, [an, a]: [string, GpuTensor], [bn, b]: [string, GpuTensor], n: number, [on, o]: [string, GpuTensor]): void {
+    tensor(fn, an, a, 'f32');
+    tensor(fn, bn, b, 'f32');
+    const len = int(fn, 'n', n);
+    if (on !== an) tensor(fn, on, o, 'f32');
+    need(fn, an, a, 'n', [len]);
+    need(fn, bn, b, 'n', [len]);
+    if (on !== an) need(fn, on, o, 'n', [len]);
+    if (len === 0) return;
+    // In place (add): dst is bound once, read and written.
+    const ops: Operand[] = on === an
+      ? [{ t: a, access: 'rw', n: len }, { t: b, access: 'r', n: len }]
+      : [{ t: a, access: 'r', n: len }, { t: b, access: 'r', n: len }, { t: o, access: 'w', n: len }];
+    this.dispatch(fn, `ew-${op}${on === an ? '-inplace' : ''}`, () => elementwiseShader(op, on === an), ops,
+      (off) => [len, off[0], off[1], on === an ? off[0] : off[2]], this.grid(Math.ceil(len / 256)));
+  }
+
+  private rows(fn: string, dst: GpuTensor, src: GpuTensor, rows: GpuTensor, width: number, scatter: boolean): void {
+    tensor(fn, 'dst', dst, 'f32');
+    tensor(fn, 'src', src, 'f32');
+    tensor(fn, 'rows', rows, 'i32');
+    const w = int(fn, 'width', width);
+    const n = rows.length;
+    const moved = need(fn, scatter ? 'src' : 'dst', scatter ? src : dst, 'rows.length*width', [n, w]);
+    if (moved === 0) return;
+    const bound = Math.floor((scatter ? dst : src).length / w);
+    this.dispatch(fn, 'rows', () => ROWS, [
+      { t: dst, access: scatter ? 'rw' : 'w', n: scatter ? dst.length : moved },
+      { t: src, access: 'r', n: scatter ? moved : src.length },
+      { t: rows, access: 'r', n },
+    ], (o) => [n, w, o[0], o[1], o[2], bound, scatter ? 1 : 0], this.grid(Math.ceil(moved / 256)));
+  }
+
+  /** The matmul family over a prepared weight, one dispatch per row chunk. */
+  private weightProduct(fn: string, x: GpuTensor, M: number, K: number, xs: number, W: GpuWeight, wk0: number, out: GpuTensor, N: number,
+    bias: GpuTensor | null, rows: GpuTensor | null, xRowsBound: number): void {
+    if (M === 0 || N === 0) return;
+    const layout: WeightLayout = W.dtype === 'bf16' ? 'bf16' : 'f32';
+    const xLen = rows ? x.length : M * xs;
+    for (const c of W.chunks) {
+      if (c.rows === 0) continue;
+      const wElems = c.rows * W.rowStride;
+      this.productDispatch(fn, layout, x, M, K, xs, xRowsBound, { t: null, raw: c.root.buffer, access: 'r', n: wElems }, 0, W.rowStride, wk0,
+        out, out.offset + c.n0, c.rows, N, bias ? bias.view(c.n0, c.rows) : null, rows, xLen);
+    }
+  }
+
+  private productDispatch(fn: string, layout: WeightLayout, x: GpuTensor, M: number, K: number, xs: number, xRowsBound: number,
+    wOperand: Operand, wo: number, ws: number, wk0: number, out: GpuTensor, outStart: number, N: number, os: number,
+    bias: GpuTensor | null, rows: GpuTensor | null, xLen = rows ? x.length : M * xs): void {
+    const skinny = this.subgroups && M <= SKINNY_MAX_M;
+    const outView = out.view(outStart - out.offset, out.length - (outStart - out.offset));
+    const outN = (M - 1) * os + N;
+    const T = TILE.g * TILE.r;
+    const groups = skinny ? this.grid(Math.ceil(N / SKINNY_COLS)) : [Math.ceil(N / T), Math.ceil(M / T)] as [number, number];
+    if (groups[0] > MAX_GROUPS || groups[1] > MAX_GROUPS) throw new RangeError(`${fn}: M = ${M}, N = ${N} need more than ${MAX_GROUPS} workgroups in one dimension`);
+    this.dispatch(fn, skinny ? 'skinny' : 'tiled', () => (skinny ? skinnyMatmulShader() : tiledMatmulShader()), [
+      { t: x, access: 'r', n: xLen }, wOperand, { t: outView, access: 'w', n: outN }, { t: bias, access: 'r', n: N }, { t: rows, access: 'r', n: M },
+    ], (o) => [M, N, K, o[0], xs, xRowsBound, wOperand.t ? o[1] : wo, ws, wk0, o[2], os, o[3], bias ? 1 : 0, o[4], rows ? 1 : 0, LAYOUT_CODE[layout]], groups);
+  }
+
+  /** A grid of at least n workgroups (2-D past 65535; shaders skip the surplus). */
+  private grid(n: number): [number, number] {
+    if (n <= MAX_GROUPS) return [n, 1];
+    const y = Math.ceil(n / MAX_GROUPS);
+    if (y > MAX_GROUPS) throw new RangeError(`webgpu: ${n} workgroups exceed a ${MAX_GROUPS}x${MAX_GROUPS} grid`);
+    return [MAX_GROUPS, y];
+  }
+
+  private pipeline(key: string, code: () => string): GpuComputePipelineLike {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: code(), label: `dyllm ${key}` });
+      p = this.device.createComputePipeline({ layout: 'auto', label: `dyllm ${key}`, compute: { module, entryPoint: 'main' } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Records one dispatch: stages operands whose buffer an earlier operand already binds, writes the uniform
+   * parameters (params receives each operand's element offset as bound), binds and dispatches.
+   */
+  private dispatch(fn: string, key: string, code: () => string, operands: Operand[], params: (offsets: number[]) => number[], groups: [number, number]): void {
+    this.openBatch();
+    const pipe = this.pipeline(key, code);
+    const bound: GpuBufferLike[] = [];
+    const offsets: number[] = [];
+    const copyBack: Array<() => void> = [];
+    const seen = new Set<GpuBufferLike>();
+    operands.forEach((op, i) => {
+      let buf: GpuBufferLike;
+      let off = 0;
+      if (op.raw) {
+        buf = op.raw;
+      } else if (!op.t) {
+        buf = this.dummy(i);
+      } else if (seen.has(op.t.buffer)) {
+        // Aliased with an earlier operand: a temporary copy of the touched range.
+        const t = op.t;
+        const tmp = this.temp(fn, op.n);
+        if (op.access !== 'w' && op.n > 0) this.copy(t.buffer, t.offset, tmp.buffer, 0, op.n);
+        if (op.access !== 'r' && op.n > 0) copyBack.push(() => this.copy(tmp.buffer, 0, t.buffer, t.offset, op.n));
+        buf = tmp.buffer;
+      } else {
+        buf = op.t.buffer;
+        off = op.t.offset;
+      }
+      seen.add(buf);
+      bound.push(buf);
+      offsets.push(off);
+    });
+    const values = params(offsets);
+    const { buffer: ubuf, offset: uoff } = this.uniformSlot(values);
+    const group = this.device.createBindGroup({
+      layout: pipe.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ubuf, offset: uoff, size: SLOT } },
+        ...bound.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    });
+    if (!this.pass) this.pass = this.encoder!.beginComputePass();
+    this.pass.setPipeline(pipe);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(groups[0], groups[1]);
+    for (const f of copyBack) f();
+  }
+
+  /** A temporary f32 tensor freed after the batch is submitted. */
+  private temp(fn: string, n: number): GpuTensor {
+    const t = new GpuTensor(this, this.allocate(fn, n * 4, false), 'f32', 0, n);
+    this.release(t.root);
+    return t;
+  }
+
+  private copy(src: GpuBufferLike, srcElem: number, dst: GpuBufferLike, dstElem: number, n: number): void {
+    this.endPass();
+    this.encoder!.copyBufferToBuffer(src, srcElem * 4, dst, dstElem * 4, n * 4);
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  /** Opens a batch (command encoder and error scopes) if none is open. */
+  private openBatch(): void {
+    if (this.lostMessage) throw new WebGpuError(this.lostMessage);
+    if (this.encoder) return;
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    this.encoder = this.device.createCommandEncoder();
+  }
+
+  private uniformSlot(values: number[]): { buffer: GpuBufferLike; offset: number } {
+    let a = this.arenas[this.arenas.length - 1];
+    if (!a || a.used === ARENA_SLOTS) {
+      a = {
+        buffer: this.device.createBuffer({ size: SLOT * ARENA_SLOTS, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST }),
+        data: new Uint32Array((SLOT * ARENA_SLOTS) / 4),
+        used: 0,
+      };
+      this.arenas.push(a);
+    }
+    const base = a.used * (SLOT / 4);
+    for (let i = 0; i < values.length; i++) a.data[base + i] = values[i] >>> 0;
+    return { buffer: a.buffer, offset: SLOT * a.used++ };
+  }
+
+  /** A 16-byte placeholder for binding slot i of an absent optional operand (distinct per slot: no aliasing). */
+  private dummy(i: number): GpuBufferLike {
+    while (this.dummies.length <= i) this.dummies.push(this.device.createBuffer({ size: 16, usage: BufferUsage.STORAGE }));
+    return this.dummies[i];
+  }
+
+  /** A storage buffer of `bytes` (at least 16), bounded by the buffer limit before anything is allocated. */
+  private allocate(fn: string, bytes: number, mapped: boolean): Root {
+    if (bytes > this.maxBufferBytes) throw new RangeError(`${fn}: ${bytes} bytes exceed the ${this.maxBufferBytes}-byte buffer limit of this WebGPU device`);
+    this.openBatch();
+    const size = Math.max(16, Math.ceil(bytes / 4) * 4);
+    const buffer = this.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, mappedAtCreation: mapped });
+    return { buffer, bytes: size, destroyed: false };
+  }
+
+  private async checkErrors(): Promise<void> {
+    const pending = this.errors;
+    this.errors = [];
+    const errs = (await Promise.all(pending)).filter((e): e is GpuErrorLike => e !== null);
+    if (this.lostMessage) throw new WebGpuError(this.lostMessage);
+    if (errs.length) throw new WebGpuError(`webgpu: ${firstLine(errs[0].message)}`);
+  }
+}
+
+function firstLine(s: string): string {
+  return String(s).split('\n').find((l) => l.trim() !== '')?.trim() ?? '';
+}
+
+interface AttnValues {
+  mq: number; mk: number; h: number; hkv: number; dh: number;
+  qo?: number; ko?: number; vo?: number; oo?: number; mo?: number; hasMask?: unknown; lo?: number; hasLse?: unknown;
+  co?: number; nc?: number; dvo?: number; po?: number; hasProbs?: unknown; kOldo?: number; vOldo?: number; vNewo?: number; so?: number; incremental?: boolean;
+}
+
+/** The attention kernels' uniform struct, in declaration order (shaders/attention.ts). */
+function attnParams(a: AttnValues): number[] {
+  return [
+    a.mq, a.mk, a.h, a.hkv, a.dh, f32bits(1 / Math.sqrt(a.dh)),
+    a.qo ?? 0, a.ko ?? 0, a.vo ?? 0, a.oo ?? 0, a.mo ?? 0, a.hasMask ? 1 : 0, a.lo ?? 0, a.hasLse ? 1 : 0,
+    a.co ?? 0, a.nc ?? 0, a.dvo ?? 0, a.po ?? 0, a.hasProbs ? 1 : 0, a.kOldo ?? 0, a.vOldo ?? 0, a.vNewo ?? 0, a.so ?? 0, a.incremental ? 1 : 0,
+  ];
+}

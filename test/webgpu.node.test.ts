@@ -1,0 +1,57 @@
+/**
+ * The WebGPU kernels in Node through the `webgpu` package (Dawn): the same cases as the browser run
+ * (test/helpers/webgpu-suite.ts), on whatever adapter the package finds. On a machine without a GPU driver it finds
+ * none, and the cases are reported as skipped with that reason (the browser run, test/webgpu.conformance.test.ts,
+ * covers the kernels there on SwiftShader). DYLLM_REQUIRE_WEBGPU=1 makes a missing adapter a failure instead.
+ *
+ * Also the one-line answers of `--backend webgpu` (src/kernels/select.ts), for both outcomes of the adapter probe.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { webGpuBackendMessage } from '../src/kernels/select.js';
+import { NO_ADAPTER_REASON, createNodeWebGpuKernels, probeNodeWebGpu } from '../src/kernels/webgpu/node.js';
+import type { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
+import { WEBGPU_CONFIGS, casesOf } from './helpers/webgpu-suite.js';
+import { repoRoot } from './helpers/paths.js';
+
+const probe = probeNodeWebGpu();
+const required = process.env.DYLLM_REQUIRE_WEBGPU === '1';
+const skip = probe.ok || required ? false : `no WebGPU adapter in Node (${probe.reason}); set DYLLM_REQUIRE_WEBGPU=1 to make this a failure`;
+
+test('--backend webgpu: one line for each outcome of the adapter probe', () => {
+  assert.equal(webGpuBackendMessage(() => ({ ok: false, reason: NO_ADAPTER_REASON })),
+    '--backend webgpu: no WebGPU adapter (the webgpu package found none: needs a GPU driver with Vulkan)');
+  assert.equal(webGpuBackendMessage(() => ({ ok: false, reason: 'the optional webgpu package is not installed: npm install webgpu' })),
+    '--backend webgpu: no WebGPU adapter (the optional webgpu package is not installed: npm install webgpu)');
+  assert.equal(webGpuBackendMessage(() => ({ ok: true, adapter: 'nvidia hopper', subgroups: true })),
+    '--backend webgpu: found a WebGPU adapter (nvidia hopper), but the forward pass does not run on WebGPU yet (docs/webgpu.md); use --backend auto, native or reference');
+  // The probe of a package that is not there, and of one whose create() fails, are one line too.
+  assert.deepEqual(probeNodeWebGpu(null), { ok: false, reason: 'the optional webgpu package is not installed: npm install webgpu' });
+  const broken = probeNodeWebGpu(join(repoRoot, 'package.json'));
+  assert.equal(broken.ok, false);
+  assert.match(broken.ok ? '' : broken.reason, /^the webgpu package failed: [^\n]+$/);
+});
+
+test('dyllm generate|serve|eval|bench|worker --backend webgpu: exit code 2 and exactly the probe\'s line on stderr, nothing on stdout', { timeout: 120_000 }, () => {
+  const want = `dyllm: ${webGpuBackendMessage(() => probe)}\n`;
+  for (const args of [['generate', '--prompt-ids', '1,2'], ['serve'], ['eval', '--tasks', join(repoRoot, 'data', 'arith-test.jsonl')], ['bench', '--tasks', join(repoRoot, 'data', 'arith-test.jsonl')], ['worker', '--queue', 'redis://127.0.0.1:1/0']]) {
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'dyllm.js'), ...args, '--backend', 'webgpu'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 2, `${args[0]}: ${r.stderr}`);
+    assert.equal(r.stderr, want, args[0]);
+    assert.equal(r.stdout, '', args[0]);
+  }
+  if (!probe.ok) assert.equal(want, 'dyllm: --backend webgpu: no WebGPU adapter (the webgpu package found none: needs a GPU driver with Vulkan)\n');
+});
+
+for (const config of WEBGPU_CONFIGS) {
+  describe(`${config.name} (Node, webgpu package)`, { skip }, () => {
+    let k: WebGpuKernels;
+    before(async () => {
+      k = await createNodeWebGpuKernels(config.options);
+    });
+    after(() => k?.destroy());
+    for (const c of casesOf(config)) test(c.name, { timeout: 300_000 }, () => c.run(k));
+  });
+}
