@@ -6,7 +6,7 @@
 import type { BackendName } from '../kernels/select.js';
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
 import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
-import { modelDir as resolveModelArg, parse, UsageError } from './args.js';
+import { MAX_THREADS, modelDir as resolveModelArg, parse, UsageError } from './args.js';
 
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
@@ -15,6 +15,7 @@ export const SERVE_HELP = `Usage: dyllm serve [options]
   --host H            listen address (default ${SERVER_DEFAULTS.host})
   --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
   --backend B         auto | native | reference (default auto)
+  --threads N         kernel threads, 1-${MAX_THREADS} (default: env DYLLM_THREADS, else every CPU)
   --max-batch N       requests denoised together, one merged forward per step (default ${SERVER_DEFAULTS.maxBatch})
   --max-queue N       requests waiting beyond the batch before 503 (default ${SERVER_DEFAULTS.maxQueue})
   --max-tokens N      cap on max_tokens, the canvas length (default ${SERVER_DEFAULTS.maxTokens})

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { readTasks, runEval, type EvalMethod, type EvalSummary, type PromptStyle } from '../../src/eval/tasks.js';
+import { defaultStops, readTasks, runEval, type EvalMethod, type EvalSummary, type PromptStyle } from '../../src/eval/tasks.js';
 import { benchMethods } from '../../src/cli/bench.js';
 import { loadConfig } from '../../src/load/config.js';
 import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
@@ -40,7 +40,7 @@ const SKIP = process.env.DYLLM_SKIP_REDIS === '1';
 const HAVE_REDIS = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status === 0;
 /** Short locks so a killed worker's job is taken over in ~3 s (production defaults: 60 s / 30 s). */
 const FAST_LOCKS = ['--lock-ms', '2000', '--stalled-ms', '1000'];
-const STYLE: PromptStyle = { chat: true, template: 'Q: {question}\nA:', fewshot: [] };
+const STYLE: PromptStyle = { chat: true, template: 'Q: {question}\nA:', fewshot: [], stop: defaultStops(true, 'Q: {question}\nA:') };
 const T = 120_000;
 /** A shorter canvas than the model's 48 (its answers fit in 32): the suite stays quick on a busy 2-core machine. */
 const GEN = ['--gen-length', '32', '--steps', '32', '--block-length', '16'];
