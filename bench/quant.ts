@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { loadPipeline, type Pipeline } from '../src/engine/pipeline.js';
-import { buildPrompt, readTasks, runEval, type EvalMethod, type EvalSummary } from '../src/eval/tasks.js';
+import { buildPrompt, defaultStops, readTasks, runEval, type EvalMethod, type EvalSummary } from '../src/eval/tasks.js';
 import { paddedBatch } from '../src/models/types.js';
 import type { QuantOption } from '../src/models/load-model.js';
 import { repoRoot } from '../test/helpers/paths.js';
@@ -26,7 +26,7 @@ const { values } = parseArgs({
 const limit = Number(values.limit);
 const klPrompts = Number(values['kl-prompts']);
 const tasks = readTasks(values.tasks!).slice(0, limit);
-const style = { chat: true, template: 'Q: {question}\nA:', fewshot: [] };
+const style = { chat: true, template: 'Q: {question}\nA:', fewshot: [], stop: defaultStops(true, 'Q: {question}\nA:') };
 const methods: EvalMethod[] = [
   { name: 'dense', gen: {}, accel: {} },
   { name: 'dyllm', gen: {}, accel: { method: 'dyllm' } },

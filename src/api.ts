@@ -19,6 +19,7 @@ import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline, type PipelineO
 import { GENERATION_OPTIONS, resolveOptions, type GenerateOptionsInput } from './engine/options.js';
 import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from './engine/accel.js';
 import { didYouMean, OptionError } from './engine/schema.js';
+import { encodeInfill, fillTemplate, infillOptions, parseInfill, refuseInfillGenLength } from './engine/infill.js';
 import type { ChatMessage } from './load/chat-template.js';
 import { ConfigError } from './load/errors.js';
 
@@ -52,6 +53,22 @@ export interface Completion {
   /** The generated region's token ids (genLength of them, end tokens and what follows included), as `dyllm generate --json`. */
   readonly tokens: number[];
   /** Token ids of the prompt as the model saw it (after the chat template). */
+  readonly promptTokens: number[];
+  readonly stats: CompletionStats;
+}
+
+/** Options of an `infill` call: the generation and acceleration options (the gen length is the template's). */
+export type InfillOptions = Omit<GenerationOptions, 'raw' | 'genLength'>;
+
+/** A filled template. */
+export interface InfillCompletion {
+  /** The template with each hole replaced by its text (the fixed text exactly as written). */
+  readonly text: string;
+  /** Each hole's text, in template order (special tokens dropped). */
+  readonly fills: string[];
+  /** The generated region's ids: from the first hole to the end of the template, fixed tokens included. */
+  readonly tokens: number[];
+  /** The text before the first hole, as ids (raw: no chat template). */
   readonly promptTokens: number[];
   readonly stats: CompletionStats;
 }
@@ -108,6 +125,11 @@ export interface DyllmModel {
   stream(prompts: readonly Prompt[], options?: GenerationOptions): AsyncGenerator<BatchStep, Completion[], undefined>;
   /** The prompt's token ids as generate sends them (chat template unless `raw`). */
   encode(prompt: Prompt, options?: Pick<GenerationOptions, 'raw'>): number[];
+  /**
+   * Fill the holes of a template: fixed text with `<mask:N>` holes (N masks each, at most 1024 in all), raw text
+   * (no chat template). Only the holes are denoised; steps default to the number of masks.
+   */
+  infill(template: string, options?: InfillOptions): Promise<InfillCompletion>;
 }
 
 /**
@@ -178,6 +200,23 @@ class LoadedDyllmModel implements DyllmModel {
 
   /** Checks the call (prompts, options) before anything is generated, and encodes the prompts. */
   private plan(input: Prompt | readonly Prompt[], options: GenerationOptions): CallPlan {
+    const { gen, accel, raw, signal } = this.callOptions(options);
+    const batch = typeof input !== 'string' && !isMessageList(input);
+    let list: readonly Prompt[];
+    if (!batch) {
+      list = [input as Prompt];
+    } else {
+      if (!Array.isArray(input) || input.length === 0) {
+        throw new ConfigError(`prompt: expected a string, a list of chat messages or a list of prompts, found ${describe(input)}`);
+      }
+      if (input.length > MAX_BATCH) throw new ConfigError(`prompts: expected at most ${MAX_BATCH} prompts in one call, found ${input.length}`);
+      list = input as readonly Prompt[];
+    }
+    return { batch, prompts: list.map((p, i) => this.encodeOne(p, raw, batch ? `prompt ${i}` : 'prompt')), gen, accel, signal };
+  }
+
+  /** A call's options split into generation and acceleration inputs, each key checked. */
+  private callOptions(options: GenerationOptions): { gen: GenerateOptionsInput; accel: AccelOptionsInput; raw: boolean; signal: AbortSignal | undefined } {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new ConfigError(`options: expected an object, found ${describe(options)}`);
     const gen: Record<string, unknown> = {};
     const accel: Record<string, unknown> = {};
@@ -192,25 +231,38 @@ class LoadedDyllmModel implements DyllmModel {
     if (typeof raw !== 'boolean') throw new ConfigError(`raw: expected true or false, found ${describe(raw)}`);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new ConfigError(`signal: expected an AbortSignal, found ${describe(signal)}`);
+    return { gen: gen as GenerateOptionsInput, accel: accel as AccelOptionsInput, raw, signal };
+  }
 
-    const batch = typeof input !== 'string' && !isMessageList(input);
-    let list: readonly Prompt[];
-    if (!batch) {
-      list = [input as Prompt];
-    } else {
-      if (!Array.isArray(input) || input.length === 0) {
-        throw new ConfigError(`prompt: expected a string, a list of chat messages or a list of prompts, found ${describe(input)}`);
-      }
-      if (input.length > MAX_BATCH) throw new ConfigError(`prompts: expected at most ${MAX_BATCH} prompts in one call, found ${input.length}`);
-      list = input as readonly Prompt[];
+  private resolve(gen: GenerateOptionsInput, accelIn: AccelOptionsInput): { options: ReturnType<typeof resolveOptions>; accel: AccelOptions } {
+    const p = this.pipeline;
+    const options = resolveOptions(p.config, gen, p.generation);
+    try {
+      return { options, accel: resolveAccel(p.config, accelIn, options) };
+    } catch (e) {
+      // The method is `accel` here (the schema's key is `method`).
+      if (e instanceof OptionError && e.option === 'method') throw new OptionError('accel', e.detail);
+      throw e;
     }
-    return {
-      batch,
-      prompts: list.map((p, i) => this.encodeOne(p, raw, batch ? `prompt ${i}` : 'prompt')),
-      gen: gen as GenerateOptionsInput,
-      accel: accel as AccelOptionsInput,
-      signal,
-    };
+  }
+
+  async infill(template: string, options: InfillOptions = {}): Promise<InfillCompletion> {
+    const p = this.pipeline;
+    const o = options as GenerationOptions;
+    if (o !== null && typeof o === 'object' && o.raw !== undefined) throw new ConfigError('raw: an infill template is always raw text; drop raw');
+    const { gen, accel: accelIn, signal } = this.callOptions(o);
+    const parts = parseInfill(template, 'infill');
+    refuseInfillGenLength(gen);
+    const c = encodeInfill(p, parts, 'infill');
+    const { options: resolved, accel } = this.resolve(infillOptions(gen, c), accelIn);
+    if (signal?.aborted) throw signal.reason;
+    const it = denoise(p.model, p.ids, { prompts: [c.prompt], fixed: [c.region], options: resolved, accel, cancelled: signal ? () => signal.aborted : undefined });
+    let r = await it.next();
+    while (!r.done) r = await it.next();
+    if (signal?.aborted) throw signal.reason;
+    const result = r.value;
+    const filled = fillTemplate(c, result.tokens[0], (ids) => p.tokenizer.decode(ids, { skipSpecialTokens: true }));
+    return { ...filled, tokens: Array.from(result.tokens[0]), promptTokens: c.prompt, stats: { ...result.stats, backend: p.model.backend.name, accel: accel.method } };
   }
 
   private piece(id: number): string {
@@ -226,15 +278,7 @@ class LoadedDyllmModel implements DyllmModel {
   private async *run(input: Prompt | readonly Prompt[], options: GenerationOptions, views: boolean): AsyncGenerator<Step | BatchStep, Completion | Completion[], undefined> {
     const p = this.pipeline;
     const call = this.plan(input, options);
-    const gen = resolveOptions(p.config, call.gen, p.generation);
-    let accel: AccelOptions;
-    try {
-      accel = resolveAccel(p.config, call.accel, gen);
-    } catch (e) {
-      // The method is `accel` here (the schema's key is `method`).
-      if (e instanceof OptionError && e.option === 'method') throw new OptionError('accel', e.detail);
-      throw e;
-    }
+    const { options: gen, accel } = this.resolve(call.gen, call.accel);
     const signal = call.signal;
     if (signal?.aborted) throw signal.reason;
     const it = denoise(p.model, p.ids, { prompts: call.prompts, options: gen, accel, cancelled: signal ? () => signal.aborted : undefined });

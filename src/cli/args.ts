@@ -142,6 +142,9 @@ export const ACCEL_HELP = `Acceleration:\n${optionHelp(ACCEL_OPTIONS)}`;
 /** Most kernel threads --threads / DYLLM_THREADS may ask for (the native addon's own cap). */
 export const MAX_THREADS = 256;
 
+/** The --threads help line of the commands that run the kernels (applyThreadsFlag reads the flag). */
+export const THREADS_HELP = `  --threads N             kernel threads, 1-${MAX_THREADS} (default: env DYLLM_THREADS, else every CPU)`;
+
 /**
  * `--threads N` (or `--threads=N`) anywhere in a command's arguments: checked, removed, and set as DYLLM_THREADS,
  * which the native addon reads when it is first loaded (src/kernels/native.ts) — so this runs before anything

@@ -3,7 +3,7 @@
  * same problems in one run, with and without parallel decoding and at several steps-per-token points: the paper's
  * accuracy/throughput table (§11.1) on any model, as markdown, SVG and JSON.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../load/errors.js';
 import { resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
@@ -21,10 +21,13 @@ const BENCH_ACCEL = ACCEL_OPTIONS.filter((o) => o.key !== 'method' && o.key !== 
 const BENCH_HELP = `Usage: dyllm bench --tasks FILE [options]
 
 Runs dense, DyLLM (τ 0.99, 0.995), Fast-dLLM prefix and dual cache, and dLLM-Cache on the same problems in one
-run, each with and without parallel decoding; writes a markdown table and an accuracy/throughput SVG.
+run, each with and without parallel decoding; prints a markdown table and writes it with an accuracy/throughput
+SVG and the JSON to a fresh folder. Accuracy is lm-eval gsm8k's flexible-extract; strict-match is beside it.
 
 ${COMMON_HELP}
-  --out DIR               also write DIR/bench.md and DIR/bench.svg
+  --out DIR               write bench.md, bench.svg and bench.json to DIR, which must be new or empty (default: a
+                          new bench-results/<timestamp>/ in the current folder)
+  --force                 let --out DIR be a folder that holds files (bench.* there are overwritten)
   --parallel-threshold C  confidence threshold of the parallel rows (default 0.9)
   --steps-per-token LIST  e.g. 1,2,4: add n_u points (steps = gen length / n_u) for every method
   --no-parallel           skip the parallel-decoding rows
@@ -95,16 +98,16 @@ function benchRow(m: BenchMethod, s: EvalSummary, dense: EvalSummary): BenchRow 
 
 export async function cmdBench(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
-    ...COMMON_FLAGS, out: { type: 'string' }, json: { type: 'boolean' }, 'steps-per-token': { type: 'string' }, 'no-parallel': { type: 'boolean' },
+    ...COMMON_FLAGS, out: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' }, 'steps-per-token': { type: 'string' }, 'no-parallel': { type: 'boolean' },
     ...generationFlagConfig, ...flagConfig(BENCH_ACCEL),
   }, false);
   if (values.help) {
     process.stdout.write(BENCH_HELP + '\n');
     return;
   }
-  const inputs = evalInputs(values);
+  const inputs = await evalInputs(values);
   const { methods, base } = benchMethods(values, inputs.model);
-  const out = typeof values.out === 'string' ? values.out : undefined;
+  const out = outDir(values.out, values.force === true);
   const rows: BenchRow[] = [];
   let backend: string;
   if (values.queue !== undefined) {
@@ -121,34 +124,67 @@ export async function cmdBench(argv: string[]): Promise<void> {
       rows.push(benchRow(m, s, summaries[m.dense]));
       if (!process.stderr.isTTY) process.stderr.write(`${m.name}: ${(s.accuracy * 100).toFixed(1)}% ${s.tokensPerS.toFixed(1)} tok/s\n`);
       // Written after every row, so an interrupted run keeps what it measured.
-      if (out !== undefined) writeOut(out, rows, info(c, backend), base);
+      writeOut(out, rows, info(c, backend), base);
     }
   }
   const inf = info(inputs, backend);
   const md = benchMarkdown(rows, inf, base);
   if (values.json) {
-    process.stdout.write(JSON.stringify({
-      backend, n: inputs.tasks.length, gen_length: base.genLength, block_length: base.blockLength,
-      rows: rows.map((r) => ({ method: r.method, accuracy: r.accuracy, tokens_per_s: r3(r.tokensPerS), speedup: r3(r.speedup), salient_fraction: r3(r.salientFraction), nfe: r.nfe, identical_to_dense: r.identical, n_u: r.nu, parallel: r.parallel, ...(r.failed ? { failed: r.failed } : {}) })),
-    }) + '\n');
+    process.stdout.write(JSON.stringify(benchJson(rows, inf, base)) + '\n');
   } else {
     process.stdout.write(md);
   }
-  if (out !== undefined) writeOut(out, rows, inf, base);
+  writeOut(out, rows, inf, base);
+  process.stderr.write(`dyllm: wrote ${join(out, 'bench.md')}, bench.svg and bench.json\n`);
+}
+
+/** The results folder: --out DIR (new or empty, unless --force), else a new bench-results/<UTC timestamp>[-k]/. */
+export function outDir(v: unknown, force: boolean, now = new Date()): string {
+  if (typeof v === 'string') {
+    if (v === '') throw new UsageError('--out: expected a folder, found ""');
+    if (existsSync(v)) {
+      if (!statSync(v).isDirectory()) throw new UsageError(`--out: expected a folder, found the file ${v}`);
+      const n = readdirSync(v).length;
+      if (n > 0 && !force) throw new UsageError(`--out: ${v} is not empty (${n} entr${n === 1 ? 'y' : 'ies'}); give a new or empty folder, or add --force to overwrite bench.md, bench.svg and bench.json there`);
+    }
+    mkdirSync(v, { recursive: true });
+    return v;
+  }
+  if (force) throw new UsageError('--force: only applies to --out DIR; give --out DIR or drop --force');
+  const stamp = now.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  mkdirSync('bench-results', { recursive: true });
+  for (let k = 1; k < 1000; k++) {
+    const dir = join('bench-results', k === 1 ? stamp : `${stamp}-${k}`);
+    try {
+      mkdirSync(dir); // not recursive: fails when it exists, so the folder is this run's own
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  throw new UsageError(`--out: bench-results/${stamp}* all exist; give --out DIR`);
+}
+
+function benchJson(rows: readonly BenchRow[], inf: EvalInfo, base: GenerateOptions): unknown {
+  return {
+    backend: inf.backend, n: inf.n, chat: inf.chat, gen_length: base.genLength, block_length: base.blockLength, accuracy_metric: 'flexible-extract',
+    rows: rows.map((r) => ({ method: r.method, accuracy: r.accuracy, strict_accuracy: r.strictAccuracy, tokens_per_s: r3(r.tokensPerS), speedup: r3(r.speedup), salient_fraction: r3(r.salientFraction), nfe: r.nfe, identical_to_dense: r.identical, n_u: r.nu, parallel: r.parallel, ...(r.failed ? { failed: r.failed } : {}) })),
+  };
 }
 
 function writeOut(dir: string, rows: readonly BenchRow[], inf: EvalInfo, base: GenerateOptions): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'bench.md'), benchMarkdown(rows, inf, base));
   writeFileSync(join(dir, 'bench.svg'), benchSvg(rows));
+  writeFileSync(join(dir, 'bench.json'), JSON.stringify(benchJson(rows, inf, base), null, 2) + '\n');
 }
 
 function benchMarkdown(rows: readonly BenchRow[], c: EvalInfo, o: GenerateOptions): string {
-  const head = `${c.n} problems, gen ${o.genLength} / block ${o.blockLength}, ${c.chat ? 'chat template' : 'template'}${c.fewshot ? `, ${c.fewshot}-shot` : ''}, batch ${c.batch}, backend ${c.backend}; speed-up and identical outputs are against the dense row of the same n_u / decoding mode.\n\n`;
+  const head = `${c.n} problems, gen ${o.genLength} / block ${o.blockLength}, ${c.chat ? 'chat template' : 'raw template'}${c.fewshot ? `, ${c.fewshot}-shot` : ''}, batch ${c.batch}, backend ${c.backend}; accuracy is lm-eval gsm8k's flexible-extract, strict its strict-match; speed-up and identical outputs are against the dense row of the same n_u / decoding mode.\n\n`;
   const failed = rows.some((r) => r.failed);
-  const lines = [`| method | steps | accuracy | tokens/s | speed-up | salient fraction | NFE | identical to dense |${failed ? ' failed |' : ''}`, `|---|---|---|---|---|---|---|---|${failed ? '---|' : ''}`];
+  const lines = [`| method | steps | accuracy | strict | tokens/s | speed-up | salient fraction | NFE | identical to dense |${failed ? ' failed |' : ''}`, `|---|---|---|---|---|---|---|---|---|${failed ? '---|' : ''}`];
   for (const r of rows) {
-    lines.push(`| ${r.method} | ${o.genLength / r.nu} | ${(r.accuracy * 100).toFixed(1)} % | ${r.tokensPerS.toFixed(1)} | ${r.speedup.toFixed(2)}× | ${r.salientFraction.toFixed(3)} | ${r.nfe.toFixed(1)} | ${(r.identical * 100).toFixed(0)} % |${failed ? ` ${r.failed ?? 0} |` : ''}`);
+    lines.push(`| ${r.method} | ${o.genLength / r.nu} | ${(r.accuracy * 100).toFixed(1)} % | ${(r.strictAccuracy * 100).toFixed(1)} % | ${r.tokensPerS.toFixed(1)} | ${r.speedup.toFixed(2)}× | ${r.salientFraction.toFixed(3)} | ${r.nfe.toFixed(1)} | ${(r.identical * 100).toFixed(0)} % |${failed ? ` ${r.failed ?? 0} |` : ''}`);
   }
   return head + lines.join('\n') + '\n';
 }

@@ -5,8 +5,9 @@
 import { ConfigError, LoadError } from '../load/errors.js';
 import { loadConfig } from '../load/config.js';
 import { loadPipeline, type Pipeline } from '../engine/pipeline.js';
-import { DEFAULT_TEMPLATE, readTasks, requestFor, runEval, type EvalMethod, type EvalInfo, type EvalInputs, type EvalSummary, type Task } from '../eval/tasks.js';
-import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, LOAD_FLAGS, UsageError, accelFlagConfig, accelOptions, backendName, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
+import { loadChatTemplate } from '../load/chat-template.js';
+import { DEFAULT_TEMPLATE, MAX_STOP_BYTES, MAX_STOPS, defaultStops, readTasks, requestFor, runEval, type EvalMethod, type EvalInfo, type EvalInputs, type EvalSummary, type Task } from '../eval/tasks.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, LOAD_FLAGS, THREADS_HELP, UsageError, accelFlagConfig, accelOptions, backendName, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
 import type { QuantOption } from '../models/load-model.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 export function progressBar(label: string): ((done: number, total: number, correct: number) => void) | undefined {
@@ -24,6 +25,8 @@ export const COMMON_FLAGS = {
   tasks: { type: 'string' },
   template: { type: 'string' },
   chat: { type: 'boolean' },
+  'no-chat': { type: 'boolean' },
+  stop: { type: 'string', multiple: true },
   fewshot: { type: 'string' },
   'fewshot-file': { type: 'string' },
   limit: { type: 'string' },
@@ -37,14 +40,19 @@ export const COMMON_FLAGS = {
 /** bench runs its own methods and thresholds; the other acceleration knobs apply to every row. */
 export const COMMON_HELP = `  --model M               model folder, HF id org/name[@rev] or bundled name (default: dyllm-demo)
   --tasks FILE            JSONL, one {"question", "answer" ending "#### N"} per line (required)
-  --template T            prompt template with {question} (default "Q: {question}\\nA:")
-  --chat                  use the model's chat template instead (few-shot examples become prior turns)
+  --chat                  the model's chat template, few-shot examples as prior turns (the default when the
+                          model has one)
+  --no-chat               the raw template instead of the chat template
+  --template T            raw prompt template with {question} (default "Q: {question}\\nA:"; implies --no-chat)
+  --stop S                cut the response at the first S before extracting the answer; repeatable (default:
+                          lm-eval gsm8k's "Question:", "</s>", "<|im_end|>", plus the raw template's "\\n\\nQ:")
   --fewshot K             K worked examples before each question (from --fewshot-file)
   --fewshot-file FILE     JSONL examples in the task format
   --limit N               the first N tasks only
   --batch N               prompts per generate call (default 1)
   --backend B             ${BACKEND_HELP}
-  --quant Q               none | int8 | q4: quantise the linear layers while loading (docs/quantization.md)`;
+  --quant Q               none | int8 | q4: quantise the linear layers while loading (docs/quantization.md)
+${THREADS_HELP}`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
 
@@ -66,10 +74,30 @@ export interface LocalEvalInputs extends EvalInputs {
   readonly quant: QuantOption;
 }
 
-export function evalInputs(values: Record<string, unknown>): LocalEvalInputs {
+/** --stop S (repeatable): each one non-empty and bounded; the default (none given) is defaultStops. */
+function stopFlags(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  const list = (Array.isArray(v) ? v : [v]) as string[];
+  if (list.length > MAX_STOPS) throw new UsageError(`--stop: expected at most ${MAX_STOPS} stop strings, found ${list.length}`);
+  return list.map((s) => {
+    const t = s.replace(/\\n/g, '\n');
+    if (t === '') throw new UsageError('--stop: expected a non-empty string, found ""');
+    if (Buffer.byteLength(t) > MAX_STOP_BYTES) throw new UsageError(`--stop: expected at most ${MAX_STOP_BYTES} bytes, found ${Buffer.byteLength(t)}`);
+    return t;
+  });
+}
+
+/**
+ * The eval's inputs from its flags. The prompt style defaults as lm-eval users expect of an instruct model: the
+ * model's chat template when it has one (--no-chat or --template for the raw template), so a queued run (the
+ * coordinator decides it here, from the model folder) and a local one evaluate the same prompts.
+ */
+export async function evalInputs(values: Record<string, unknown>): Promise<LocalEvalInputs> {
   if (typeof values.tasks !== 'string') throw new UsageError('--tasks FILE is required');
   refuseQueueFlagsWithoutQueue(values);
-  if (values.chat && values.template !== undefined) throw new UsageError('--template and --chat are exclusive');
+  if (values.chat && values['no-chat']) throw new UsageError('--chat and --no-chat contradict each other: give one');
+  if (values.chat && values.template !== undefined) throw new UsageError('--template is the raw template and --chat the chat template: give one');
+  const stop = stopFlags(values.stop);
   const k = intFlag('fewshot', values.fewshot, 0) ?? 0;
   if (k > 0 && typeof values['fewshot-file'] !== 'string') throw new UsageError('--fewshot K needs --fewshot-file FILE');
   const limit = intFlag('limit', values.limit, 1);
@@ -87,8 +115,10 @@ export function evalInputs(values: Record<string, unknown>): LocalEvalInputs {
   }
   const dir = modelDir(values.model);
   const template = typeof values.template === 'string' ? values.template.replace(/\\n/g, '\n') : DEFAULT_TEMPLATE;
-  if (!values.chat && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
-  return { dir, backend, quant, tasks, style: { chat: values.chat === true, template, fewshot }, batch, model: loadConfig(dir) };
+  if (values.template !== undefined && !template.includes('{question}')) throw new UsageError('--template: expected a {question} placeholder');
+  const model = loadConfig(dir);
+  const chat = values.chat === true || (values['no-chat'] !== true && values.template === undefined && (await loadChatTemplate(dir)) !== null);
+  return { dir, backend, quant, tasks, style: { chat, template, fewshot, stop: stop ?? defaultStops(chat, template) }, batch, model };
 }
 
 export interface Common extends LocalEvalInputs {
@@ -116,32 +146,34 @@ export async function cmdEval(argv: string[]): Promise<void> {
     process.stdout.write(EVAL_HELP + '\n');
     return;
   }
-  const inputs = evalInputs(values);
+  const inputs = await evalInputs(values);
   const gen = generationOptions(values);
   const accel = accelOptions(values);
   const { label } = requestFor(inputs.model, { name: '', gen, accel });
   const method: EvalMethod = { name: label, gen, accel };
   if (values.queue !== undefined) {
     const q = await (await queued()).queuedEval(values, inputs, [method], 'eval');
-    printEval(q.summaries[0], q.backend, values.json === true);
+    printEval(q.summaries[0], q.backend, values.json === true, inputs.style.chat);
     return;
   }
   const c = await common(inputs);
   const s = await runEval(c.p, c.tasks, c.style, method, c.batch, values.json ? undefined : progressBar(label));
-  printEval(s, c.p.model.backend.name, values.json === true);
+  printEval(s, c.p.model.backend.name, values.json === true, c.style.chat);
 }
 
 /** An eval's result: one line, or one JSON object with --json. */
-function printEval(s: EvalSummary, backend: string, json: boolean): void {
+function printEval(s: EvalSummary, backend: string, json: boolean, chat: boolean): void {
   const failed = s.failed ? s.failed : 0;
   if (json) {
     process.stdout.write(JSON.stringify({
-      method: s.method, n: s.n, correct: s.correct, accuracy: s.accuracy, tokens_per_s: r3(s.tokensPerS), generated_tokens: s.generatedTokens,
+      method: s.method, n: s.n, correct: s.correct, accuracy: s.accuracy, strict_correct: s.strictCorrect, strict_accuracy: s.strictAccuracy,
+      chat, tokens_per_s: r3(s.tokensPerS), generated_tokens: s.generatedTokens,
       gen_seconds: r3(s.genSeconds), nfe: s.nfe, salient_fraction: r3(s.salientFraction), backend, ...(failed ? { failed } : {}),
     }) + '\n');
     return;
   }
-  process.stdout.write(`${s.method}: accuracy ${(s.accuracy * 100).toFixed(2)}% (${s.correct}/${s.n}), ${s.tokensPerS.toFixed(1)} tokens/s, ` +
+  process.stdout.write(`${s.method}: accuracy ${(s.accuracy * 100).toFixed(2)}% (${s.correct}/${s.n}) flexible-extract, ` +
+    `${(s.strictAccuracy * 100).toFixed(2)}% (${s.strictCorrect}/${s.n}) strict-match, ${chat ? 'chat template' : 'raw template'}, ${s.tokensPerS.toFixed(1)} tokens/s, ` +
     `NFE ${s.nfe.toFixed(1)}, salient fraction ${s.salientFraction.toFixed(3)} (${backend})${failed ? `, ${failed} failed` : ''}\n`);
 }
 

@@ -15,6 +15,7 @@ import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engi
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
 import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption } from './args.js';
 import { resolveAccel, type AccelOptions } from '../engine/accel.js';
+import { encodeInfill, fillTemplate, infillOptions, parseInfill, refuseInfillGenLength, type InfillCanvas } from '../engine/infill.js';
 import { accelMethod } from '../engine/accel/registry.js';
 import { LiveView, LoadBar } from './live-view.js';
 import { cmdInfo } from './info.js';
@@ -54,6 +55,9 @@ const GENERATE_HELP = `Usage: dyllm generate [PROMPT] [options]
                      a bundled model's name (default: dyllm-demo)
   --prompt TEXT      the prompt (or give it as the positional argument)
   --prompt-ids IDS   raw comma-separated token ids (no template), for parity work
+  --infill TEMPLATE  fill the holes of TEMPLATE, fixed text with <mask:N> holes (N masks each, 1024 in all),
+                     e.g. "The capital of France is <mask:4>."; raw text (no chat template); the gen length is
+                     the template's, steps default to its number of masks
   --chat             wrap the prompt in the model's chat template (the default when the model has one)
   --raw              send the prompt text as is, without the chat template
   --backend B        ${BACKEND_HELP}
@@ -76,6 +80,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     model: { type: 'string' },
     prompt: { type: 'string' },
     'prompt-ids': { type: 'string' },
+    infill: { type: 'string' },
     chat: { type: 'boolean' },
     raw: { type: 'boolean' },
     backend: { type: 'string' },
@@ -95,13 +100,15 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     return;
   }
   if (values.queue !== undefined || values.input !== undefined || values.output !== undefined) {
+    if (values.infill !== undefined) throw new UsageError('--infill: runs here, not on a queue; drop --queue, --input and --output');
     await generateQueued(values, positionals);
     return;
   }
   refuseQueueFlagsWithoutQueue(values);
   if (positionals.length > 1) throw new UsageError(`expected at most one positional prompt, found ${positionals.length} (quote the prompt)`);
-  const given = [positionals.length > 0, values.prompt !== undefined, values['prompt-ids'] !== undefined].filter(Boolean).length;
-  if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS');
+  const given = [positionals.length > 0, values.prompt !== undefined, values['prompt-ids'] !== undefined, values.infill !== undefined].filter(Boolean).length;
+  if (given !== 1) throw new UsageError('expected exactly one of: a positional PROMPT, --prompt TEXT, --prompt-ids IDS, --infill TEMPLATE');
+  if (values.infill !== undefined && values.chat) throw new UsageError('--infill: a template is raw text (no chat template); drop --chat');
   if (values['prompt-ids'] !== undefined && values.chat) throw new UsageError('--prompt-ids are raw ids: they cannot be combined with --chat');
   if (values.chat && values.raw) throw new UsageError('--chat and --raw contradict each other: give one');
   if (values.quiet && values.verbose) throw new UsageError('--quiet and --verbose contradict each other: give one');
@@ -119,8 +126,12 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   // Options are checked against config.json before the weights are read: a wrong value is refused at once.
   const t0 = performance.now();
   const { config, generation } = loadConfig(dir);
-  const options = resolveOptions(config, optInput, generation);
-  const accel = resolveAccel(config, accelInput, options);
+  // An infill's template is checked here; its gen length and default steps follow from the tokenised template, so
+  // its options are resolved once the tokenizer is loaded.
+  const parts = values.infill !== undefined ? parseInfill(values.infill, '--infill') : null;
+  if (parts) refuseInfillGenLength(optInput);
+  const early = parts ? null : resolveOptions(config, optInput, generation);
+  const earlyAccel = early ? resolveAccel(config, accelInput, early) : null;
   const t1 = performance.now();
   const bar = quiet ? null : new LoadBar(process.stderr, { tty: process.stderr.isTTY === true, verbose });
   const p = await loadPipeline(dir, { backend, quant, onProgress: bar?.update });
@@ -128,15 +139,21 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const threads = threadsOf(p.model.backend);
   say(`loaded ${dir} (${config.arch}): config ${ms(t1 - t0)}, model, tokenizer and template ${ms(performance.now() - t1)}`);
   say(`backend ${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'}`);
+  const infill: InfillCanvas | null = parts ? encodeInfill(p, parts, '--infill') : null;
+  const options = early ?? resolveOptions(config, infillOptions(optInput, infill!), generation);
+  const accel = earlyAccel ?? resolveAccel(config, accelInput, options);
+  if (infill) say(`infill: ${infill.holes.length} holes, ${infill.masks} masks in a region of ${infill.region.length} positions`);
   say(`options ${JSON.stringify(options)}`);
   say(`acceleration ${JSON.stringify(accel)}`);
-  const prompt = values['prompt-ids'] !== undefined
-    ? parseIdList('prompt-ids', values['prompt-ids'] as string)
-    : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true || (!values.raw && p.chatTemplate !== null));
+  const prompt = infill
+    ? infill.prompt
+    : values['prompt-ids'] !== undefined
+      ? parseIdList('prompt-ids', values['prompt-ids'] as string)
+      : encodePrompt(p, (values.prompt as string | undefined) ?? positionals[0], values.chat === true || (!values.raw && p.chatTemplate !== null));
   say(`prompt: ${prompt.length} tokens`);
 
   const live = !values.json && !quiet && process.stderr.isTTY ? new LiveView(p, process.stderr, { threads }) : null;
-  const it = generate(p.model, p.ids, { prompts: [prompt], options, accel });
+  const it = generate(p.model, p.ids, { prompts: [prompt], options, accel, ...(infill ? { fixed: [infill.region] } : {}) });
   let result: GenerateResult | undefined;
   for (;;) {
     const r = await it.next();
@@ -147,7 +164,22 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     live?.step(r.value as StepEvent);
   }
   live?.finish();
+  if (infill) {
+    reportInfill(p, infill, result, accel, values.json === true, quiet, threads);
+    return;
+  }
   report(p, result, accel, values.json === true, quiet, threads);
+}
+
+/** An infill's answer: the filled template (and, with --json, each hole's text besides the usual fields). */
+function reportInfill(p: Pipeline, c: InfillCanvas, result: GenerateResult, accel: AccelOptions, json: boolean, quiet: boolean, threads: number): void {
+  const filled = fillTemplate(c, result.tokens[0], (ids) => p.tokenizer.decode(ids, { skipSpecialTokens: true }));
+  if (json) {
+    process.stdout.write(JSON.stringify({ ...answerJson(p, result.tokens[0], result.stats, accel, threads), text: filled.text, fills: filled.fills }) + '\n');
+    return;
+  }
+  process.stdout.write(filled.text + '\n');
+  if (!quiet) process.stderr.write(statsLine(p, result.stats, accel, threads));
 }
 
 
@@ -184,7 +216,6 @@ function version(): string {
 function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: boolean, quiet: boolean, threads: number): void {
   const tokens = result.tokens[0];
   const s = result.stats;
-  const method = accelMethod(accel.method);
   if (json) {
     process.stdout.write(JSON.stringify(answerJson(p, tokens, s, accel, threads)) + '\n');
     return;
@@ -192,8 +223,13 @@ function report(p: Pipeline, result: GenerateResult, accel: AccelOptions, json: 
   const text = decodeAnswer(p, tokens);
   process.stdout.write(text + '\n');
   if (quiet) return;
+  process.stderr.write(statsLine(p, s, accel, threads));
+}
+
+function statsLine(p: Pipeline, s: GenerateStats, accel: AccelOptions, threads: number): string {
+  const method = accelMethod(accel.method);
   const sal = method.dense ? '' : `, salient fraction ${s.salientFraction.toFixed(3)} (${method.label(accel)})`;
-  process.stderr.write(`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'})\n`);
+  return (`${s.generatedTokens} tokens in ${(s.elapsedMs / 1000).toFixed(2)} s: ${s.tokensPerS.toFixed(1)} tokens/s, ${s.steps} steps, ${s.nfe} NFE${sal} (${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'})\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -5,7 +5,7 @@
  */
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
 import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
-import { BACKEND_HELP, LOAD_FLAGS, backendName, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
+import { BACKEND_HELP, LOAD_FLAGS, MAX_THREADS, backendName, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
 
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
@@ -15,6 +15,7 @@ export const SERVE_HELP = `Usage: dyllm serve [options]
   --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
   --backend B         ${BACKEND_HELP}
   --quant Q           none | int8 | q4: quantise the linear layers while loading (default none; docs/quantization.md)
+  --threads N         kernel threads, 1-${MAX_THREADS} (default: env DYLLM_THREADS, else every CPU)
   --max-batch N       requests denoised together, one merged forward per step (default ${SERVER_DEFAULTS.maxBatch})
   --max-queue N       requests waiting beyond the batch before 503 (default ${SERVER_DEFAULTS.maxQueue})
   --max-tokens N      cap on max_tokens, the canvas length (default ${SERVER_DEFAULTS.maxTokens})

@@ -46,22 +46,45 @@ export function validatePrompts(prompts: readonly (readonly number[])[], cfg: Mo
   });
 }
 
-/** Each prompt followed by G masks: packed (each sequence alone) or the official left padding with an attention mask. */
-export function buildCanvas(prompts: readonly (readonly number[])[], o: GenerateOptions, ids: SpecialIds): Seq[] {
+/**
+ * Pre-committed generated regions (infilling): one per prompt, G ids each, the mask id where the sampler denoises;
+ * the other positions start committed and, like the prompt, never change. Checked before anything is allocated.
+ */
+export function validateFixed(fixed: readonly (readonly number[])[], prompts: number, cfg: ModelConfig, G: number, maskId: number): void {
+  if (!Array.isArray(fixed) || fixed.length !== prompts) throw new ConfigError(`fixed: expected one generated region per prompt (${prompts}), found ${Array.isArray(fixed) ? fixed.length : typeof fixed}`);
+  fixed.forEach((f, b) => {
+    if (!Array.isArray(f) && !(f instanceof Int32Array)) throw new ConfigError(`fixed ${b}: expected an array of token ids, found ${typeof f}`);
+    if (f.length !== G) throw new ConfigError(`fixed ${b}: expected the gen length ${G} ids, found ${f.length}`);
+    let masks = 0;
+    for (const t of f) {
+      if (!Number.isSafeInteger(t) || t < 0 || t >= cfg.vocabSize) throw new ConfigError(`fixed ${b}: token id ${t} is outside the vocabulary [0, ${cfg.vocabSize})`);
+      if (t === maskId) masks++;
+    }
+    if (masks === 0) throw new ConfigError(`fixed ${b}: expected at least one mask to denoise, found none`);
+  });
+}
+
+/**
+ * Each prompt followed by G masks (or its `fixed` region: pre-committed tokens and masks): packed (each sequence
+ * alone) or the official left padding with an attention mask. isPrompt marks every position that is not a mask at
+ * the start, as generate.py's `prompt_index = (x != mask_id)` does (classifier-free guidance masks them all).
+ */
+export function buildCanvas(prompts: readonly (readonly number[])[], o: GenerateOptions, ids: SpecialIds, fixed?: readonly (readonly number[])[]): Seq[] {
   const maxP = Math.max(...prompts.map((p) => p.length));
-  return prompts.map((p) => {
+  return prompts.map((p, b) => {
     const pad = o.batchLayout === 'left-pad' ? maxP - p.length : 0;
     const len = pad + p.length + o.genLength;
     const tokens = new Int32Array(len).fill(ids.mask);
     tokens.fill(ids.pad, 0, pad);
     tokens.set(p, pad);
+    if (fixed) tokens.set(fixed[b], pad + p.length);
     let mask: Uint8Array | null = null;
     if (pad > 0) {
       mask = new Uint8Array(len).fill(1);
       mask.fill(0, 0, pad);
     }
     const isPrompt = new Uint8Array(len);
-    for (let i = 0; i < pad + p.length; i++) isPrompt[i] = tokens[i] !== ids.mask ? 1 : 0;
+    for (let i = 0; i < (fixed ? len : pad + p.length); i++) isPrompt[i] = tokens[i] !== ids.mask ? 1 : 0;
     return { tokens, mask, genStart: pad + p.length, isPrompt, done: false, generated: 0 };
   });
 }

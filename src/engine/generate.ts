@@ -18,7 +18,7 @@ import type { Selection } from '../sampler/pick.js';
 import { Rng } from '../sampler/rng.js';
 import { accelMethod } from './accel/registry.js';
 import type { AccelOptions, AccelTelemetry, PlannedPart, StepForward } from './accel/types.js';
-import { buildBatch, buildCanvas, canvasLayout, finishIfDone, guide, sliceStats, validatePrompts, type Seq } from './canvas.js';
+import { buildBatch, buildCanvas, canvasLayout, finishIfDone, guide, sliceStats, validateFixed, validatePrompts, type Seq } from './canvas.js';
 import type { GenerateOptions } from './options.js';
 import type { SpecialIds } from './pipeline.js';
 
@@ -95,6 +95,12 @@ export interface GenerateRequest {
    * (0..MAX_TOP_LOGPROBS); undefined = off (nothing computed).
    */
   readonly logprobs?: number;
+  /**
+   * Infilling: per prompt, the generated region's starting ids (genLength each; the mask id marks the holes). The
+   * other positions are pre-committed and never change; only the holes are denoised, by the same family sampler and
+   * acceleration method (engine/infill.ts builds these from a template).
+   */
+  readonly fixed?: readonly (readonly number[])[];
 }
 
 /**
@@ -134,7 +140,8 @@ export class DenoiseRun {
     }
     // One PRNG per sequence (seed + b), so a sequence draws the same numbers in any batch.
     this.rngs = req.prompts.map((_, b) => new Rng(o.seed + b));
-    this.seqs = buildCanvas(req.prompts, o, ids);
+    if (req.fixed !== undefined) validateFixed(req.fixed, req.prompts.length, cfg, o.genLength, ids.mask);
+    this.seqs = buildCanvas(req.prompts, o, ids, req.fixed);
     const accel = req.accel ?? NO_ACCEL;
     const method = accelMethod(accel.method);
     if (!method.dense && o.cfgScale > 0) {

@@ -50,6 +50,8 @@ export interface OptionSpec {
   readonly aliases?: readonly string[];
   readonly type: OptionType;
   readonly values?: readonly string[];
+  /** The help text already names every value (help then does not list them again). */
+  readonly helpListsValues?: boolean;
   /** Values accepted by the library only (testing hooks), not listed in help. */
   readonly hiddenValues?: readonly string[];
   /** null (or absent) turns the option off. */
@@ -203,7 +205,7 @@ export function httpMessage(e: ConfigError): { message: string; param: string | 
 export function optionHelp(specs: readonly OptionSpec[], width = 28, columns = 112): string {
   return specs.map((s) => {
     const head = `  --${s.flag}${s.type === 'boolean' ? '' : ` ${s.metavar ?? (s.type === 'enum' ? 'X' : 'N')}`}`;
-    const values = s.type === 'enum' ? `: ${(s.values ?? []).join(' | ')}` : '';
+    const values = s.type === 'enum' && !s.helpListsValues ? `: ${(s.values ?? []).join(' | ')}` : '';
     // An option only one family's sampler reads is marked with that family ("LLaDA: …"); the others ignore it.
     const readers = allFamilies().filter((f) => (f.options as readonly string[]).includes(s.key));
     const fam = readers.length === 1 ? `${readers[0].label}: ` : '';

@@ -4,9 +4,12 @@
  * summary (accuracy, throughput, NFE, salient fraction). `dyllm eval` / `dyllm bench` (cli/) and the queue workers
  * (queue/) both call evaluateTasks, so a queued run computes exactly what a local one does.
  *
- * Tasks are JSONL lines {"question", "answer" ending "#### N"}; the answer is extracted as lm-eval's gsm8k
- * flexible-extract does (the last number in the response) and compared with the number after "####". Throughput
- * counts generated tokens only (Σ stats.generatedTokens ÷ Σ generation time).
+ * Tasks are JSONL lines {"question", "answer" ending "#### N"}. As lm-eval's gsm8k task does
+ * (EleutherAI/lm-evaluation-harness, lm_eval/tasks/gsm8k/gsm8k.yaml): the response is cut at the first stop string
+ * (`until`), then scored two ways against the number after "####": strict-match (the first `#### N`, regex
+ * `#### (\-?[0-9\.\,]+)`) and flexible-extract (the last number in the response). Flexible-extract is the
+ * headline `accuracy` everywhere (eval, bench, queue); strict-match is reported beside it. Throughput counts
+ * generated tokens only (Σ stats.generatedTokens ÷ Σ generation time).
  */
 import { readFileSync } from 'node:fs';
 import { LoadError } from '../load/errors.js';
@@ -20,6 +23,36 @@ import type { BackendName } from '../kernels/select.js';
 import type { ChatMessage } from '../load/chat-template.js';
 
 export const DEFAULT_TEMPLATE = 'Q: {question}\nA:';
+
+/** lm-eval gsm8k's `until` (lm_eval/tasks/gsm8k/gsm8k.yaml): a response is cut at the first of these. */
+export const LM_EVAL_STOP: readonly string[] = ['Question:', '</s>', '<|im_end|>'];
+
+/** Stop strings per prompt, and bytes per stop string (a user's --stop). */
+export const MAX_STOPS = 32;
+export const MAX_STOP_BYTES = 256;
+
+/**
+ * The default stop strings for a prompt style: lm-eval's, plus the raw template's few-shot separator (the blank
+ * line and the template's text before {question}, e.g. "\n\nQ:"), where a raw-prompted model starts the next
+ * question itself.
+ */
+export function defaultStops(chat: boolean, template: string): string[] {
+  const out = [...LM_EVAL_STOP];
+  const head = template.split('{question}')[0].trimEnd();
+  if (!chat && head !== '') out.push(`\n\n${head}`);
+  return out;
+}
+
+/** The response up to (not including) the earliest stop string found in it. */
+export function cutAtStop(text: string, stops: readonly string[]): string {
+  let end = text.length;
+  for (const s of stops) {
+    if (s === '') continue;
+    const i = text.indexOf(s);
+    if (i >= 0 && i < end) end = i;
+  }
+  return text.slice(0, end);
+}
 
 export interface Task {
   readonly question: string;
@@ -64,6 +97,12 @@ export function normalizeNumber(s: string): string {
   return s.replace(/[,$]/g, '').replace(/\.$/, '').trim();
 }
 
+/** lm-eval gsm8k strict-match: the first `#### N` (regex `#### (\-?[0-9\.\,]+)`, take_first); null when none. */
+export function extractStrict(response: string): string | null {
+  const m = /#### (-?[0-9.,]+)/.exec(response);
+  return m ? normalizeNumber(m[1]) : null;
+}
+
 /** lm-eval gsm8k flexible-extract: the last match of (-?[$0-9.,]{2,})|(-?[0-9]+); null when none. */
 export function extractAnswer(response: string): string | null {
   const re = /(-?[$0-9.,]{2,})|(-?[0-9]+)/g;
@@ -76,6 +115,8 @@ export interface PromptStyle {
   readonly chat: boolean;
   readonly template: string;
   readonly fewshot: readonly Task[];
+  /** The response is cut at the first of these before extraction (defaultStops unless the user gave --stop). */
+  readonly stop: readonly string[];
 }
 
 /** Prompt ids for one task: few-shot examples before the question, through the template or as chat turns. */
@@ -102,8 +143,12 @@ export interface EvalMethod {
 export interface EvalSummary {
   readonly method: string;
   readonly n: number;
+  /** Flexible-extract (the headline). */
   readonly correct: number;
   readonly accuracy: number;
+  /** Strict-match (`#### N`). */
+  readonly strictCorrect: number;
+  readonly strictAccuracy: number;
   readonly generatedTokens: number;
   readonly genSeconds: number;
   readonly tokensPerS: number;
@@ -126,10 +171,23 @@ export function requestFor(p: Pick<Pipeline, 'config' | 'generation'>, m: EvalMe
 
 /** One task's answer from one generate call. */
 export interface TaskOutcome {
+  /** The response cut at the first stop string. */
   readonly text: string;
   readonly tokens: readonly number[];
+  /** Flexible-extract's answer and whether it is the gold number. */
   readonly prediction: string | null;
   readonly correct: boolean;
+  /** Strict-match's. */
+  readonly strictPrediction: string | null;
+  readonly strictCorrect: boolean;
+}
+
+/** Score one response: cut at the stop strings, then both extractions against the gold number. */
+export function scoreResponse(response: string, gold: string, stop: readonly string[]): Omit<TaskOutcome, 'tokens'> {
+  const text = cutAtStop(response, stop);
+  const prediction = extractAnswer(text);
+  const strictPrediction = extractStrict(text);
+  return { text, prediction, correct: prediction !== null && prediction === gold, strictPrediction, strictCorrect: strictPrediction !== null && strictPrediction === gold };
 }
 
 /** One generate call over a few tasks (a batch): each task's answer and the call's statistics. */
@@ -152,9 +210,7 @@ export async function evaluateTasks(p: Pipeline, tasks: readonly Task[], style: 
   const r = await generateAll(p.model, p.ids, { prompts, options, accel });
   return {
     tasks: tasks.map((t, j) => {
-      const text = decodeAnswer(p, r.tokens[j]);
-      const prediction = extractAnswer(text);
-      return { text, tokens: [...r.tokens[j]], prediction, correct: prediction !== null && prediction === t.gold };
+      return { ...scoreResponse(decodeAnswer(p, r.tokens[j]), t.gold, style.stop), tokens: [...r.tokens[j]] };
     }),
     generatedTokens: r.stats.generatedTokens,
     elapsedMs: r.stats.elapsedMs,
@@ -169,6 +225,7 @@ export async function evaluateTasks(p: Pipeline, tasks: readonly Task[], style: 
  */
 export function summarize(method: string, calls: readonly (CallOutcome | null)[]): EvalSummary {
   let correct = 0;
+  let strict = 0;
   let tokens = 0;
   let ms = 0;
   let nfe = 0;
@@ -191,6 +248,7 @@ export function summarize(method: string, calls: readonly (CallOutcome | null)[]
     sal += c.salientFraction * c.tasks.length;
     for (const t of c.tasks) {
       if (t.correct) correct++;
+      if (t.strictCorrect) strict++;
       outputs.push(t.tokens);
       predictions.push(t.prediction);
     }
@@ -198,7 +256,7 @@ export function summarize(method: string, calls: readonly (CallOutcome | null)[]
   const n = outputs.length;
   const answered = n - failed;
   return {
-    method, n, correct, accuracy: correct / n, generatedTokens: tokens, genSeconds: ms / 1000,
+    method, n, correct, accuracy: correct / n, strictCorrect: strict, strictAccuracy: strict / n, generatedTokens: tokens, genSeconds: ms / 1000,
     tokensPerS: tokens / (ms / 1000), nfe: ran ? nfe / ran : 0, salientFraction: answered ? sal / answered : 0, outputs, predictions,
     ...(failed ? { failed } : {}),
   };

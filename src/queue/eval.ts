@@ -62,7 +62,7 @@ export async function queuedEval(values: Record<string, unknown>, inputs: EvalIn
       }
       backends.add(r.backend);
       return {
-        tasks: [{ text: r.text, tokens: r.tokens, prediction: r.prediction, correct: r.correct }],
+        tasks: [{ text: r.text, tokens: r.tokens, prediction: r.prediction, correct: r.correct, strictPrediction: r.strictPrediction ?? null, strictCorrect: r.strictCorrect === true }],
         generatedTokens: r.generatedTokens, elapsedMs: r.elapsedMs, nfe: r.nfe, salientFraction: r.salientFraction,
       };
     });

@@ -103,6 +103,9 @@ export interface EvalResult extends Provenance {
   readonly tokens: readonly number[];
   readonly prediction: string | null;
   readonly correct: boolean;
+  /** Strict-match's answer (absent from a worker older than strict-match: then not correct). */
+  readonly strictPrediction?: string | null;
+  readonly strictCorrect?: boolean;
   readonly generatedTokens: number;
   readonly elapsedMs: number;
   readonly nfe: number;

@@ -96,7 +96,7 @@ export class JobRunner {
     const c = await evaluateTasks(this.p, [{ question: d.question, answer: '', gold: d.gold }], spec.style, m);
     const t = c.tasks[0];
     return {
-      ok: true, kind: 'eval', text: t.text, tokens: t.tokens, prediction: t.prediction, correct: t.correct,
+      ok: true, kind: 'eval', text: t.text, tokens: t.tokens, prediction: t.prediction, correct: t.correct, strictPrediction: t.strictPrediction, strictCorrect: t.strictCorrect,
       generatedTokens: c.generatedTokens, elapsedMs: c.elapsedMs, nfe: c.nfe, salientFraction: c.salientFraction,
     };
   }

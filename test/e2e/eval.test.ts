@@ -5,12 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { extractAnswer, readTasks } from '../../src/eval/tasks.js';
+import { cutAtStop, defaultStops, extractAnswer, extractStrict, readTasks, scoreResponse } from '../../src/eval/tasks.js';
+import { outDir } from '../../src/cli/bench.js';
 import { LoadError } from '../../src/load/errors.js';
 import { repoRoot } from '../helpers/paths.js';
 import { NATIVE_SPEED, needsNative } from '../helpers/native.js';
@@ -93,4 +94,89 @@ test('bench writes the table and the SVG with every method', needsNative(NATIVE_
   assert.equal(readFileSync(join(dir, 'bench.md'), 'utf8'), md);
   const svg = readFileSync(join(dir, 'bench.svg'), 'utf8');
   assert.ok(svg.startsWith('<svg') && (svg.match(/<circle/g) ?? []).length >= 12);
+});
+
+test('strict-match takes the first "#### N" as lm-eval\'s regex does; flexible-extract the last number', () => {
+  assert.equal(extractStrict('3+4=7. #### 7'), '7');
+  assert.equal(extractStrict('#### 1,234. then #### 9'), '1234');
+  assert.equal(extractStrict('#### -5'), '-5');
+  assert.equal(extractStrict('the answer is 7'), null);
+  assert.equal(extractStrict('####7'), null); // the regex needs the space
+  const s = scoreResponse('so 12. #### 12\n\nQ: next question 99', '12', defaultStops(false, 'Q: {question}\nA:'));
+  assert.deepEqual(s, { text: 'so 12. #### 12', prediction: '12', correct: true, strictPrediction: '12', strictCorrect: true });
+  const f = scoreResponse('it is 12<|im_end|> 13', '12', defaultStops(true, 'Q: {question}\nA:'));
+  assert.deepEqual(f, { text: 'it is 12', prediction: '12', correct: true, strictPrediction: null, strictCorrect: false });
+});
+
+test('stop strings: lm-eval gsm8k\'s until plus the raw template\'s separator; the earliest one cuts', () => {
+  assert.deepEqual(defaultStops(true, 'Q: {question}\nA:'), ['Question:', '</s>', '<|im_end|>']);
+  assert.deepEqual(defaultStops(false, 'Q: {question}\nA:'), ['Question:', '</s>', '<|im_end|>', '\n\nQ:']);
+  assert.deepEqual(defaultStops(false, '{question}'), ['Question:', '</s>', '<|im_end|>']);
+  assert.equal(cutAtStop('a</s>b Question: c', ['Question:', '</s>']), 'a');
+  assert.equal(cutAtStop('no stop here', ['Question:']), 'no stop here');
+});
+
+test('eval defaults to the chat template; --no-chat and --template use the raw one; --stop is applied', () => {
+  const base = ['--tasks', tasksFile, '--limit', '2', '--batch', '2', '--gen-length', '16', '--steps', '16', '--block-length', '16', '--json'];
+  const chat = dyllm('eval', ...base);
+  assert.equal(chat.code, 0, chat.stderr);
+  assert.equal(JSON.parse(chat.stdout).chat, true);
+  assert.equal(JSON.parse(dyllm('eval', ...base, '--chat').stdout).chat, true);
+  const raw = dyllm('eval', ...base, '--no-chat');
+  assert.equal(raw.code, 0, raw.stderr);
+  const r = JSON.parse(raw.stdout);
+  assert.equal(r.chat, false);
+  assert.ok(Number.isInteger(r.strict_correct) && r.strict_accuracy === r.strict_correct / r.n);
+  assert.equal(JSON.parse(dyllm('eval', ...base, '--template', 'Question: {question}\nAnswer:').stdout).chat, false);
+  // Cut at "#": no "#### N" survives, so strict-match finds nothing (the chat answers end "#### N").
+  assert.ok(JSON.parse(chat.stdout).strict_correct > 0, chat.stdout);
+  const cut = dyllm('eval', ...base, '--stop', '#');
+  assert.equal(cut.code, 0, cut.stderr);
+  assert.equal(JSON.parse(cut.stdout).strict_correct, 0);
+});
+
+test('eval flag errors are one exact line', () => {
+  const e1 = dyllm('eval', '--tasks', tasksFile, '--chat', '--no-chat');
+  assert.equal(e1.code, 2);
+  assert.equal(e1.stderr, 'dyllm: --chat and --no-chat contradict each other: give one\n');
+  const e2 = dyllm('eval', '--tasks', tasksFile, '--stop', '');
+  assert.equal(e2.stderr, 'dyllm: --stop: expected a non-empty string, found ""\n');
+  const e3 = dyllm('eval', '--tasks', tasksFile, '--chat', '--template', '{question}');
+  assert.equal(e3.stderr, 'dyllm: --template is the raw template and --chat the chat template: give one\n');
+});
+
+test('eval and bench help: --threads and --no-chat listed, each --accel value once, defaults from generation_config', () => {
+  for (const cmd of ['eval', 'bench'] as const) {
+    const h = dyllm(cmd, '--help').stdout;
+    assert.equal(h.match(/--threads N/g)?.length, 1, cmd);
+    assert.ok(h.includes('--no-chat') && h.includes('--stop S'), cmd);
+    assert.ok(h.includes("generation_config.json's max_new_tokens"), cmd);
+    if (cmd === 'eval') {
+      const accel = h.slice(h.indexOf('--accel M'), h.indexOf('--threshold'));
+      for (const m of ['none', 'dyllm', 'prefix', 'dual', 'dllm-cache']) assert.equal(accel.match(new RegExp(`(^|[ |])${m}( |$)`, 'gm'))?.length, 1, `${m} in ${accel}`);
+    }
+  }
+});
+
+test('bench results go to a fresh folder: --out must be new or empty unless --force; default bench-results/<time>/', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dyllm-bench-out-'));
+  writeFileSync(join(dir, 'keep.md'), 'x');
+  const e1 = dyllm('bench', '--tasks', tasksFile, '--out', dir);
+  assert.equal(e1.code, 2);
+  assert.equal(e1.stderr, `dyllm: --out: ${dir} is not empty (1 entry); give a new or empty folder, or add --force to overwrite bench.md, bench.svg and bench.json there\n`);
+  assert.equal(outDir(dir, true), dir);
+  assert.equal(outDir(join(dir, 'new', 'deeper'), false), join(dir, 'new', 'deeper'));
+  const e2 = dyllm('bench', '--tasks', tasksFile, '--force');
+  assert.equal(e2.stderr, 'dyllm: --force: only applies to --out DIR; give --out DIR or drop --force\n');
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    const now = new Date('2025-01-02T03:04:05.678Z');
+    assert.equal(outDir(undefined, false, now), join('bench-results', '2025-01-02T03-04-05Z'));
+    assert.equal(outDir(undefined, false, now), join('bench-results', '2025-01-02T03-04-05Z-2'));
+    assert.deepEqual(readdirSync('bench-results').sort(), ['2025-01-02T03-04-05Z', '2025-01-02T03-04-05Z-2']);
+  } finally {
+    process.chdir(cwd);
+  }
+  assert.ok(existsSync(join(dir, 'keep.md')));
 });

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { readTasks, runEval, type EvalMethod, type EvalSummary, type PromptStyle } from '../../src/eval/tasks.js';
+import { defaultStops, readTasks, runEval, type EvalMethod, type EvalSummary, type PromptStyle } from '../../src/eval/tasks.js';
 import { benchMethods } from '../../src/cli/bench.js';
 import { loadConfig } from '../../src/load/config.js';
 import { loadPipeline, type Pipeline } from '../../src/engine/pipeline.js';
@@ -40,7 +40,7 @@ const SKIP = process.env.DYLLM_SKIP_REDIS === '1';
 const HAVE_REDIS = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status === 0;
 /** Short locks so a killed worker's job is taken over in ~3 s (production defaults: 60 s / 30 s). */
 const FAST_LOCKS = ['--lock-ms', '2000', '--stalled-ms', '1000'];
-const STYLE: PromptStyle = { chat: true, template: 'Q: {question}\nA:', fewshot: [] };
+const STYLE: PromptStyle = { chat: true, template: 'Q: {question}\nA:', fewshot: [], stop: defaultStops(true, 'Q: {question}\nA:') };
 const T = 120_000;
 /** A shorter canvas than the model's 48 (its answers fit in 32): the suite stays quick on a busy 2-core machine. */
 const GEN = ['--gen-length', '32', '--steps', '32', '--block-length', '16'];
@@ -161,7 +161,7 @@ function evalJson(stdout: string): Record<string, unknown> {
 /** What a local eval prints as JSON (without timings), for comparison. */
 function localJson(s: EvalSummary, p: Pipeline): Record<string, unknown> {
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
-  return { method: s.method, n: s.n, correct: s.correct, accuracy: s.accuracy, generated_tokens: s.generatedTokens, nfe: s.nfe, salient_fraction: r3(s.salientFraction), backend: p.model.backend.name };
+  return { method: s.method, n: s.n, correct: s.correct, accuracy: s.accuracy, strict_correct: s.strictCorrect, strict_accuracy: s.strictAccuracy, chat: true, generated_tokens: s.generatedTokens, nfe: s.nfe, salient_fraction: r3(s.salientFraction), backend: p.model.backend.name };
 }
 
 describe('queued runs on a real Redis (bundled model)', { skip, timeout: 5 * T }, () => {
@@ -198,7 +198,7 @@ describe('queued runs on a real Redis (bundled model)', { skip, timeout: 5 * T }
     const limit = 4;
     const run = 'kill-test';
     const victim = workers[2];
-    const coord = dyllm('bench', '--queue', server.url, '--run-id', run, '--tasks', TASKS, '--chat', '--limit', String(limit), '--no-parallel', ...GEN);
+    const coord = dyllm('bench', '--queue', server.url, '--run-id', run, '--tasks', TASKS, '--chat', '--limit', String(limit), '--no-parallel', '--out', mkdtempSync(join(tmpdir(), 'dyllm-qbench-')), ...GEN);
     // Kill w3 right after it starts its second job: that job's lock is then never renewed.
     await victim.waitFor(/done in [\s\S]*start \(try \d+\)/);
     await victim.kill('SIGKILL');
@@ -238,8 +238,8 @@ describe('queued runs on a real Redis (bundled model)', { skip, timeout: 5 * T }
       const s = local[i];
       const dense = local[methods[i].dense];
       const same = s.outputs.filter((o, j) => o.length === dense.outputs[j].length && o.every((x, k) => x === dense.outputs[j][k])).length;
-      assert.deepEqual([c[1], c[2], c[3], c[6], c[7], c[8]], [
-        s.method, '32', `${(s.accuracy * 100).toFixed(1)} %`, s.salientFraction.toFixed(3), s.nfe.toFixed(1), `${((same / s.n) * 100).toFixed(0)} %`,
+      assert.deepEqual([c[1], c[2], c[3], c[4], c[7], c[8], c[9]], [
+        s.method, '32', `${(s.accuracy * 100).toFixed(1)} %`, `${(s.strictAccuracy * 100).toFixed(1)} %`, s.salientFraction.toFixed(3), s.nfe.toFixed(1), `${((same / s.n) * 100).toFixed(0)} %`,
       ]);
     });
     assert.ok(coord.out.startsWith(`${limit} problems, gen 32 / block 16, chat template, batch 1, backend ${p.model.backend.name};`), coord.out);

@@ -126,7 +126,7 @@ test('the toy method through the CLI: --accel stale, its flag, help, errors and 
   assert.equal(got.stats.cache_bytes_per_token, 4 * loadConfig(fixturePath('llada-tiny')).config.vocabSize);
   const help = await cli('generate', '--help');
   assert.match(help.stdout, /--stale-period N +toy: recompute every N-th step \(default 2\)/);
-  assert.match(help.stdout, /stale \(toy\)/);
+  assert.match(help.stdout, /stale\s+\(toy\)/);
   const bad = await cli(...base, '--accel', 'stale', '--stale-period', '0');
   assert.equal(bad.code, 2);
   assert.equal(bad.stderr, 'dyllm: --stale-period: expected an integer in [1, 1000], found 0\n');

@@ -236,7 +236,8 @@ test('the README documents no option the schema does not declare', () => {
     ...Object.keys(WORKER_FLAGS), 'input', 'output']);
   const generic = new Set(['model', 'prompt', 'prompt-ids', 'chat', 'raw', 'backend', 'json', 'help', 'port', 'tasks', 'limit', 'template', 'out',
     'fewshot', 'fewshot-file', 'batch', 'steps-per-token', 'no-parallel', 'host', 'max-batch', 'max-queue', 'max-tokens', 'max-prompt-tokens',
-    'timeout-ms', 'body-limit', 'model-name', 'e2e', 'synthetic-8b', 'gen', 'layers', 'api-key', 'cors-origin', 'quiet', 'verbose', 'threads', 'version']);
+    'timeout-ms', 'body-limit', 'model-name', 'e2e', 'synthetic-8b', 'gen', 'layers', 'api-key', 'cors-origin', 'quiet', 'verbose', 'threads', 'version',
+    'no-chat', 'stop', 'force', 'infill']);
   for (const m of readme.matchAll(/`--([a-z0-9-]+)/g)) {
     assert.ok(flags.has(m[1]) || generic.has(m[1]), `README mentions --${m[1]}, which nothing declares`);
   }

@@ -15,20 +15,23 @@ const methods = new Map<string, AccelMethod>();
 const names: string[] = [];
 const specs: OptionSpec[] = [];
 
-/** Methods sharing a source are listed together: "dyllm (DyLLM), prefix / dual (Fast-dLLM), …". */
+/** Every method once, those sharing a source together: "none, dyllm (DyLLM), prefix | dual (Fast-dLLM), …". */
 function methodHelp(): string {
   const groups: { source: string; names: string[] }[] = [];
   for (const m of methods.values()) {
-    if (!m.source) continue;
+    if (!m.source) {
+      groups.push({ source: '', names: [m.name] });
+      continue;
+    }
     const g = groups[groups.length - 1];
     if (g && g.source === m.source) g.names.push(m.name);
     else groups.push({ source: m.source, names: [m.name] });
   }
-  return groups.map((g) => `${g.names.join(' / ')} (${g.source})`).join(', ');
+  return groups.map((g) => `${g.names.join(' | ')}${g.source ? ` (${g.source})` : ''}`).join(' | ');
 }
 
 const METHOD: OptionSpec = {
-  key: 'method', flag: 'accel', field: 'dyllm.accel', type: 'enum', values: names, metavar: 'M', defaultHelp: 'none',
+  key: 'method', flag: 'accel', field: 'dyllm.accel', type: 'enum', values: names, metavar: 'M', defaultHelp: 'none', helpListsValues: true,
   get help() {
     return methodHelp();
   },
