@@ -87,7 +87,7 @@ test('template errors, recursion and non-data variables are LoadErrors naming th
 });
 
 test('limits: defaults, overrides, DYLLM_TEMPLATE_TIMEOUT_MS', () => {
-  assert.deepEqual(templateLimits({}, {}), { timeoutMs: 1000, maxOutputChars: 4 * 1024 * 1024 });
+  assert.deepEqual(templateLimits({}, {}), { timeoutMs: 5000, maxOutputChars: 4 * 1024 * 1024 });
   assert.equal(templateLimits({}, { DYLLM_TEMPLATE_TIMEOUT_MS: '2500' }).timeoutMs, 2500);
   assert.equal(templateLimits({ timeoutMs: 50 }, { DYLLM_TEMPLATE_TIMEOUT_MS: '2500' }).timeoutMs, 50);
   assert.throws(() => templateLimits({}, { DYLLM_TEMPLATE_TIMEOUT_MS: '1s' }), (e: unknown) => e instanceof ConfigError && e.message === 'DYLLM_TEMPLATE_TIMEOUT_MS: expected an integer number of milliseconds in [1, 60000], found "1s"');

@@ -24,7 +24,7 @@ export interface TemplateLimits {
   readonly maxOutputChars: number;
 }
 
-export const DEFAULT_TEMPLATE_LIMITS: TemplateLimits = Object.freeze({ timeoutMs: 1000, maxOutputChars: 4 * 1024 * 1024 });
+export const DEFAULT_TEMPLATE_LIMITS: TemplateLimits = Object.freeze({ timeoutMs: 5000, maxOutputChars: 4 * 1024 * 1024 });
 export const MAX_TEMPLATE_TIMEOUT_MS = 60_000;
 /** Heap of the helper thread: rendering a chat needs a few MB; a template that wants more is stopped. */
 const HELPER_HEAP_MB = 256;
