@@ -60,6 +60,16 @@ export interface NativeAddon {
   bind(isa: string): NativeTier;
   threads(): number;
   prepare(dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array, N: number, K: number): ArrayBuffer;
+  /**
+   * A private mapping of the first `size` bytes of an open file as an ArrayBuffer (unmapped when collected; the fd
+   * may be closed right after). Never written back; reading past the file's end after it shrank raises SIGBUS, so
+   * callers check the file's size before they touch a range (src/load/safetensors.ts).
+   */
+  mapFile(fd: number, size: number): ArrayBuffer;
+  /** Faults a byte range of a mapping in ahead of use (one system call); false where the kernel could not. */
+  populate(mapping: ArrayBuffer, offset: number, length: number): boolean;
+  /** Drops the pages wholly inside a byte range of a mapping from this process; later reads fault them back in. */
+  release(mapping: ArrayBuffer, offset: number, length: number): void;
 }
 
 /** A weight packed by the addon: 32-column panels, bf16 as k-pairs (see src/kernels/native/kernels.h). */

@@ -27,7 +27,10 @@ export class WeightStore {
     return this.checkpoint.info(name) !== undefined;
   }
 
-  /** A [out, in] matrix; bf16 and f32 keep their dtype, f16 is widened to f32 (no f16 kernels). */
+  /**
+   * A [out, in] matrix; bf16 and f32 keep their dtype, f16 is widened to f32 (no f16 kernels). The data may be a
+   * view into the mapped checkpoint file: read it, never write it.
+   */
   matrix(name: string, outFeatures: number, inFeatures: number): HostWeight {
     const info = this.check(name, [outFeatures, inFeatures]);
     const data = this.checkpoint.read(name);
@@ -43,6 +46,14 @@ export class WeightStore {
     if (info.dtype === 'BF16') return bf16ArrayToF32(data as Uint16Array);
     if (info.dtype === 'F16') return f16ArrayToF32(data as Uint16Array);
     return data as Float32Array;
+  }
+
+  /**
+   * Says a tensor's host data is no longer needed by the caller (a backend packed it into a layout of its own): a
+   * mapped checkpoint drops its pages from the resident set. Always safe: the data stays readable (faulted back in).
+   */
+  release(name: string): void {
+    this.checkpoint.release(name);
   }
 
   /** Names present in the checkpoint but never requested. */

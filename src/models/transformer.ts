@@ -35,7 +35,12 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
   const qDim = cfg.numHeads * cfg.headDim;
   const kvDim = cfg.numKvHeads * cfg.headDim;
   const F = cfg.intermediateSize;
-  const prep = (name: string, out: number, inp: number) => backend.prepareWeight(store.matrix(name, out, inp));
+  // The backend packs each matrix into its own memory; the checkpoint's pages of it can then leave the resident set.
+  const prep = (name: string, out: number, inp: number) => {
+    const w = backend.prepareWeight(store.matrix(name, out, inp));
+    store.release(name);
+    return w;
+  };
   const layers: LayerWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const n = names.layer(i);
@@ -56,7 +61,7 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
   }
   const embed = store.matrix(names.embed, cfg.vocabSize, D);
   const head = cfg.tieWordEmbeddings
-    ? backend.prepareWeight({ ...embed, data: embed.data.slice() })
+    ? backend.prepareWeight(embed) // prepareWeight never writes its input: the embedding and the head share it
     : prep(names.head, cfg.vocabSize, D);
   return { embed, layers, finalNorm: store.vector(names.finalNorm, D), head };
 }

@@ -1,6 +1,7 @@
 // module.cc — the addon's entry: reads the run-time settings (DYLLM_THREADS, DYLLM_KC, DYLLM_ATTN_BLOCKED), starts
 // the thread pool, picks the ISA tiers this CPU runs (CPUID) and binds every kernel to one of them:
-// tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare().
+// tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare();
+// mapFile(), populate(), release() (mapfile.cc).
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -114,6 +115,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"bind", nullptr, Bind, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"prepare", nullptr, Prepare, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"mapFile", nullptr, MapFile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"populate", nullptr, Populate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"release", nullptr, Release, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
