@@ -9,7 +9,8 @@
  *   avx2       — AVX2 + FMA (bf16 widened to f32 in registers with a 16-bit shift);
  *   portable   — plain C++.
  * The best supported tier is used unless `DYLLM_ISA` (read at load) or `loadNativeBackend({ isa })` forces one.
- * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: all CPUs).
+ * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: the CPUs this process may
+ * run on, as os.availableParallelism() counts them).
  */
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';

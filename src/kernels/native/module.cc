@@ -2,6 +2,8 @@
 // the thread pool, picks the ISA tiers this CPU runs (CPUID) and binds every kernel to one of them:
 // tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare();
 // mapFile(), populate(), release() (mapfile.cc).
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -95,7 +97,15 @@ napi_value Bind(napi_env env, napi_callback_info info) {
 }  // namespace
 
 napi_value Init(napi_env env, napi_value exports) {
-  int nt = int(std::thread::hardware_concurrency());
+  // Default: the CPUs this process may run on (sched_getaffinity, what Node's os.availableParallelism() counts on
+  // Linux: a container or `taskset` limited to 2 of 64 CPUs gets 2 threads), else every online CPU.
+  int nt = 0;
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) nt = CPU_COUNT(&set);
+#endif
+  if (nt <= 0) nt = int(std::thread::hardware_concurrency());
   if (nt <= 0) nt = 1;
   if (const char* e = std::getenv("DYLLM_THREADS")) {
     int v = std::atoi(e);
