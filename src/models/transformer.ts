@@ -59,10 +59,13 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
       down: prep(n.down, D, F),
     });
   }
+  // The head before the embedding, and the embedding's pages released at once: from here on it is looked up a row
+  // at a time, so a mapped checkpoint never holds both vocabulary-sized tensors in the process while one is packed.
+  const untiedHead = cfg.tieWordEmbeddings ? null : prep(names.head, cfg.vocabSize, D);
   const embed = store.matrix(names.embed, cfg.vocabSize, D);
-  const head = cfg.tieWordEmbeddings
-    ? backend.prepareWeight(embed) // prepareWeight never writes its input: the embedding and the head share it
-    : prep(names.head, cfg.vocabSize, D);
+  // prepareWeight never writes its input: a tied head is packed from the embedding itself
+  const head = untiedHead ?? backend.prepareWeight(embed);
+  store.release(names.embed);
   return { embed, layers, finalNorm: store.vector(names.finalNorm, D), head };
 }
 
