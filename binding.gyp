@@ -30,7 +30,7 @@
         "src/kernels/native/module.cc", "src/kernels/native/gemm.cc", "src/kernels/native/attention.cc",
         "src/kernels/native/dyllm_update.cc", "src/kernels/native/stats.cc", "src/kernels/native/rowwise.cc",
         "src/kernels/native/qgemm.cc",
-        "src/kernels/native/bench.cc", "src/kernels/native/tier_portable.cc"
+        "src/kernels/native/bench.cc", "src/kernels/native/tier_portable.cc", "src/kernels/native/mapfile.cc"
       ],
       # Node-API 8 (every Node >= 16.x): one binary, prebuilt or compiled, serves every Node >= 20. Only the tier
       # libraries above get -march flags; this module is baseline x86-64 and picks a tier by CPUID at run time.

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 import type { HostWeight, KernelBackend, PreparedWeight } from '../src/kernels/backend.js';
-import { bf16ActivationMode, loadNativeBackend, loadNativeTier } from '../src/kernels/native.js';
+import { bf16ActivationMode, loadNativeAddon, loadNativeBackend, loadNativeTier } from '../src/kernels/native.js';
 import { loadModel } from '../src/models/load-model.js';
 import { DenoiseRun } from '../src/engine/generate.js';
 import { resolveOptions } from '../src/engine/options.js';
@@ -45,7 +45,7 @@ if (!['none', 'int8', 'q4'].includes(quant)) throw new Error(`--quant: expected 
 
 // ---- machine peaks (same run) ----
 const tier = loadNativeTier();
-const threads = 2;
+const threads = loadNativeAddon().threads(); // DYLLM_THREADS / --threads, default os.availableParallelism()
 tier.peak('bf16', threads, 2e6);
 const peakBf16 = Math.max(...[0, 1, 2].map(() => tier.peak('bf16', threads, 1e7))) * 1e9; // FLOP/s
 const bw = Math.max(...tier.streamRead(1 << 30, threads, 3)) * 1e9; // B/s

@@ -9,7 +9,8 @@
  *   avx2       — AVX2 + FMA (bf16 widened to f32 in registers with a 16-bit shift; int8 / q4 by vpmaddubsw);
  *   portable   — plain C++.
  * The best supported tier is used unless `DYLLM_ISA` (read at load) or `loadNativeBackend({ isa })` forces one.
- * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: all CPUs).
+ * `DYLLM_THREADS` (read when the addon is first loaded) sets the thread count (default: the CPUs this process may
+ * run on, as os.availableParallelism() counts them).
  */
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
@@ -76,6 +77,16 @@ export interface NativeAddon {
    */
   quantize(format: QuantFormat, dtype: 'bf16' | 'f32', data: Uint16Array | Float32Array, N: number, K: number,
     q: Int8Array | Uint8Array, scales: Float32Array | Uint16Array): void;
+  /**
+   * A private mapping of the first `size` bytes of an open file as an ArrayBuffer (unmapped when collected; the fd
+   * may be closed right after). Never written back; reading past the file's end after it shrank raises SIGBUS, so
+   * callers check the file's size before they touch a range (src/load/safetensors.ts).
+   */
+  mapFile(fd: number, size: number): ArrayBuffer;
+  /** Faults a byte range of a mapping in ahead of use (one system call); false where the kernel could not. */
+  populate(mapping: ArrayBuffer, offset: number, length: number): boolean;
+  /** Drops the pages wholly inside a byte range of a mapping from this process; later reads fault them back in. */
+  release(mapping: ArrayBuffer, offset: number, length: number): void;
 }
 
 /** A dense weight quantised by the addon into fresh host arrays (see NativeAddon.quantize). */

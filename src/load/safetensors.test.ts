@@ -1,12 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, truncateSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Checkpoint, SafetensorsFile } from './safetensors.js';
 import { LoadError } from './errors.js';
 import { encodeSafetensors, f32Tensor, writeSafetensors } from '../../test/helpers/st-writer.js';
 import { f32ToBf16 } from '../tensor/dtype.js';
+import { nativeIsaTiers } from '../kernels/native.js';
+
+const mapping = nativeIsaTiers().length > 0 && process.env.DYLLM_MMAP !== 'off';
+const noMapping = mapping ? false : 'the native addon (which maps files) is not available here';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'dyllm-st-'));
 
@@ -18,7 +22,7 @@ function expectLoadError(fn: () => unknown, ...parts: (string | RegExp)[]) {
   });
 }
 
-test('reads F32, BF16 and F16 tensors into their own typed arrays', () => {
+test('reads F32, BF16 and F16 tensors as typed arrays', () => {
   const d = tmp();
   const bf = new Uint16Array([f32ToBf16(1.5), f32ToBf16(-2), f32ToBf16(3.25)]);
   const f16 = new Uint16Array([0x3c00, 0xc000]); // 1, -2
@@ -113,4 +117,72 @@ test('large reads are chunked correctly (content round-trips)', () => {
   assert.equal(a.length, 257000);
   assert.equal(a[123456], (123456 * 7919) % 1013);
   assert.ok(readFileSync(join(d, 'model.safetensors')).length > 1_000_000);
+});
+
+/** A checkpoint of every dtype, with an odd-length tensor first so that later data starts misaligned. */
+function mixedCheckpoint(d: string, misalign: boolean): void {
+  const bf = new Uint16Array(4097);
+  for (let i = 0; i < bf.length; i++) bf[i] = (i * 40503) & 0xffff;
+  writeSafetensors(join(d, 'model.safetensors'), {
+    ...(misalign ? { odd: { dtype: 'BF16', shape: [1], data: new Uint8Array(2) } } : {}),
+    w: { dtype: 'BF16', shape: [17, 241], data: new Uint8Array(bf.buffer, 0, 17 * 241 * 2) },
+    f: f32Tensor([33, 65], (i) => Math.sin(i) * 1e3),
+    h: { dtype: 'F16', shape: [5], data: new Uint8Array(new Uint16Array([0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000]).buffer) },
+  });
+}
+
+test('mapped tensors are bit-identical to tensors read from disk, aligned or not (misaligned ones are copied)', { skip: noMapping }, () => {
+  for (const misalign of [false, true]) {
+    const d = tmp();
+    mixedCheckpoint(d, misalign);
+    const mapped = new Checkpoint(d);
+    const read = new Checkpoint(d, { map: false });
+    for (const name of read.names()) {
+      const a = mapped.read(name);
+      const b = read.read(name);
+      assert.equal(a.constructor, b.constructor, name);
+      assert.deepEqual(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength), name);
+      // a view into the mapping (the whole file) where the data is aligned to its element size; else a copy
+      const info = mapped.info(name)!;
+      const aligned = info.begin % (b instanceof Float32Array ? 4 : 2) === 0;
+      assert.equal(a.buffer.byteLength > a.byteLength, aligned, `${name} (misalign ${misalign}): a view iff aligned`);
+    }
+    // released pages come back with the same bytes
+    const before = Buffer.from(mapped.read('f').buffer, mapped.read('f').byteOffset, mapped.read('f').byteLength);
+    const view = mapped.read('f');
+    mapped.release('f');
+    mapped.release();
+    assert.deepEqual(Buffer.from(view.buffer, view.byteOffset, view.byteLength), before);
+  }
+});
+
+test('a mapped file truncated after it was opened is refused with the same message as a read one', () => {
+  for (const map of [true, false]) {
+    const d = tmp();
+    mixedCheckpoint(d, false);
+    const ck = new Checkpoint(d, { map });
+    ck.read('w');
+    truncateSync(join(d, 'model.safetensors'), ck.info('f')!.end - 4);
+    expectLoadError(() => ck.read('f'), 'model.safetensors', `at least ${ck.info('f')!.end} bytes (for f)`, 'the file changed or was truncated after it was opened');
+    assert.equal(ck.read('w').length, 17 * 241); // earlier tensors still within the file are fine
+  }
+});
+
+test('no file descriptor stays open: not after a checkpoint is opened, read or refused, mapped or not', { skip: process.platform !== 'linux' && 'counts /proc/self/fd' }, () => {
+  const d = tmp();
+  mixedCheckpoint(d, true);
+  const bad = tmp();
+  const buf = encodeSafetensors({ a: f32Tensor([4, 4]) });
+  writeFileSync(join(bad, 'model.safetensors'), buf.subarray(0, buf.length - 5));
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const n0 = fds();
+  for (let i = 0; i < 50; i++) {
+    for (const map of [true, false]) {
+      const ck = new Checkpoint(d, { map });
+      for (const name of ck.names()) ck.read(name);
+      ck.release();
+      assert.throws(() => new Checkpoint(bad, { map }), LoadError);
+    }
+  }
+  assert.equal(fds(), n0);
 });

@@ -1,10 +1,19 @@
 /**
  * safetensors reader: header parse (8-byte LE length + JSON), strict validation of every entry against the file,
- * and per-tensor reads straight from disk into a typed array of its own. A checkpoint is many GB, so the file is
- * never read whole, and never into one giant Buffer or string. Shards resolve through model.safetensors.index.json.
+ * then tensors as typed arrays. A checkpoint is many GB, so the file is never read whole into one giant Buffer or
+ * string. Shards resolve through model.safetensors.index.json.
+ *
+ * Where the native addon is available each file is mapped into memory once (mapFile: a private mapping, so the
+ * pages come straight from the page cache and nothing is copied) and a tensor is a view into that mapping; the
+ * backend packs it from there. Without the addon, with DYLLM_MMAP=off, or for a tensor whose data is not aligned
+ * to its element size, a tensor is read from disk into a typed array of its own. Both give the same bits
+ * (src/load/safetensors.test.ts). A mapped file that shrinks while it is in use would fault the process (SIGBUS)
+ * on the next page read past its new end, so the file's size is checked before every tensor is handed out
+ * (docs/loading.md).
  */
 import { closeSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { loadNativeAddon, type NativeAddon } from '../kernels/native.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { LoadError } from './errors.js';
 import { openRegularFile, parseJsonObject, pathExists, readTextFile } from './files.js';
@@ -24,12 +33,32 @@ export type TensorData = Uint16Array | Float32Array | Int8Array | Uint8Array;
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const READ_CHUNK = 1 << 30; // readSync caps a single read near 2 GiB
 
+export interface CheckpointOptions {
+  /** Map the files (default: yes where the native addon loads, unless env DYLLM_MMAP=off); false: read each tensor. */
+  map?: boolean;
+}
+
+/** The addon when files should be mapped, else null (no addon, DYLLM_MMAP=off, or map: false). */
+function mapper(opts: CheckpointOptions): NativeAddon | null {
+  if (opts.map === false || (opts.map === undefined && process.env.DYLLM_MMAP === 'off')) return null;
+  try {
+    const addon = loadNativeAddon();
+    return typeof addon.mapFile === 'function' ? addon : null;
+  } catch {
+    return null;
+  }
+}
+
 /** One .safetensors file with its validated header. */
 export class SafetensorsFile {
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Readonly<Record<string, string>>;
+  /** The whole file mapped (see the top of this file), or null: tensors are read. */
+  private mapping: ArrayBuffer | null = null;
+  private readonly addon: NativeAddon | null;
 
-  constructor(readonly path: string) {
+  constructor(readonly path: string, opts: CheckpointOptions = {}) {
+    this.addon = mapper(opts);
     // A FIFO, a device (/dev/zero) or a directory in place of a shard is refused before anything is read.
     const { fd, size } = openRegularFile(path, 'a safetensors file');
     try {
@@ -69,16 +98,40 @@ export class SafetensorsFile {
         this.tensors.set(name, parseEntry(path, name, raw, dataStart, dataSize));
       }
       checkOverlaps(path, [...this.tensors.values()]);
+      if (this.addon && this.tensors.size > 0) {
+        try {
+          this.mapping = this.addon.mapFile(fd, size);
+        } catch {
+          this.mapping = null; // a file system that cannot be mapped: tensors are read instead
+        }
+      }
     } finally {
       closeSync(fd);
     }
   }
 
-  /** Read one tensor into a fresh typed array (BF16/F16 as Uint16Array bits, F32 as Float32Array, I8, U8). */
+  /** True when tensors are views into a mapping of the file rather than copies. */
+  get mapped(): boolean {
+    return this.mapping !== null;
+  }
+
+  /**
+   * One tensor (BF16/F16 as Uint16Array bits, F32 as Float32Array, I8, U8): a view into the file's mapping, or a fresh
+   * typed array read from disk. Treat it as read-only; it may share memory with the file's other tensors.
+   */
   read(name: string): TensorData {
     const info = this.tensors.get(name);
     if (!info) throw new LoadError(this.path, `tensor ${name}`, 'no such tensor in this file');
     const nbytes = info.end - info.begin;
+    const elem = DTYPE_BYTES[info.dtype];
+    if (this.mapping && this.addon && info.begin % elem === 0) {
+      // Checked through the same reader as before: touching a page past the end of a file that shrank would fault.
+      const { fd, size } = openRegularFile(this.path, 'a safetensors file');
+      closeSync(fd);
+      if (size < info.end) throw new LoadError(this.path, `at least ${info.end} bytes (for ${name})`, `${size} bytes`, 'the file changed or was truncated after it was opened');
+      if (nbytes > 0) this.addon.populate(this.mapping, info.begin, nbytes);
+      return typedView(info.dtype, this.mapping, info.begin, nbytes / elem);
+    }
     const buf = new ArrayBuffer(nbytes);
     const view = new Uint8Array(buf);
     // Reopened through the same checks: the file may have been replaced since the header was read.
@@ -94,12 +147,21 @@ export class SafetensorsFile {
     } finally {
       closeSync(fd);
     }
-    switch (info.dtype) {
-      case 'F32': return new Float32Array(buf);
-      case 'I8': return new Int8Array(buf);
-      case 'U8': return new Uint8Array(buf);
-      default: return new Uint16Array(buf);
+    return typedView(info.dtype, buf, 0, nbytes / elem);
+  }
+
+  /**
+   * Tells the loader a tensor's pages are no longer needed in this process (its data was packed elsewhere): they
+   * leave the resident set and a later read of the view faults them back in from the file. No-op when not mapped.
+   */
+  release(name?: string): void {
+    if (!this.mapping || !this.addon) return;
+    if (name === undefined) {
+      this.addon.release(this.mapping, 0, this.mapping.byteLength);
+      return;
     }
+    const info = this.tensors.get(name);
+    if (info) this.addon.release(this.mapping, info.begin, info.end - info.begin);
   }
 }
 
@@ -157,7 +219,7 @@ function fmtJson(v: unknown): string {
 export class Checkpoint {
   private readonly byName = new Map<string, SafetensorsFile>();
 
-  constructor(readonly dir: string) {
+  constructor(readonly dir: string, opts: CheckpointOptions = {}) {
     const indexPath = join(dir, 'model.safetensors.index.json');
     const singlePath = join(dir, 'model.safetensors');
     if (pathExists(indexPath)) {
@@ -171,7 +233,7 @@ export class Checkpoint {
         if (typeof file !== 'string' || basename(file) !== file) throw new LoadError(indexPath, `a shard file name for ${name}`, JSON.stringify(file));
         let st = files.get(file);
         if (!st) {
-          st = new SafetensorsFile(join(dir, file));
+          st = new SafetensorsFile(join(dir, file), opts);
           files.set(file, st);
         }
         if (!st.tensors.has(name)) throw new LoadError(join(dir, file), `tensor ${name} (listed in model.safetensors.index.json)`, 'no such tensor in the shard');
@@ -183,7 +245,7 @@ export class Checkpoint {
         }
       }
     } else if (pathExists(singlePath)) {
-      const st = new SafetensorsFile(singlePath);
+      const st = new SafetensorsFile(singlePath, opts);
       for (const name of st.tensors.keys()) this.byName.set(name, st);
     } else {
       throw new LoadError(dir, 'model.safetensors or model.safetensors.index.json', 'neither', 'point --model at a Hugging Face model folder');
@@ -198,10 +260,20 @@ export class Checkpoint {
     return this.byName.get(name)?.tensors.get(name);
   }
 
+  /** One tensor (see SafetensorsFile.read: a view into the mapped file where possible; treat it as read-only). */
   read(name: string): TensorData {
     const st = this.byName.get(name);
     if (!st) throw new LoadError(this.dir, `tensor ${name}`, 'not in the checkpoint');
     return st.read(name);
+  }
+
+  /** Drops a tensor's mapped pages (or, without a name, every file's) from the resident set; see SafetensorsFile.release. */
+  release(name?: string): void {
+    if (name !== undefined) {
+      this.byName.get(name)?.release(name);
+      return;
+    }
+    for (const st of new Set(this.byName.values())) st.release();
   }
 
   /** Total bytes of tensor data. */
@@ -212,5 +284,15 @@ export class Checkpoint {
       n += i.end - i.begin;
     }
     return n;
+  }
+}
+
+/** A tensor's elements over `buf` from byte `offset`: F32 as Float32Array, I8 / U8 as themselves, 16-bit types as bits. */
+function typedView(dtype: string, buf: ArrayBuffer, offset: number, n: number): TensorData {
+  switch (dtype) {
+    case 'F32': return new Float32Array(buf, offset, n);
+    case 'I8': return new Int8Array(buf, offset, n);
+    case 'U8': return new Uint8Array(buf, offset, n);
+    default: return new Uint16Array(buf, offset, n);
   }
 }

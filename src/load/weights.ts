@@ -61,8 +61,9 @@ export class WeightStore {
   }
 
   /**
-   * A [out, in] matrix; bf16 and f32 keep their dtype, f16 is widened to f32 (no f16 kernels). A quantised tensor
-   * comes back as its int8 / q4 host arrays; a dense one the load plan names carries `quant`.
+   * A [out, in] matrix; bf16 and f32 keep their dtype, f16 is widened to f32 (no f16 kernels). The data may be a
+   * view into the mapped checkpoint file: read it, never write it. A quantised tensor comes back as its int8 / q4
+   * host arrays; a dense one the load plan names carries `quant`.
    */
   matrix(name: string, outFeatures: number, inFeatures: number): HostWeight {
     const found = this.checkpoint.info(name);
@@ -122,6 +123,14 @@ export class WeightStore {
     if (info.dtype === 'BF16') return bf16ArrayToF32(data as Uint16Array);
     if (info.dtype === 'F16') return f16ArrayToF32(data as Uint16Array);
     return data as Float32Array;
+  }
+
+  /**
+   * Says a tensor's host data is no longer needed by the caller (a backend packed it into a layout of its own): a
+   * mapped checkpoint drops its pages from the resident set. Always safe: the data stays readable (faulted back in).
+   */
+  release(name: string): void {
+    this.checkpoint.release(name);
   }
 
   /** Names present in the checkpoint but never requested. */

@@ -109,5 +109,8 @@ export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel
   });
   const model = architectures[config.arch](config, store, backend);
   if (progress) progress(ckpt.nbytes(), ckpt.nbytes()); // done (tensors the architecture does not use are never read)
+  // What the model still reads from the mapped files (the embedding rows, norm weights) is faulted back in as it is
+  // used; the rest of the file leaves the resident set now.
+  ckpt.release();
   return { model, config, generation, unusedTensors: store.unused() };
 }

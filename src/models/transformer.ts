@@ -35,7 +35,12 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
   const qDim = cfg.numHeads * cfg.headDim;
   const kvDim = cfg.numKvHeads * cfg.headDim;
   const F = cfg.intermediateSize;
-  const prep = (name: string, out: number, inp: number) => backend.prepareWeight(store.matrix(name, out, inp));
+  // The backend packs each matrix into its own memory; the checkpoint's pages of it can then leave the resident set.
+  const prep = (name: string, out: number, inp: number) => {
+    const w = backend.prepareWeight(store.matrix(name, out, inp));
+    store.release(name);
+    return w;
+  };
   const layers: LayerWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const n = names.layer(i);
@@ -54,10 +59,13 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
       down: prep(n.down, D, F),
     });
   }
+  // The head before the embedding, and the embedding's pages released at once: from here on it is looked up a row
+  // at a time, so a mapped checkpoint never holds both vocabulary-sized tensors in the process while one is packed.
+  const untiedHead = cfg.tieWordEmbeddings ? null : prep(names.head, cfg.vocabSize, D);
   const embed = store.matrix(names.embed, cfg.vocabSize, D);
-  const head = cfg.tieWordEmbeddings
-    ? backend.prepareWeight({ ...embed, data: embed.data.slice() })
-    : prep(names.head, cfg.vocabSize, D);
+  // prepareWeight never writes its input: a tied head is packed from the embedding itself
+  const head = untiedHead ?? backend.prepareWeight(embed);
+  store.release(names.embed);
   return { embed, layers, finalNorm: store.vector(names.finalNorm, D), head };
 }
 

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { loadPipeline } from '../../src/engine/pipeline.js';
 import { LiveView, LoadBar } from '../../src/cli/live-view.js';
 import { loadModel } from '../../src/models/load-model.js';
@@ -64,6 +65,10 @@ test('--threads N and DYLLM_THREADS set the kernel threads; --json reports how m
     assert.equal(threads(dyllm(NO_THREADS_ENV, '--threads', '2', 'generate', ...TINY, '--json')), 2);
     assert.equal(threads(dyllm({ DYLLM_THREADS: '1' }, 'generate', ...TINY, '--json')), 1);
     assert.equal(threads(dyllm({ DYLLM_THREADS: '1' }, 'generate', ...TINY, '--threads', '2', '--json')), 2, 'the flag wins over the variable');
+    assert.equal(threads(dyllm(NO_THREADS_ENV, 'generate', ...TINY, '--json')), availableParallelism(), 'default: os.availableParallelism()');
+    // the default follows the CPUs the process may run on (a container's or taskset's), not every CPU of the host
+    const taskset = spawnSync('taskset', ['-c', '0', process.execPath, bin, 'generate', ...TINY, '--json'], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, DYLLM_THREADS: '' } });
+    if (!taskset.error) assert.equal(threads({ code: taskset.status, stdout: taskset.stdout, stderr: taskset.stderr }), 1, 'taskset -c 0');
   }
   const ref = dyllm({ DYLLM_NATIVE: 'off' }, 'generate', ...TINY, '--threads', '2', '--json');
   assert.equal(threads(ref), 1, 'the reference backend runs one thread');

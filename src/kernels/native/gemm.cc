@@ -131,24 +131,6 @@ bool gemm_driver(const TierOps& t, const float* x, int64_t M, const int32_t* xRo
   return true;
 }
 
-// A new ArrayBuffer of `bytes` through the JS constructor: a failed allocation throws JavaScript's RangeError
-// (napi_create_arraybuffer would end the process in V8's out-of-memory handler instead).
-bool new_arraybuffer(Args& a, int64_t bytes, napi_value* ab, void** data) {
-  napi_value global, ctor, len;
-  if (napi_get_global(a.env, &global) != napi_ok || napi_get_named_property(a.env, global, "ArrayBuffer", &ctor) != napi_ok ||
-      napi_create_double(a.env, double(bytes), &len) != napi_ok)
-    return a.range_error("cannot allocate %lld bytes", (long long)bytes);
-  if (napi_new_instance(a.env, ctor, 1, &len, ab) != napi_ok) {
-    napi_value err;
-    napi_get_and_clear_last_exception(a.env, &err);  // JavaScript's own message does not name the function
-    return a.range_error("cannot allocate %lld bytes for the packed weight", (long long)bytes);
-  }
-  size_t n = 0;
-  if (napi_get_arraybuffer_info(a.env, *ab, data, &n) != napi_ok || int64_t(n) != bytes)
-    return a.range_error("cannot allocate %lld bytes", (long long)bytes);
-  return true;
-}
-
 // The prepared-weight arguments shared by matmul and matmulCols: argv[iw] the packed ArrayBuffer, then N, K and the
 // dtype at iw + 1..3 (0 bf16, 1 f32, 2 int8, 3 q4). Checks that the buffer holds an N x K weight and returns its
 // aligned start.
@@ -238,7 +220,7 @@ napi_value Prepare(napi_env env, napi_callback_info info) {
   }
   void* abdata;
   napi_value ab;
-  if (!new_arraybuffer(a, bytes + int64_t(ALIGN), &ab, &abdata)) return nullptr;
+  if (!new_weight_buffer(a, bytes + int64_t(ALIGN), &ab, &abdata)) return nullptr;
   if (bytes == 0) return ab;  // N or K is 0: nothing to pack (and no panel loop over a huge empty dimension)
   void* dst = align_up(abdata);
   if (quant) {
@@ -246,35 +228,50 @@ napi_value Prepare(napi_env env, napi_callback_info info) {
     return ab;
   }
   int64_t panels = (N + NR - 1) / NR;
+  // Each panel is written front to back, one k-unit (32 columns) at a time, reading its 32 source rows side by side:
+  // the destination streams and the 32 row cursors stay in cache. The buffer is zeroed, so padding (columns past N,
+  // the odd last k of a bf16 row) is left as it is. Panels are split over the pool (≥ 1 MiB of work each call).
   if (bf16) {
     const uint16_t* s = static_cast<const uint16_t*>(src);
     uint16_t* d = static_cast<uint16_t*>(dst);
-    int64_t kp = (K + 1) / 2;
-    parallel_for(panels, NK > (1 << 20), [&](int64_t p) {
+    const int64_t kp = (K + 1) / 2, kfull = K / 2;
+    // k-pairs as one 32-bit load where the rows are 4-byte aligned (K even and an aligned source)
+    const bool words = K % 2 == 0 && reinterpret_cast<uintptr_t>(s) % 4 == 0;
+    parallel_for(panels, NK > (1 << 19), [&](int64_t p) {
       uint16_t* dp = d + p * kp * 2 * NR;
-      for (int c = 0; c < NR; c++) {
-        int64_t n = p * NR + c;
-        if (n >= N) {
-          for (int64_t kk = 0; kk < kp; kk++) dp[kk * 2 * NR + 2 * c] = dp[kk * 2 * NR + 2 * c + 1] = 0;
-          continue;
+      const int nc = int(std::min<int64_t>(NR, N - p * NR));
+      const uint16_t* rows[NR];
+      for (int c = 0; c < nc; c++) rows[c] = s + (p * NR + c) * K;
+      if (words) {
+        // 16 k-pairs (one 64-byte line of each source row) at a time: 32 rows x 16 pairs transposed into 16 k-units
+        uint32_t* dw = reinterpret_cast<uint32_t*>(dp);
+        constexpr int64_t KB = 16;
+        for (int64_t k0 = 0; k0 < kp; k0 += KB) {
+          const int64_t kn = std::min<int64_t>(KB, kp - k0);
+          for (int c = 0; c < nc; c++) {
+            const uint32_t* r = reinterpret_cast<const uint32_t*>(rows[c]) + k0;
+            uint32_t* o = dw + k0 * NR + c;
+            for (int64_t j = 0; j < kn; j++) o[j * NR] = r[j];
+          }
         }
-        const uint16_t* row = s + n * K;
-        for (int64_t kk = 0; kk < kp; kk++) {
-          dp[kk * 2 * NR + 2 * c] = row[2 * kk];
-          dp[kk * 2 * NR + 2 * c + 1] = 2 * kk + 1 < K ? row[2 * kk + 1] : 0;
-        }
+      } else {
+        for (int64_t kk = 0; kk < kp; kk++)
+          for (int c = 0; c < nc; c++) {
+            dp[kk * 2 * NR + 2 * c] = rows[c][2 * kk];
+            if (kk < kfull) dp[kk * 2 * NR + 2 * c + 1] = rows[c][2 * kk + 1];
+          }
       }
     });
   } else {
     const float* s = static_cast<const float*>(src);
     float* d = static_cast<float*>(dst);
-    parallel_for(panels, NK > (1 << 20), [&](int64_t p) {
+    parallel_for(panels, NK > (1 << 18), [&](int64_t p) {
       float* dp = d + p * K * NR;
-      for (int c = 0; c < NR; c++) {
-        int64_t n = p * NR + c;
-        const float* row = s + n * K;
-        for (int64_t k = 0; k < K; k++) dp[k * NR + c] = n < N ? row[k] : 0.f;
-      }
+      const int nc = int(std::min<int64_t>(NR, N - p * NR));
+      const float* rows[NR];
+      for (int c = 0; c < nc; c++) rows[c] = s + (p * NR + c) * K;
+      for (int64_t k = 0; k < K; k++, dp += NR)
+        for (int c = 0; c < nc; c++) dp[c] = rows[c][k];
     });
   }
   return ab;

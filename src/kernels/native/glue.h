@@ -96,6 +96,11 @@ bool qgemm_blocks(Args& a, const TierOps& t, bool q4, const float* x, int64_t M,
 
 // The bindings, one per exported function (Bind and Init in module.cc register them).
 napi_value Prepare(napi_env env, napi_callback_info info);
+napi_value MapFile(napi_env env, napi_callback_info info);
+napi_value Populate(napi_env env, napi_callback_info info);
+napi_value Release(napi_env env, napi_callback_info info);
+// Zeroed memory for a prepared weight (mapfile.cc): an external ArrayBuffer, or a RangeError thrown and false.
+bool new_weight_buffer(Args& a, int64_t bytes, napi_value* ab, void** data);
 napi_value Matmul(napi_env env, napi_callback_info info);
 napi_value MatmulCols(napi_env env, napi_callback_info info);
 napi_value Gemm(napi_env env, napi_callback_info info);

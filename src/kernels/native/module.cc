@@ -1,6 +1,9 @@
 // module.cc — the addon's entry: reads the run-time settings (DYLLM_THREADS, DYLLM_KC, DYLLM_ATTN_BLOCKED), starts
 // the thread pool, picks the ISA tiers this CPU runs (CPUID) and binds every kernel to one of them:
-// tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare(); quantize().
+// tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare(); quantize();
+// mapFile(), populate(), release() (mapfile.cc).
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -96,7 +99,15 @@ napi_value Bind(napi_env env, napi_callback_info info) {
 }  // namespace
 
 napi_value Init(napi_env env, napi_value exports) {
-  int nt = int(std::thread::hardware_concurrency());
+  // Default: the CPUs this process may run on (sched_getaffinity, what Node's os.availableParallelism() counts on
+  // Linux: a container or `taskset` limited to 2 of 64 CPUs gets 2 threads), else every online CPU.
+  int nt = 0;
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) nt = CPU_COUNT(&set);
+#endif
+  if (nt <= 0) nt = int(std::thread::hardware_concurrency());
   if (nt <= 0) nt = 1;
   if (const char* e = std::getenv("DYLLM_THREADS")) {
     int v = std::atoi(e);
@@ -117,6 +128,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"prepare", nullptr, Prepare, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"quantize", nullptr, QuantizeWeight, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"mapFile", nullptr, MapFile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"populate", nullptr, Populate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"release", nullptr, Release, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

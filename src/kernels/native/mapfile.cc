@@ -1,0 +1,131 @@
+// mapfile.cc — checkpoint files mapped into memory (src/load/safetensors.ts) and the anonymous memory that prepared
+// weights live in:
+//   mapFile(fd, size) -> ArrayBuffer over a private mapping of the file's first `size` bytes; munmap when it is
+//     collected. Tensors become typed-array views into it: nothing is copied, and pages come from the page cache.
+//   populate(ab, offset, length) -> bool: fault a byte range in ahead of use (MADV_POPULATE_READ: one call instead of
+//     a page fault per 4 KiB; MADV_WILLNEED where the kernel predates it).
+//   release(ab, offset, length): drop the range's pages from this process (MADV_DONTNEED). Safe at any time: the
+//     mapping is private and never written, so a later read faults the same bytes back in from the file.
+// The mapping is PROT_READ | PROT_WRITE (a view written by mistake copies the page, it never reaches the file), and
+// populated for reading only (MAP_POPULATE on a writable private mapping would copy every page).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "glue.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+namespace dyllm {
+
+namespace {
+
+void unmap_finalize(napi_env, void* data, void* hint) { munmap(data, reinterpret_cast<size_t>(hint)); }
+void anon_finalize(napi_env, void* data, void* hint) { munmap(data, reinterpret_cast<size_t>(hint)); }
+
+size_t page_size() {
+  static const size_t ps = size_t(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
+  return ps;
+}
+
+// The page-aligned part of [offset, offset + length) of ab (inner: pages wholly inside; else pages touching it).
+bool range_arg(Args& a, char** base, size_t* begin, size_t* end, bool inner) {
+  bool isab = false;
+  if (a.argc > 0) napi_is_arraybuffer(a.env, a.argv[0], &isab);
+  if (!isab) return a.type_error("mapping must be an ArrayBuffer from mapFile(), found %s", a.describe(0));
+  void* data = nullptr;
+  size_t len = 0;
+  napi_get_arraybuffer_info(a.env, a.argv[0], &data, &len);
+  int64_t off, n, e;
+  if (!a.int_arg(1, "offset", &off) || !a.int_arg(2, "length", &n)) return false;
+  if (!checked_sum(off, n, &e) || size_t(e) > len)
+    return a.range_error("range [%lld, %lld) is outside the %zu-byte mapping", (long long)off, (long long)e, len);
+  const size_t ps = page_size();
+  *base = static_cast<char*>(data);
+  const uintptr_t b0 = reinterpret_cast<uintptr_t>(data);
+  uintptr_t s = b0 + size_t(off), t = b0 + size_t(e);
+  if (inner) {
+    s = (s + ps - 1) & ~uintptr_t(ps - 1);
+    t = t & ~uintptr_t(ps - 1);
+  } else {
+    s = s & ~uintptr_t(ps - 1);
+    t = (t + ps - 1) & ~uintptr_t(ps - 1);
+    // the mapping's last page is whole (mmap rounds up); never past it
+  }
+  *begin = s - b0 < len ? s - b0 : len;
+  *end = t > s ? t - b0 : *begin;
+  return true;
+}
+
+}  // namespace
+
+napi_value MapFile(napi_env env, napi_callback_info info) {
+  Args a(env, info, "mapFile");
+  if (!a.ok) return nullptr;
+  int64_t fd, size;
+  if (!a.int_arg(0, "fd", &fd) || !a.int_arg(1, "size", &size)) return nullptr;
+  if (fd > kMaxInt32 || size == 0) {
+    a.range_error("expected an open file descriptor and a size > 0, found fd %lld, size %lld", (long long)fd, (long long)size);
+    return nullptr;
+  }
+  void* p = mmap(nullptr, size_t(size), PROT_READ | PROT_WRITE, MAP_PRIVATE, int(fd), 0);
+  if (p == MAP_FAILED) {
+    a.range_error("cannot map %lld bytes of the file: %s", (long long)size, std::strerror(errno));
+    return nullptr;
+  }
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, size_t(size), unmap_finalize, reinterpret_cast<void*>(size_t(size)), &ab) != napi_ok) {
+    munmap(p, size_t(size));
+    a.range_error("cannot wrap a %lld-byte mapping in an ArrayBuffer", (long long)size);
+    return nullptr;
+  }
+  return ab;
+}
+
+napi_value Populate(napi_env env, napi_callback_info info) {
+  Args a(env, info, "populate");
+  if (!a.ok) return nullptr;
+  char* base;
+  size_t b, e;
+  if (!range_arg(a, &base, &b, &e, false)) return nullptr;
+  bool ok = true;
+  if (e > b && madvise(base + b, e - b, MADV_POPULATE_READ) != 0) {
+    ok = false;  // EINVAL before Linux 5.14; EFAULT/EIO: the file shrank — the caller's size check says so
+    madvise(base + b, e - b, MADV_WILLNEED);
+  }
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+napi_value Release(napi_env env, napi_callback_info info) {
+  Args a(env, info, "release");
+  if (!a.ok) return nullptr;
+  char* base;
+  size_t b, e;
+  if (!range_arg(a, &base, &b, &e, true)) return nullptr;
+  if (e > b) madvise(base + b, e - b, MADV_DONTNEED);
+  return undefined(env);
+}
+
+// Zeroed anonymous memory for a prepared weight, in transparent huge pages where the kernel allows them (one fault
+// per 2 MiB instead of per 4 KiB while the weight is packed). A RangeError when the memory cannot be had.
+bool new_weight_buffer(Args& a, int64_t bytes, napi_value* ab, void** data) {
+  const size_t n = size_t(bytes > 0 ? bytes : 1);
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return a.range_error("cannot allocate %lld bytes for the packed weight", (long long)bytes);
+#ifdef MADV_HUGEPAGE
+  if (n >= (size_t(2) << 20)) madvise(p, n, MADV_HUGEPAGE);
+#endif
+  if (napi_create_external_arraybuffer(a.env, p, size_t(bytes), anon_finalize, reinterpret_cast<void*>(n), ab) != napi_ok) {
+    munmap(p, n);
+    return a.range_error("cannot allocate %lld bytes for the packed weight", (long long)bytes);
+  }
+  *data = p;
+  return true;
+}
+
+}  // namespace dyllm
