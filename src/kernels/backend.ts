@@ -108,7 +108,7 @@ export interface KernelBackend {
 
   /**
    * The corrected update for rows whose query is treated as unchanged while the key/value columns `cols`
-   * changed (issue 8): with Z the softmax normaliser and l = q·k·scale (current q),
+   * changed (our correction of the paper's delta update; docs in README's Design): with Z the softmax normaliser and l = q·k·scale (current q),
    *   C_new = (Z_old/Z_new)·C_old − Σ_c e^{l_old,c}/Z_new · vOld_c + Σ_c e^{l_new,c}/Z_new · vNew_c.
    * incremental = false: Z_new exact over all Mk current keys (the dense QKᵀ) and Z_old = Z_new − Σ_c (e^{l_new,c}
    * − e^{l_old,c}), i.e. the old normaliser under the current query (consistent when the query has drifted).
