@@ -61,7 +61,7 @@ export interface InfillCanvas {
 }
 
 /** Encode the template's pieces (raw, each on its own) around the holes; the fixed text may not hold a mask token itself. */
-export function encodeInfill(p: { tokenizer: Tokenizer; ids: SpecialIds; config: Pick<ModelConfig, 'maxSequenceLength'> }, parts: readonly InfillPart[], what: string): InfillCanvas {
+export function encodeInfill(p: { tokenizer: Tokenizer; ids: Pick<SpecialIds, 'mask'>; config: Pick<ModelConfig, 'maxSequenceLength'> }, parts: readonly InfillPart[], what: string): InfillCanvas {
   const prompt: number[] = [];
   const region: number[] = [];
   const holes: { start: number; length: number }[] = [];
@@ -88,9 +88,12 @@ export function encodeInfill(p: { tokenizer: Tokenizer; ids: SpecialIds; config:
  * The generation options of an infill: the gen length is the region's (a given one is refused, naming the option as
  * each surface does), and steps default to the number of masks (a multiple of the blocks when a block length is set).
  */
-export function infillOptions(input: GenerateOptionsInput, c: InfillCanvas): GenerateOptionsInput {
+export function infillOptions(input: GenerateOptionsInput, c: Pick<InfillCanvas, 'region' | 'masks'>): GenerateOptionsInput {
   const G = c.region.length;
   refuseInfillGenLength(input);
+  // Stopping at an end token fills the rest of the region with end tokens (engine/canvas.ts finishIfDone): the
+  // fixed text after a hole would be overwritten and later holes left masked.
+  if (input.stopAtEos === true) throw new OptionError('stopAtEos', 'an infill fills every hole and keeps the fixed text after an end token; leave it off');
   if (input.steps !== undefined) return { ...input, genLength: G };
   const bl = input.blockLength;
   const blocks = typeof bl === 'number' && bl >= 1 && G % bl === 0 ? G / bl : 1;
@@ -103,9 +106,36 @@ export function refuseInfillGenLength(input: GenerateOptionsInput): void {
 }
 
 /** The filled template (the fixed text as written, each hole's text in its place) and each hole's own text. */
-export function fillTemplate(c: InfillCanvas, region: ArrayLike<number>, decode: (ids: number[]) => string): { text: string; fills: string[] } {
+export function fillTemplate(c: Pick<InfillCanvas, 'parts' | 'holes'>, region: ArrayLike<number>, decode: (ids: number[]) => string): { text: string; fills: string[] } {
   const fills = c.holes.map((h) => decode(Array.from({ length: h.length }, (_, i) => region[h.start + i])));
   let k = 0;
   const text = c.parts.map((part) => ('hole' in part ? fills[k++] : part.text)).join('');
   return { text, fills };
+}
+
+/**
+ * The filled template up to the first position of the region still masked: the fixed text before it and the holes
+ * filled so far (a hole partly filled contributes its committed prefix). Each hole is decoded on its own, as in
+ * fillTemplate, so the text only grows as positions commit and ends as a prefix of fillTemplate's text (what a
+ * stream sends as deltas).
+ */
+export function filledPrefix(c: Pick<InfillCanvas, 'parts' | 'holes'>, region: ArrayLike<number>, maskId: number, decode: (ids: number[]) => string): string {
+  let out = '';
+  let k = 0;
+  for (const part of c.parts) {
+    if (!('hole' in part)) {
+      out += part.text;
+      continue;
+    }
+    const h = c.holes[k++];
+    const end = firstMask(region, h.start, h.start + h.length, maskId);
+    out += decode(Array.from({ length: end - h.start }, (_, i) => region[h.start + i]));
+    if (end < h.start + h.length) return out;
+  }
+  return out;
+}
+
+function firstMask(region: ArrayLike<number>, from: number, to: number, maskId: number): number {
+  for (let i = from; i < to; i++) if (region[i] === maskId) return i;
+  return to;
 }

@@ -21,12 +21,12 @@ import { EngineClient } from './engine.js';
 import { RequestError, toHttpError } from './errors.js';
 import { testFaultOf, testFaultsEnabled } from './faults.js';
 import { Metrics } from './metrics.js';
-import type { DoneMsg, ErrorMsg, LogprobMsg, ReadyMsg, StepChoiceMsg, StepMsg, TestFault } from './protocol.js';
-import { MAX_N, parseGenerationRequest, type ParsedRequest } from './request.js';
+import type { DoneMsg, ErrorMsg, InfillJob, LogprobMsg, ReadyMsg, StepChoiceMsg, StepMsg, TestFault } from './protocol.js';
+import { isPendingInfill, MAX_N, parseGenerationRequest, resolveInfill, type ParsedRequest } from './request.js';
 import { AccessGate, isLoopbackAddress } from './security.js';
 import { endSse, sendSse, startSse } from './sse.js';
 import { DEFAULT_RESTART_LIMITS, type RestartLimits, type WorkerState } from './supervisor.js';
-import { maxPromptBytes, promptBytes, TokenizerClient } from './tokenizer.js';
+import { maxPromptBytes, promptBytes, TokenizerClient, type Encoded } from './tokenizer.js';
 
 export interface ServerOptions {
   readonly modelDir: string;
@@ -203,10 +203,10 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     if (draining) throw new RequestError(503, 'the server is shutting down', 'overloaded_error', null, 'draining', { 'Retry-After': '5', Connection: 'close' });
     checkContentType(req);
     const body = decodeJsonBody(await readBody(req, o.bodyLimit));
-    const r = parseGenerationRequest(body, chat, model, o.maxTokens, o.maxPromptTokens, o.maxBatch);
-    const param = r.prompt.kind === 'chat' ? 'messages' : 'prompt';
+    const parsed = parseGenerationRequest(body, chat, model, o.maxTokens, o.maxPromptTokens, o.maxBatch);
+    const param = chat ? 'messages' : parsed.prompt.kind === 'infill' ? 'dyllm.infill' : 'prompt';
     // Bounded in bytes before anything encodes it: text this long cannot fit the token limit.
-    const bytes = promptBytes(r.prompt);
+    const bytes = promptBytes(parsed.prompt);
     if (bytes > promptByteLimit) {
       throw new RequestError(400, `${param}: ${bytes} bytes of prompt text cannot fit this server's limit of ${o.maxPromptTokens} prompt tokens (at most ${promptByteLimit} bytes are accepted); shorten the prompt or raise --max-prompt-tokens`, 'invalid_request_error', param, 'prompt_too_long');
     }
@@ -216,25 +216,31 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
     }
     inflight++;
     try {
-      const fault = testFaults ? testFaultOf(r.prompt) : null;
-      let tokens: number[];
+      const fault = testFaults ? testFaultOf(parsed.prompt) : null;
+      let enc: Encoded;
       try {
-        tokens = await tokenizer.encode(r.prompt, fault);
+        enc = await tokenizer.encode(parsed.prompt, fault);
       } catch (e) {
-        if (e instanceof RequestError && e.code === 'invalid_prompt') throw new RequestError(400, `${param}: ${e.message}`, 'invalid_request_error', param, 'invalid_prompt');
+        if (e instanceof RequestError && e.code === 'invalid_prompt') {
+          // An infill template's own errors already name dyllm.infill (engine/infill.ts).
+          const own = e.message.startsWith('dyllm.infill: ');
+          throw new RequestError(400, own ? e.message : `${param}: ${e.message}`, 'invalid_request_error', own ? 'dyllm.infill' : param, 'invalid_prompt');
+        }
         throw e;
       }
+      const tokens = enc.tokens;
       if (tokens.length > o.maxPromptTokens) {
         throw new RequestError(400, `${param}: the prompt has ${tokens.length} tokens, over this server's limit of ${o.maxPromptTokens}; shorten it or raise --max-prompt-tokens`, 'invalid_request_error', param, 'prompt_too_long');
       }
       if (res.destroyed || req.socket.destroyed) return; // the client left while the prompt was encoded
-      await runJob(req, res, chat, r, tokens, fault);
+      const r = isPendingInfill(parsed) ? resolveInfill(parsed, enc.infill!, model, o.maxTokens, o.maxPromptTokens) : parsed;
+      await runJob(req, res, chat, r, tokens, fault, r.infill && enc.infill ? { ...enc.infill, parts: r.infill.parts } : null);
     } finally {
       release();
     }
   }
 
-  function runJob(req: IncomingMessage, res: ServerResponse, chat: boolean, r: ParsedRequest, tokens: number[], fault: TestFault | null): Promise<void> {
+  function runJob(req: IncomingMessage, res: ServerResponse, chat: boolean, r: ParsedRequest, tokens: number[], fault: TestFault | null, infill: InfillJob | null): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const id = (chat ? 'chatcmpl-' : 'cmpl-') + randomUUID().replace(/-/g, '');
       const created = Math.floor(Date.now() / 1000);
@@ -285,7 +291,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       cancels.add(shutdown);
 
       const submitted = {
-        tokens, promptParam: r.prompt.kind === 'chat' ? 'messages' as const : 'prompt' as const, options: r.options, accel: r.accel, stream: r.stream,
+        tokens, promptParam: chat ? 'messages' as const : infill ? 'dyllm.infill' as const : 'prompt' as const, infill, options: r.options, accel: r.accel, stream: r.stream,
         streamSteps: r.streamSteps, n: r.n, stop: r.stop, logprobs: r.logprobs, testFault: fault,
       };
       const jobId: number | null = engine.submit(submitted, {
@@ -320,7 +326,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
           metrics.salientCount++;
           if (r.accel.method !== 'none') metrics.lastSalient = m.salientFraction;
           const usage = { prompt_tokens: m.promptTokens, completion_tokens: m.completionTokens, total_tokens: m.promptTokens + m.completionTokens };
-          const stats = { kind: 'summary', done: true, steps: m.steps, nfe: m.nfe, elapsed_ms: round(m.elapsedMs), queue_ms: round(m.queueMs), tokens_per_s: round(m.completionTokens / Math.max(m.elapsedMs / 1000, 1e-9)), salient_fraction: m.salientFraction, accel: r.accel.method };
+          const stats = { kind: 'summary', done: true, steps: m.steps, nfe: m.nfe, elapsed_ms: round(m.elapsedMs), queue_ms: round(m.queueMs), tokens_per_s: round(m.completionTokens / Math.max(m.elapsedMs / 1000, 1e-9)), salient_fraction: m.salientFraction, accel: r.accel.method, ...(infill ? { fills: m.choices.map((c) => c.fills) } : {}) };
           if (r.stream) {
             m.choices.forEach((c, i) => {
               const b = c.index;

@@ -22,7 +22,7 @@ export function testFaultsEnabled(env: NodeJS.ProcessEnv = process.env): boolean
 
 /** The fault a prompt asks for (null without a marker). Only called when testFaultsEnabled(). */
 export function testFaultOf(prompt: PromptSpec): TestFault | null {
-  const texts = prompt.kind === 'chat' ? prompt.messages.map((m) => m.content) : [prompt.text];
+  const texts = prompt.kind === 'chat' ? prompt.messages.map((m) => m.content) : prompt.kind === 'text' ? [prompt.text] : [prompt.template, ...(prompt.messages ?? []).map((m) => m.content)];
   for (const t of texts) {
     const m = MARKER.exec(t);
     if (m && (FAULTS as readonly string[]).includes(m[1])) return m[1] as TestFault;

@@ -5,6 +5,7 @@
  * schedules and decodes. Plain data only (structured clone); typed arrays are copied.
  */
 import type { AccelOptions } from '../engine/accel.js';
+import type { InfillPart } from '../engine/infill.js';
 import type { GenerateOptions } from '../engine/options.js';
 import type { BackendName } from '../kernels/select.js';
 import type { Architecture, GenerationDefaults } from '../load/config.js';
@@ -37,7 +38,9 @@ export interface SubmitMsg {
   /** The prompt's token ids (the tokenizer worker encoded them). */
   readonly tokens: readonly number[];
   /** The request field the prompt came from (named in an error about it). */
-  readonly promptParam: 'messages' | 'prompt';
+  readonly promptParam: 'messages' | 'prompt' | 'dyllm.infill';
+  /** Infilling (`dyllm.infill`): the generated region's pre-committed ids and holes; the answer is the filled template. */
+  readonly infill?: InfillJob | null;
   readonly options: GenerateOptions;
   readonly accel: AccelOptions;
   /** Send a StepMsg per step (ordinary streaming needs the committed-prefix text). */
@@ -53,8 +56,28 @@ export interface SubmitMsg {
   readonly testFault: TestFault | null;
 }
 
-/** A prompt as the request gave it: chat messages (the template is applied) or raw text. */
-export type PromptSpec = { readonly kind: 'chat'; readonly messages: readonly PromptMessage[] } | { readonly kind: 'text'; readonly text: string };
+/**
+ * A prompt as the request gave it: chat messages (the template is applied), raw text, or an infill template
+ * (`dyllm.infill`; after the chat messages' generation prompt when `messages` is set).
+ */
+export type PromptSpec =
+  | { readonly kind: 'chat'; readonly messages: readonly PromptMessage[] }
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'infill'; readonly template: string; readonly messages: readonly PromptMessage[] | null };
+
+/** An infill template as the tokenizer worker encoded it (engine/infill.ts InfillCanvas, less the prompt ids). */
+export interface EncodedInfill {
+  /** The generated region: the fixed text's ids, the mask id at the holes. */
+  readonly region: number[];
+  /** Each hole's offset and length in the region. */
+  readonly holes: { readonly start: number; readonly length: number }[];
+  readonly masks: number;
+}
+
+/** What the engine worker needs of an infill: the region to pre-commit and the template to fill. */
+export interface InfillJob extends EncodedInfill {
+  readonly parts: readonly InfillPart[];
+}
 
 export interface CancelMsg {
   readonly type: 'cancel';
@@ -145,6 +168,8 @@ export interface DoneChoiceMsg {
   /** The answer: cut at the first end token and at the first stop string, special tokens dropped. */
   readonly text: string;
   readonly tokens: number[];
+  /** Infilling: each hole's text, in template order (null otherwise). */
+  readonly fills: string[] | null;
   readonly finishReason: 'stop' | 'length' | 'cancelled';
   /** Logprobs of every answer token (those whose text is in `text`); null when not asked for. */
   readonly logprobs: LogprobMsg[] | null;
@@ -207,7 +232,10 @@ export interface TokenizerReadyMsg {
 export interface EncodedMsg {
   readonly type: 'encoded';
   readonly id: number;
+  /** The prompt's ids (an infill's: the chat prompt if any, then its text before the first hole). */
   readonly tokens: number[];
+  /** An infill's region and holes (null for other prompts). */
+  readonly infill: EncodedInfill | null;
 }
 
 export interface EncodeErrorMsg {

@@ -7,10 +7,13 @@
 import { MAX_TOP_LOGPROBS } from '../engine/generate.js';
 import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
 import { GENERATION_OPTIONS, resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
+import { infillOptions, parseInfill, refuseInfillGenLength, type InfillPart } from '../engine/infill.js';
 import { didYouMean, type OptionSpec } from '../engine/schema.js';
 import type { Architecture, GenerationDefaults } from '../load/config.js';
+import { ConfigError } from '../load/errors.js';
 import { badRequest, RequestError } from './errors.js';
-import type { PromptMessage, PromptSpec } from './protocol.js';
+import type { EncodedInfill, PromptMessage, PromptSpec } from './protocol.js';
+import { PROMPT_BYTES_PER_TOKEN } from './tokenizer.js';
 
 export interface ModelInfo {
   readonly arch: Architecture;
@@ -19,6 +22,7 @@ export interface ModelInfo {
   readonly maxSequenceLength: number;
 }
 
+/** The request's generation: options resolved (an infill's once its template is encoded: resolveInfill). */
 export interface ParsedRequest {
   readonly prompt: PromptSpec;
   readonly options: GenerateOptions;
@@ -32,6 +36,14 @@ export interface ParsedRequest {
   readonly stop: readonly string[];
   /** Top alternatives per answer token; null = no logprobs. */
   readonly logprobs: number | null;
+  /** `dyllm.infill`: the template's pieces (the answer is the filled template); null for other requests. */
+  readonly infill: { readonly parts: readonly InfillPart[] } | null;
+}
+
+/** An infill request before its template is encoded: the options wait for the gen length the template sets. */
+export interface PendingInfill extends Omit<ParsedRequest, 'options' | 'accel' | 'infill'> {
+  readonly prompt: Extract<PromptSpec, { kind: 'infill' }>;
+  readonly infill: { readonly parts: readonly InfillPart[]; readonly gen: GenerateOptionsInput; readonly acc: AccelOptionsInput };
 }
 
 /** Most choices one request may ask for (and never more than --max-batch). */
@@ -143,16 +155,22 @@ function parsePrompt(body: Record<string, unknown>, chat: boolean): PromptSpec {
 
 /**
  * Validate an OpenAI chat/completions body into engine options. `maxTokens` caps max_tokens (→ genLength);
- * `maxBatch` (the server's --max-batch) caps n together with MAX_N.
+ * `maxBatch` (the server's --max-batch) caps n together with MAX_N. A `dyllm.infill` request comes back pending:
+ * its options are resolved by resolveInfill once the template is encoded.
  */
-export function parseGenerationRequest(body: Record<string, unknown>, chat: boolean, model: ModelInfo, maxTokens: number, maxPromptTokens = Number.MAX_SAFE_INTEGER, maxBatch = MAX_N): ParsedRequest {
+export function parseGenerationRequest(body: Record<string, unknown>, chat: boolean, model: ModelInfo, maxTokens: number, maxPromptTokens = Number.MAX_SAFE_INTEGER, maxBatch = MAX_N): ParsedRequest | PendingInfill {
   const known = new Set(['messages', 'prompt', ...TOP_LEVEL, 'n', 'stream', 'stream_options', 'stop', 'dyllm', 'echo', 'logprobs', 'top_logprobs', 'response_format']);
   for (const k of Object.keys(body)) {
     if (!known.has(k) && !IGNORED.has(k)) throw badRequest(`${k}: unknown field`, k, 'unknown_field');
   }
   if (!chat && body.messages !== undefined) throw badRequest('messages: use /v1/chat/completions for chat messages', 'messages');
   if (chat && body.prompt !== undefined) throw badRequest('prompt: use /v1/completions for a raw prompt', 'prompt');
-  const prompt = parsePrompt(body, chat);
+  const infillGiven = isObj(body.dyllm) && body.dyllm.infill !== undefined && body.dyllm.infill !== null;
+  // An infill's prompt is its template's text before the first hole: a completions request gives no other prompt.
+  if (infillGiven && !chat && !(body.prompt === undefined || body.prompt === null || body.prompt === '' || (Array.isArray(body.prompt) && body.prompt.length === 1 && body.prompt[0] === ''))) {
+    throw badRequest('prompt: expected no prompt (or "") with dyllm.infill: the template\'s text before its first hole is the prompt', 'prompt');
+  }
+  const prompt = infillGiven && !chat ? null : parsePrompt(body, chat);
   const maxN = Math.max(1, Math.min(MAX_N, maxBatch));
   const n = body.n === undefined || body.n === null ? 1 : intIn(body.n, 'n', 1, maxN, ` (choices are denoised together: at most ${maxN} on this server, --max-batch)`);
   const stop = parseStop(body.stop);
@@ -181,16 +199,30 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
   };
   for (const f of TOP_LEVEL) if (body[f] !== undefined && body[f] !== null) set(f, body[f]);
   let streamSteps = false;
+  let template: unknown;
   if (body.dyllm !== undefined && body.dyllm !== null) {
     if (!isObj(body.dyllm)) throw badRequest('dyllm: expected an object', 'dyllm');
     for (const [k, v] of Object.entries(body.dyllm)) {
       if (v === undefined || v === null) continue;
-      if (k === 'stream_steps') {
+      if (k === 'infill') template = v;
+      else if (k === 'stream_steps') {
         if (typeof v !== 'boolean') throw badRequest('dyllm.stream_steps: expected true or false', 'dyllm.stream_steps');
         streamSteps = v;
       } else if (DYLLM_FIELDS.includes(k)) set(`dyllm.${k}`, v);
-      else throw badRequest(`dyllm.${k}: unknown option${didYouMean(k, [...DYLLM_FIELDS, 'stream_steps'])} (see docs/server.md)`, `dyllm.${k}`, 'unknown_field');
+      else throw badRequest(`dyllm.${k}: unknown option${didYouMean(k, [...DYLLM_FIELDS, 'stream_steps', 'infill'])} (see docs/server.md)`, `dyllm.${k}`, 'unknown_field');
     }
+  }
+  if (streamSteps && !stream) throw badRequest('dyllm.stream_steps: needs "stream": true', 'dyllm.stream_steps');
+  if (template !== undefined) {
+    const messages = prompt?.kind === 'chat' ? prompt.messages : null;
+    const parts = parseInfillField(template, maxTokens, maxPromptTokens);
+    refuseInfillGenLength(gen as GenerateOptionsInput); // an OptionError on max_tokens (errors.ts)
+    if (stop.length > 0) throw badRequest('stop: not supported with dyllm.infill (the answer is the whole filled template); drop stop', 'stop');
+    if (logprobs !== null) throw badRequest('logprobs: not supported with dyllm.infill; drop logprobs', 'logprobs');
+    return {
+      prompt: { kind: 'infill', template: template as string, messages }, stream, includeUsage, streamSteps, n, stop, logprobs,
+      infill: { parts, gen: gen as GenerateOptionsInput, acc: acc as AccelOptionsInput },
+    };
   }
   if (typeof gen.genLength === 'number' && gen.genLength > maxTokens) {
     throw new RequestError(400, `max_tokens: ${String(gen.genLength)} exceeds this server's limit of ${maxTokens} (--max-tokens)`, 'invalid_request_error', 'max_tokens', 'max_tokens_exceeded');
@@ -201,6 +233,52 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
   if (options.genLength > maxTokens) {
     throw new RequestError(400, `max_tokens: ${options.genLength} exceeds this server's limit of ${maxTokens} (--max-tokens)`, 'invalid_request_error', 'max_tokens', 'max_tokens_exceeded');
   }
-  if (streamSteps && !stream) throw badRequest('dyllm.stream_steps: needs "stream": true', 'dyllm.stream_steps');
-  return { prompt, options, accel, stream, includeUsage, streamSteps, n, stop, logprobs };
+  return { prompt: prompt!, options, accel, stream, includeUsage, streamSteps, n, stop, logprobs, infill: null };
+}
+
+/** Whether a parsed request is an infill waiting for its template's encoding (resolveInfill). */
+export function isPendingInfill(r: ParsedRequest | PendingInfill): r is PendingInfill {
+  return !('options' in r);
+}
+
+/**
+ * `dyllm.infill`, bounded before it is scanned: a string of at most (max prompt tokens + max tokens) × 16 bytes
+ * (request text that long cannot fit the server's limits, as for prompts: tokenizer.ts), holes as
+ * engine/infill.ts parses them, and at most --max-tokens masks in all.
+ */
+function parseInfillField(v: unknown, maxTokens: number, maxPromptTokens: number): InfillPart[] {
+  const field = 'dyllm.infill';
+  if (typeof v === 'string') {
+    const limit = (maxPromptTokens + maxTokens) * PROMPT_BYTES_PER_TOKEN;
+    const bytes = Buffer.byteLength(v, 'utf8');
+    if (bytes > limit) {
+      throw new RequestError(400, `${field}: ${bytes} bytes of template cannot fit this server's limits of ${maxPromptTokens} prompt tokens and ${maxTokens} generated positions (at most ${limit} bytes are accepted); shorten the template`, 'invalid_request_error', field, 'prompt_too_long');
+    }
+  }
+  let parts: InfillPart[];
+  try {
+    parts = parseInfill(v, field);
+  } catch (e) {
+    if (e instanceof ConfigError) throw badRequest(e.message, field);
+    throw e;
+  }
+  let masks = 0;
+  for (const p of parts) if ('hole' in p) masks += p.hole;
+  if (masks > maxTokens) {
+    throw new RequestError(400, `${field}: ${masks} masks exceed this server's limit of ${maxTokens} generated positions (--max-tokens); shorten the holes`, 'invalid_request_error', field, 'max_tokens_exceeded');
+  }
+  return parts;
+}
+
+/**
+ * An infill's options once its template is encoded: the gen length is the region's (at most --max-tokens), steps
+ * default to its masks (engine/infill.ts infillOptions); every option checked as for any request.
+ */
+export function resolveInfill(r: PendingInfill, enc: EncodedInfill, model: ModelInfo, maxTokens: number, maxPromptTokens = Number.MAX_SAFE_INTEGER): ParsedRequest {
+  if (enc.region.length > maxTokens) {
+    throw new RequestError(400, `dyllm.infill: the template from its first hole on is ${enc.region.length} tokens, over this server's limit of ${maxTokens} generated positions (--max-tokens); shorten the text after the first hole or raise --max-tokens`, 'invalid_request_error', 'dyllm.infill', 'max_tokens_exceeded');
+  }
+  const options = resolveOptions(model, infillOptions(r.infill.gen, enc), model.generation, { maxCanvas: Math.max(maxTokens, 1) + maxPromptTokens });
+  const accel = resolveAccel(model, r.infill.acc, options);
+  return { ...r, options, accel, infill: { parts: r.infill.parts } };
 }

@@ -15,6 +15,7 @@
  */
 import { DenoiseRun, forwardMerged, forwardMergedPlanned, type CommittedLogprob, type StepEvent } from '../engine/generate.js';
 import type { PlannedPart } from '../engine/accel/types.js';
+import { fillTemplate, filledPrefix } from '../engine/infill.js';
 import type { Pipeline } from '../engine/pipeline.js';
 import { familyOf } from '../families/registry.js';
 import { ConfigError, LoadError } from '../load/errors.js';
@@ -83,7 +84,9 @@ export class Scheduler {
         throw new ConfigError(`prompt: ${prompt.length} tokens exceed this server's limit of ${this.opts.maxPromptTokens}`);
       }
       const prompts = Array.from({ length: m.n }, () => Array.from(prompt));
-      const run = new DenoiseRun(this.p.model, this.p.ids, { prompts, options: m.options, accel: m.accel, logprobs: m.logprobs ?? undefined });
+      // An infill pre-commits its region's fixed text (engine/infill.ts); every choice starts from the same region.
+      const fixed = m.infill ? prompts.map(() => m.infill!.region) : undefined;
+      const run = new DenoiseRun(this.p.model, this.p.ids, { prompts, options: m.options, accel: m.accel, logprobs: m.logprobs ?? undefined, fixed });
       const G = m.options.genLength;
       const choices = prompts.map(() => ({ stopped: false, done: false, lpSent: 0, lp: m.logprobs !== null ? new Array<CommittedLogprob | null>(G).fill(null) : null }));
       job = { id: m.id, run, msg: m, choices, promptTokens: prompt.length, submittedAt: performance.now(), admittedAt: 0, cancelled: false, steps: 0 };
@@ -350,7 +353,8 @@ export class Scheduler {
     let n = 0;
     while (n < canvas.length && canvas[n] !== this.p.ids.mask) n++;
     const ans = this.answerTokens(canvas, n);
-    const text = this.p.tokenizer.decode(ans.ids, { skipSpecialTokens: true });
+    // An infill's answer is its template filled so far (stop strings and logprobs are refused with it: request.ts).
+    const text = m.infill ? filledPrefix(m.infill, canvas, this.p.ids.mask, this.decodeText) : this.p.tokenizer.decode(ans.ids, { skipSpecialTokens: true });
     const stop = firstStop(text, m.stop);
     if (stop >= 0) c.stopped = true;
     // Hold back what a later step could still change: an incomplete UTF-8 sequence, the start of a stop string.
@@ -387,6 +391,11 @@ export class Scheduler {
     const now = performance.now();
     const choices: DoneChoiceMsg[] = r.tokens.map((tokens, b) => {
       const c = job.choices[b];
+      if (m.infill) {
+        // The filled template; finished ('stop') unless cancelled: its end is the template's.
+        const filled = fillTemplate(m.infill, tokens, this.decodeText);
+        return { index: b, text: filled.text, fills: filled.fills, tokens: Array.from(tokens), finishReason: job.cancelled ? 'cancelled' : 'stop', logprobs: null };
+      }
       const ans = this.answerTokens(tokens, tokens.length);
       let text = this.p.tokenizer.decode(ans.ids, { skipSpecialTokens: true });
       const stop = firstStop(text, m.stop);
@@ -401,6 +410,7 @@ export class Scheduler {
       return {
         index: b,
         text,
+        fills: null,
         tokens: Array.from(tokens),
         finishReason: job.cancelled ? 'cancelled' : stop >= 0 || end ? 'stop' : 'length',
         logprobs: lp ? ans.pos.slice(0, k).filter((p) => lp[p]).map((p) => this.logprobMsg(lp[p]!)) : null,
@@ -419,6 +429,9 @@ export class Scheduler {
       salientFraction: r.stats.salientFraction,
     });
   }
+
+  /** Ids as answer text (special tokens dropped). */
+  private readonly decodeText = (ids: number[]): string => this.p.tokenizer.decode(ids, { skipSpecialTokens: true });
 
   /** End of the answer: end of text or end of turn. */
   private isEnd(t: number): boolean {

@@ -5,12 +5,14 @@
  * loop, which receives token ids only.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { encodeInfill, parseInfill } from '../engine/infill.js';
 import { encodePrompt } from '../engine/pipeline.js';
 import { loadChatTemplate } from '../load/chat-template.js';
+import { loadConfig } from '../load/config.js';
 import { ConfigError, LoadError } from '../load/errors.js';
 import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer } from '../load/tokenizer.js';
-import type { EncodeMsg, FromTokenizer, TokenizerConfig } from './protocol.js';
+import type { EncodedMsg, EncodeMsg, FromTokenizer, PromptSpec, TokenizerConfig } from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/server/tokenizer-worker.ts must run as a worker thread');
@@ -20,11 +22,25 @@ const send = (m: FromTokenizer): void => port.postMessage(m);
 try {
   const dir = resolveModelDir(cfg.modelDir);
   const side = { dir, tokenizer: await loadTokenizer(dir), chatTemplate: await loadChatTemplate(dir) };
+  // An infill needs the mask id (refused inside fixed text) and the sequence limit; config.json holds both.
+  const { config } = loadConfig(dir);
+  const encode = (prompt: PromptSpec): Omit<EncodedMsg, 'type' | 'id'> => {
+    if (prompt.kind === 'text') return { tokens: encodePrompt(side, prompt.text, false), infill: null };
+    const chat = prompt.messages && encodePrompt(side, prompt.messages.map((x) => ({ role: x.role, content: x.content })), true);
+    if (prompt.kind === 'chat') return { tokens: chat!, infill: null };
+    // An infill: the template's text before its first hole follows the chat prompt (if any), encoded raw.
+    const before = chat?.length ?? 0;
+    const c = encodeInfill({ tokenizer: side.tokenizer, ids: { mask: config.maskTokenId }, config }, parseInfill(prompt.template, 'dyllm.infill'), 'dyllm.infill');
+    const total = before + c.prompt.length + c.region.length;
+    if (total > config.maxSequenceLength) {
+      throw new ConfigError(`dyllm.infill: the chat prompt (${before} tokens) and the template (${total - before} tokens) are ${total} tokens, more than the model's maximum sequence length ${config.maxSequenceLength}`);
+    }
+    return { tokens: [...(chat ?? []), ...c.prompt], infill: { region: c.region, holes: c.holes.map((h) => ({ ...h })), masks: c.masks } };
+  };
   port.on('message', (m: EncodeMsg) => {
     if (cfg.testFaults && m.testFault === 'tokenizer-exit') process.exit(71); // test hook (faults.ts)
     try {
-      const tokens = m.prompt.kind === 'chat' ? encodePrompt(side, m.prompt.messages.map((x) => ({ role: x.role, content: x.content })), true) : encodePrompt(side, m.prompt.text, false);
-      send({ type: 'encoded', id: m.id, tokens });
+      send({ type: 'encoded', id: m.id, ...encode(m.prompt) });
     } catch (e) {
       const invalid = e instanceof ConfigError || e instanceof LoadError;
       send({ type: 'encode-error', id: m.id, kind: invalid ? 'invalid' : 'internal', message: ((e as Error).message ?? String(e)).split('\n')[0] });

@@ -5,7 +5,7 @@
  * fail with 503 and it is restarted (supervisor.ts).
  */
 import { RequestError } from './errors.js';
-import type { EncodeMsg, FromTokenizer, PromptSpec, TestFault, TokenizerConfig, TokenizerReadyMsg } from './protocol.js';
+import type { EncodedInfill, EncodeMsg, FromTokenizer, PromptSpec, TestFault, TokenizerConfig, TokenizerReadyMsg } from './protocol.js';
 import { SupervisedWorker, type RestartLimits, type WorkerState } from './supervisor.js';
 
 /**
@@ -21,16 +21,25 @@ export function maxPromptBytes(maxPromptTokens: number): number {
   return maxPromptTokens * PROMPT_BYTES_PER_TOKEN;
 }
 
-/** The UTF-8 size of a prompt's text (chat: every message's role and content, plus a per-message overhead). */
+/**
+ * The UTF-8 size of a prompt's text (chat: every message's role and content, plus a per-message overhead). An
+ * infill's template is bounded on its own (request.ts); here only its chat messages count.
+ */
 export function promptBytes(p: PromptSpec): number {
   if (p.kind === 'text') return Buffer.byteLength(p.text, 'utf8');
   let n = 0;
-  for (const m of p.messages) n += Buffer.byteLength(m.role, 'utf8') + Buffer.byteLength(m.content, 'utf8') + MESSAGE_OVERHEAD_BYTES;
+  for (const m of p.messages ?? []) n += Buffer.byteLength(m.role, 'utf8') + Buffer.byteLength(m.content, 'utf8') + MESSAGE_OVERHEAD_BYTES;
   return n;
 }
 
+/** A prompt's ids and, for an infill, its region and holes. */
+export interface Encoded {
+  readonly tokens: number[];
+  readonly infill: EncodedInfill | null;
+}
+
 interface Pending {
-  resolve(tokens: number[]): void;
+  resolve(e: Encoded): void;
   reject(e: RequestError): void;
 }
 
@@ -49,7 +58,7 @@ export class TokenizerClient {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
-        if (m.type === 'encoded') p.resolve(m.tokens);
+        if (m.type === 'encoded') p.resolve({ tokens: m.tokens, infill: m.infill });
         else if (m.kind === 'invalid') p.reject(new RequestError(400, m.message, 'invalid_request_error', null, 'invalid_prompt'));
         else p.reject(new RequestError(500, `the prompt could not be encoded: ${m.message}`, 'server_error', null, 'tokenizer_error'));
       },
@@ -72,8 +81,8 @@ export class TokenizerClient {
   }
 
   /** Token ids of a prompt; rejects with a RequestError (400 for a prompt the template refuses, 503 while restarting). */
-  encode(prompt: PromptSpec, testFault: TestFault | null): Promise<number[]> {
-    return new Promise<number[]>((resolve, reject) => {
+  encode(prompt: PromptSpec, testFault: TestFault | null): Promise<Encoded> {
+    return new Promise<Encoded>((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject });
       if (!this.w.post({ type: 'encode', id, prompt, testFault })) {

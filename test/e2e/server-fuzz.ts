@@ -86,7 +86,19 @@ const STRINGS: Val[] = ['', 'x', 'NaN', 'Infinity', '-Infinity', '1e9', '16', 't
 const SHAPES: Val[] = [null, true, false, [], {}, [1], [[1]], { a: 1 }, { type: 'text' }, ['a', 'b']];
 
 const TOP_FIELDS = ['model', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stream', 'stream_options', 'stop', 'echo', 'logprobs', 'top_logprobs', 'response_format', 'user', 'logit_bias', 'presence_penalty', 'dyllm', 'messages', 'prompt'];
-const DYLLM_FIELDS = ['steps', 'block_length', 'gen_length', 'remasking', 'alg', 'alg_temp', 'eps', 'parallel_threshold', 'stop_at_eos', 'cfg_scale', 'logits_eos_inf', 'confidence_eos_eot_inf', 'batch_layout', 'accel', 'threshold', 'full_steps', 'prompt_period', 'attn_update', 'o_proj', 'cache_block', 'refresh_prompt', 'refresh_gen', 'transfer_ratio', 'stream_steps'];
+const DYLLM_FIELDS = ['steps', 'block_length', 'gen_length', 'remasking', 'alg', 'alg_temp', 'eps', 'parallel_threshold', 'stop_at_eos', 'cfg_scale', 'logits_eos_inf', 'confidence_eos_eot_inf', 'batch_layout', 'accel', 'threshold', 'full_steps', 'prompt_period', 'attn_update', 'o_proj', 'cache_block', 'refresh_prompt', 'refresh_gen', 'transfer_ratio', 'stream_steps', 'infill'];
+
+/** A `dyllm.infill` template: well-formed holes around fuzz text, malformed holes, too many masks, or a mask token. */
+function infillTemplate(p: Pick): string {
+  const hole = (): string => p.one(['<mask:1>', '<mask:2>', '<mask:4>', '<mask:8>', '<mask:0>', '<mask:>', '<mask:-1>', '<mask:1025>', '<mask:99999999>', '<mask:x>', '<mask:2', '<mask:64>', '<mask:65>']);
+  switch (p.int(5)) {
+    case 0: return `12+7=${hole()}. #### ${hole()}`;
+    case 1: return Array.from({ length: 1 + p.int(4) }, () => `${text(p).slice(0, 200)}${hole()}`).join(p.one(['', ' ', '\n']));
+    case 2: return `${p.one(SPECIAL_TEXT)}${hole()}${p.one(SPECIAL_TEXT)}`;
+    case 3: return '<mask:8>'.repeat(1 + p.int(200));
+    default: return text(p);
+  }
+}
 
 function deep(p: Pick): Raw {
   const n = 10_000 + p.int(10_001);
@@ -127,6 +139,11 @@ function body(p: Pick, chat: boolean): Record<string, Val> {
     if (p.chance(0.4)) d.steps = p.one([8, 16, 32, 48]);
     if (p.chance(0.3)) d.block_length = p.one([8, 16, 32]);
     if (b.stream === true && p.chance(0.5)) d.stream_steps = true;
+    if (p.chance(0.25)) {
+      d.infill = infillTemplate(p);
+      if (!chat && p.chance(0.7)) b.prompt = '';
+      if (p.chance(0.7)) delete b.max_tokens;
+    }
     b.dyllm = d;
   }
   const mutations = p.int(5);
@@ -217,6 +234,8 @@ interface GenExpect {
   readonly n: number;
   readonly stops: readonly string[];
   readonly logprobs: boolean;
+  /** An infill (`dyllm.infill`): the answer is the template filled, its fixed text (special tokens too) as written. */
+  readonly infill: boolean;
 }
 
 function genExpect(b: Record<string, Val>, chat: boolean): GenExpect {
@@ -236,6 +255,7 @@ function genExpect(b: Record<string, Val>, chat: boolean): GenExpect {
     n: typeof n === 'number' ? n : 1,
     stops: typeof stop === 'string' ? [stop] : Array.isArray(stop) ? stop.filter((x): x is string => typeof x === 'string') : [],
     logprobs: chat ? parsed(b.logprobs) === true : typeof parsed(b.logprobs) === 'number',
+    infill: typeof b.dyllm === 'object' && b.dyllm !== null && !Array.isArray(b.dyllm) && !(b.dyllm instanceof Raw) && typeof (b.dyllm as Record<string, Val>).infill === 'string',
   };
 }
 
@@ -246,7 +266,7 @@ function checkChoices(e: GenExpect, texts: Map<number, string>, logprobs: Map<nu
   for (const [i, t] of texts) {
     const hit = e.stops.find((s) => t.includes(s));
     if (hit !== undefined) return `choice ${i} contains the stop string ${JSON.stringify(hit)}: ${JSON.stringify(t).slice(0, 200)}`;
-    if (/<\|(eot_id|endoftext|mdm_mask)\|>/.test(t)) return `choice ${i} contains special token text: ${JSON.stringify(t).slice(0, 200)}`;
+    if (!e.infill && /<\|(eot_id|endoftext|mdm_mask)\|>/.test(t)) return `choice ${i} contains special token text: ${JSON.stringify(t).slice(0, 200)}`;
     if (!e.logprobs && logprobs.get(i)) return `choice ${i} has logprobs nobody asked for`;
     if (e.logprobs && !logprobs.get(i) && t !== '') return `choice ${i} has no logprobs`;
   }
