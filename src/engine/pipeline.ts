@@ -7,7 +7,9 @@ import type { KernelBackend } from '../kernels/backend.js';
 import type { BackendName } from '../kernels/select.js';
 import { loadChatTemplate, renderChatTemplate, specialTokenFile, type ChatMessage, type ChatTemplateInfo, type TemplateLimits } from '../load/chat-template.js';
 import type { GenerationDefaults, ModelConfig } from '../load/config.js';
+import { filesFromBytes } from '../load/bytes.js';
 import { LoadError } from '../load/errors.js';
+import type { CheckpointFiles } from '../load/safetensors.js';
 import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer, tokenizerFile, type Tokenizer } from '../load/tokenizer.js';
 import { familyOf } from '../families/registry.js';
@@ -52,11 +54,20 @@ export async function loadPipeline(model: string, opts: PipelineOptions = {}): P
   return loadPipelineDir(dir, opts);
 }
 
-async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipeline> {
-  const { model, config, generation } = loadModel(dir, opts);
-  const tokenizer = await loadTokenizer(dir);
-  const chatTemplate = await loadChatTemplate(dir, { limits: opts.templateLimits });
-  checkTokenizerFitsModel(dir, config, generation, tokenizer, chatTemplate);
+/**
+ * Load a model from its files' bytes (fetched, or out of a browser's Cache Storage) instead of a folder: `files`
+ * maps file names (config.json, tokenizer.json, model.safetensors, …) to bytes; `name` stands for the folder in
+ * messages. The same parsers and checks as loadPipeline (load/bytes.ts); no node:fs on this path.
+ */
+export async function loadPipelineFromBytes(name: string, files: ReadonlyMap<string, Uint8Array>, opts: PipelineOptions = {}): Promise<Pipeline> {
+  return loadPipelineDir(name, opts, filesFromBytes(name, files));
+}
+
+async function loadPipelineDir(dir: string, opts: PipelineOptions, files?: CheckpointFiles): Promise<Pipeline> {
+  const { model, config, generation } = loadModel(dir, { ...opts, files });
+  const tokenizer = await loadTokenizer(dir, files);
+  const chatTemplate = await loadChatTemplate(dir, { limits: opts.templateLimits, files });
+  checkTokenizerFitsModel(dir, config, generation, tokenizer, chatTemplate, files);
   const eotId = tokenizer.tokenToId(familyOf(config.arch).turnEndToken);
   return {
     dir,
@@ -74,13 +85,13 @@ async function loadPipelineDir(dir: string, opts: PipelineOptions): Promise<Pipe
  * special token the tokenizer spells as plain text): every id the tokenizer can produce is a row of the embedding,
  * every special id the engine uses names a token, and the bos/eos strings the chat template inserts are tokens.
  */
-function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: GenerationDefaults, tokenizer: Tokenizer, chatTemplate: ChatTemplateInfo | null): void {
+function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: GenerationDefaults, tokenizer: Tokenizer, chatTemplate: ChatTemplateInfo | null, files?: CheckpointFiles): void {
   const cfgFile = join(dir, 'config.json');
   const family = familyOf(config.arch);
   const rowsKey = family.embeddingRowsKey;
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new LoadError(
-      tokenizerFile(dir),
+      tokenizerFile(dir, files),
       `a tokenizer with at most ${config.vocabSize} ids (the model's embedding rows, ${rowsKey} in ${cfgFile})`,
       `${tokenizer.vocabSize} ids (largest id ${tokenizer.vocabSize - 1})`,
       'the tokenizer belongs to a different model',
@@ -97,13 +108,13 @@ function checkTokenizerFitsModel(dir: string, config: ModelConfig, generation: G
   for (const [key, id] of ids) {
     if (id === null || tokenizer.idToToken(id) !== undefined) continue;
     const file = fromGen(key) ? join(dir, 'generation_config.json') : cfgFile;
-    throw new LoadError(file, `the id of a token of the tokenizer (${tokenizerFile(dir)})`, `${id}, which names no token`, 'tokenizer and config disagree', { key });
+    throw new LoadError(file, `the id of a token of the tokenizer (${tokenizerFile(dir, files)})`, `${id}, which names no token`, 'tokenizer and config disagree', { key });
   }
   if (chatTemplate) {
     for (const [key, tok] of [['bos_token', chatTemplate.bos_token], ['eos_token', chatTemplate.eos_token]] as const) {
       if (tok === undefined || tokenizer.tokenToId(tok) !== undefined) continue;
       throw new LoadError(
-        specialTokenFile(dir, key),
+        specialTokenFile(dir, key, files),
         `a token of the tokenizer (the chat template inserts it as ${key})`,
         `${JSON.stringify(tok)}, which the tokenizer does not know`,
         'it would be encoded as plain text',

@@ -9,7 +9,7 @@
  */
 import { join } from 'node:path';
 import { ConfigError, LoadError } from './errors.js';
-import { FILE_LIMITS, formatBytes, pathExists, readOptionalJsonObject, readTextFile } from './files.js';
+import { FILE_LIMITS, formatBytes, pathExists, readOptionalJsonObject, readTextFile, type ModelFiles } from './files.js';
 import { DEFAULT_TEMPLATE_LIMITS, MAX_TEMPLATE_TIMEOUT_MS, renderInSandbox, type TemplateLimits } from './template-sandbox.js';
 import { tokenContent } from './tokenizer.js';
 
@@ -173,20 +173,21 @@ function pickTemplate(file: string, v: unknown): string | undefined {
  * `chat_template.jinja` or `chat_template.json` (newer transformers layouts). Null when the folder has none. The
  * template is checked (checkChatTemplate) with `limits` (default templateLimits()).
  */
-export async function loadChatTemplate(dir: string, opts: { limits?: Partial<TemplateLimits> } = {}): Promise<ChatTemplateInfo | null> {
+export async function loadChatTemplate(dir: string, opts: { limits?: Partial<TemplateLimits>; files?: ModelFiles } = {}): Promise<ChatTemplateInfo | null> {
+  const files = opts.files;
   const configFile = join(dir, 'tokenizer_config.json');
-  const config = readOptionalJsonObject(configFile, 'tokenizer-config');
-  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config');
+  const config = readOptionalJsonObject(configFile, 'tokenizer-config', files);
+  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config', files);
   let template = pickTemplate(configFile, config?.chat_template);
   let source = `${configFile} (chat_template)`;
   if (template === undefined) {
     const jinjaFile = join(dir, 'chat_template.jinja');
-    if (pathExists(jinjaFile)) {
-      template = readTextFile(jinjaFile, 'template');
+    if (pathExists(jinjaFile, files)) {
+      template = readTextFile(jinjaFile, 'template', files);
       source = jinjaFile;
     } else {
       const jsonFile = join(dir, 'chat_template.json');
-      const j = readOptionalJsonObject(jsonFile, 'json-config');
+      const j = readOptionalJsonObject(jsonFile, 'json-config', files);
       template = pickTemplate(jsonFile, j?.chat_template);
       source = `${jsonFile} (chat_template)`;
     }
@@ -203,9 +204,9 @@ export async function loadChatTemplate(dir: string, opts: { limits?: Partial<Tem
 }
 
 /** The file that defines a special token string (`bos_token`, …): tokenizer_config.json, else special_tokens_map.json. */
-export function specialTokenFile(dir: string, key: string): string {
+export function specialTokenFile(dir: string, key: string, files?: ModelFiles): string {
   const configFile = join(dir, 'tokenizer_config.json');
-  const config = readOptionalJsonObject(configFile, 'tokenizer-config');
+  const config = readOptionalJsonObject(configFile, 'tokenizer-config', files);
   return tokenContent(config?.[key]) !== undefined ? configFile : join(dir, 'special_tokens_map.json');
 }
 

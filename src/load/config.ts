@@ -8,7 +8,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoadError } from './errors.js';
-import { readJsonObject, readOptionalJsonObject } from './files.js';
+import { readJsonObject, readOptionalJsonObject, type ModelFiles } from './files.js';
 
 export type Architecture = 'llada' | 'dream';
 
@@ -242,19 +242,27 @@ function parseDream(r: Reader, gen: IdSource): ModelConfig {
   });
 }
 
-/** Parse `dir/config.json` (+ optional generation_config.json) into a frozen ModelConfig. */
-export function loadConfig(dir: string): { config: ModelConfig; generation: GenerationDefaults } {
+/**
+ * Parse `dir/config.json` (+ optional generation_config.json) into a frozen ModelConfig. `files`: another source of
+ * the folder's files (load/bytes.ts); default the folder on disk.
+ */
+export function loadConfig(dir: string, files?: ModelFiles): { config: ModelConfig; generation: GenerationDefaults } {
   const file = join(dir, 'config.json');
   let isDir = false;
-  try {
-    isDir = statSync(dir).isDirectory();
-  } catch {
-    throw new LoadError(dir, 'a model folder', 'no such folder');
+  if (files) {
+    if (!files.isFolder(dir)) throw new LoadError(dir, 'a model folder', 'no such folder');
+    isDir = true;
+  } else {
+    try {
+      isDir = statSync(dir).isDirectory();
+    } catch {
+      throw new LoadError(dir, 'a model folder', 'no such folder');
+    }
   }
   if (!isDir) throw new LoadError(dir, 'a model folder', 'a file that is not a folder', 'point at the folder that holds config.json');
-  const raw = readJsonObject(file, 'json-config');
+  const raw = readJsonObject(file, 'json-config', files);
   const genPath = join(dir, 'generation_config.json');
-  const gen = readOptionalJsonObject(genPath, 'json-config') ?? {};
+  const gen = readOptionalJsonObject(genPath, 'json-config', files) ?? {};
   const r = new Reader(file, raw);
   const genSrc: IdSource = { file: genPath, raw: gen };
   const type = typeof raw.model_type === 'string' ? raw.model_type.toLowerCase() : raw.model_type;

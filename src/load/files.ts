@@ -26,6 +26,20 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { LoadError } from './errors.js';
 
+/**
+ * Where a model's files come from, for loaders that can read other than a folder on disk (load/bytes.ts: files
+ * fetched into memory, e.g. in a browser). Paths are the same `join(dir, name)` paths the folder loader uses, so
+ * every message names the file the same way. A source applies the same per-kind limits (FILE_LIMITS).
+ */
+export interface ModelFiles {
+  /** Whether anything is at `path`. */
+  exists(path: string): boolean;
+  /** Whether `path` is the model's folder (loadConfig's "is this a folder" check). */
+  isFolder(path: string): boolean;
+  /** The text of a file of `kind`, refused (LoadError) when missing or larger than FILE_LIMITS[kind]. */
+  readText(path: string, kind: FileKind): string;
+}
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -82,7 +96,8 @@ function errnoText(e: unknown): string {
  * optional file there": when it is, it is read through the checks below, so a FIFO named like an optional file
  * is refused rather than skipped or blocked on.
  */
-export function pathExists(path: string): boolean {
+export function pathExists(path: string, files?: ModelFiles): boolean {
+  if (files) return files.exists(path);
   try {
     lstatSync(path);
     return true;
@@ -136,6 +151,11 @@ export function openRegularFile(path: string, what: string): { fd: number; size:
   }
 }
 
+/** The refusal of a file over its kind's limit (shared with the in-memory source, load/bytes.ts). */
+export function tooLarge(path: string, limit: number, what: string, found: string): LoadError {
+  return new LoadError(path, `${what} of at most ${formatBytes(limit)} (${limit} bytes)`, found, 'far larger than any real file of its kind; check the file');
+}
+
 /**
  * The bytes of a regular file of at most `limit` bytes. `what` names the file's role in messages ("a JSON
  * config file"). Refuses a non-regular file, a larger file, and a file that grows past the limit while it is read.
@@ -143,8 +163,7 @@ export function openRegularFile(path: string, what: string): { fd: number; size:
 export function readLimitedBytes(path: string, limit: number, what: string): Buffer {
   const { fd, size } = openRegularFile(path, what);
   try {
-    const tooBig = (found: string): LoadError =>
-      new LoadError(path, `${what} of at most ${formatBytes(limit)} (${limit} bytes)`, found, 'far larger than any real file of its kind; check the file');
+    const tooBig = (found: string): LoadError => tooLarge(path, limit, what, found);
     if (size > limit) throw tooBig(`${size} bytes`);
     // Room for one byte more than the file's size: reading it means the file grew; it is then read on, in
     // doubling steps, but never past limit + 1 bytes (one byte over the limit is enough to refuse it).
@@ -172,7 +191,7 @@ export function readLimitedBytes(path: string, limit: number, what: string): Buf
 }
 
 /** What each kind of file is called in messages. */
-const KIND_NAMES: Readonly<Record<FileKind, string>> = {
+export const KIND_NAMES: Readonly<Record<FileKind, string>> = {
   'json-config': 'a JSON config file',
   'tokenizer-config': 'a tokenizer_config.json',
   tokenizer: 'a tokenizer file',
@@ -182,25 +201,26 @@ const KIND_NAMES: Readonly<Record<FileKind, string>> = {
 };
 
 /** A model-folder file as UTF-8 text (invalid bytes become U+FFFD, as readFileSync(…, 'utf8') does). */
-export function readTextFile(path: string, kind: FileKind): string {
+export function readTextFile(path: string, kind: FileKind, files?: ModelFiles): string {
+  if (files) return files.readText(path, kind);
   return readLimitedBytes(path, FILE_LIMITS[kind], KIND_NAMES[kind]).toString('utf8');
 }
 
 /** Like readTextFile, but null when nothing is at `path` (a dangling symlink or a FIFO is still an error). */
-export function readOptionalTextFile(path: string, kind: FileKind): string | null {
-  if (!pathExists(path)) return null;
-  return readTextFile(path, kind);
+export function readOptionalTextFile(path: string, kind: FileKind, files?: ModelFiles): string | null {
+  if (!pathExists(path, files)) return null;
+  return readTextFile(path, kind, files);
 }
 
 /** A JSON object file (LoadError for anything else: unparseable text, an array, a number, null). */
-export function readJsonObject(path: string, kind: FileKind): Record<string, unknown> {
-  return parseJsonObject(path, readTextFile(path, kind));
+export function readJsonObject(path: string, kind: FileKind, files?: ModelFiles): Record<string, unknown> {
+  return parseJsonObject(path, readTextFile(path, kind, files));
 }
 
 /** A JSON object file, or null when nothing is at `path`. */
-export function readOptionalJsonObject(path: string, kind: FileKind): Record<string, unknown> | null {
-  if (!pathExists(path)) return null;
-  return readJsonObject(path, kind);
+export function readOptionalJsonObject(path: string, kind: FileKind, files?: ModelFiles): Record<string, unknown> | null {
+  if (!pathExists(path, files)) return null;
+  return readJsonObject(path, kind, files);
 }
 
 export function parseJsonObject(path: string, text: string): Record<string, unknown> {

@@ -16,7 +16,7 @@ import { basename, join } from 'node:path';
 import { loadNativeAddon, type NativeAddon } from '../kernels/native.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { LoadError } from './errors.js';
-import { openRegularFile, parseJsonObject, pathExists, readTextFile } from './files.js';
+import { openRegularFile, parseJsonObject, pathExists, readTextFile, type ModelFiles } from './files.js';
 
 export interface TensorInfo {
   readonly name: string;
@@ -66,38 +66,12 @@ export class SafetensorsFile {
       const lenBuf = Buffer.alloc(8);
       readFully(fd, lenBuf, 0, path, 'the header length');
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
-      // Bounded before anything is allocated: by the file's size, and by the format's own limit.
-      if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
-        throw new LoadError(
-          path,
-          `a header length ≤ ${Math.min(MAX_HEADER_BYTES, size - 8)} B (the file size, and the format's 100 MiB limit)`,
-          `${headerLen} B`,
-          'the header length is corrupt or the file is truncated',
-        );
-      }
+      checkHeaderLength(path, headerLen, size);
       const hbuf = Buffer.alloc(headerLen);
       readFully(fd, hbuf, 8, path, 'the header');
-      let header: Record<string, unknown>;
-      try {
-        header = JSON.parse(hbuf.toString('utf8')) as Record<string, unknown>;
-      } catch (e) {
-        throw new LoadError(path, 'a JSON header', `unparseable JSON (${(e as Error).message})`);
-      }
-      if (header === null || typeof header !== 'object' || Array.isArray(header)) {
-        throw new LoadError(path, 'a JSON object header', typeof header);
-      }
-      const dataStart = 8 + headerLen;
-      const dataSize = size - dataStart;
-      const meta = header.__metadata__;
-      if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta) || !Object.values(meta).every((v) => typeof v === 'string'))) {
-        throw new LoadError(path, 'a "__metadata__" object of strings (the safetensors format)', fmtJson(meta));
-      }
-      this.metadata = (meta ?? {}) as Record<string, string>;
-      for (const [name, raw] of Object.entries(header)) {
-        if (name === '__metadata__') continue;
-        this.tensors.set(name, parseEntry(path, name, raw, dataStart, dataSize));
-      }
-      checkOverlaps(path, [...this.tensors.values()]);
+      const parsed = parseHeader(path, hbuf, size);
+      this.metadata = parsed.metadata;
+      for (const [name, info] of parsed.tensors) this.tensors.set(name, info);
       if (this.addon && this.tensors.size > 0) {
         try {
           this.mapping = this.addon.mapFile(fd, size);
@@ -165,6 +139,47 @@ export class SafetensorsFile {
   }
 }
 
+/** The header length (the file's first 8 bytes, LE), bounded before anything is allocated: by the file, and by the format's own limit. */
+export function checkHeaderLength(path: string, headerLen: number, size: number): void {
+  if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
+    throw new LoadError(
+      path,
+      `a header length ≤ ${Math.min(MAX_HEADER_BYTES, size - 8)} B (the file size, and the format's 100 MiB limit)`,
+      `${headerLen} B`,
+      'the header length is corrupt or the file is truncated',
+    );
+  }
+}
+
+/**
+ * The JSON header (its `headerLen` bytes, after the 8-byte length) of a safetensors file of `size` bytes, every
+ * entry checked against the file. Shared by the folder reader and the in-memory one (load/bytes.ts).
+ */
+export function parseHeader(path: string, hbytes: Uint8Array, size: number): { tensors: Map<string, TensorInfo>; metadata: Readonly<Record<string, string>> } {
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { ignoreBOM: true }).decode(hbytes)) as Record<string, unknown>;
+  } catch (e) {
+    throw new LoadError(path, 'a JSON header', `unparseable JSON (${(e as Error).message})`);
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new LoadError(path, 'a JSON object header', typeof header);
+  }
+  const dataStart = 8 + hbytes.length;
+  const dataSize = size - dataStart;
+  const meta = header.__metadata__;
+  if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta) || !Object.values(meta).every((v) => typeof v === 'string'))) {
+    throw new LoadError(path, 'a "__metadata__" object of strings (the safetensors format)', fmtJson(meta));
+  }
+  const tensors = new Map<string, TensorInfo>();
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    tensors.set(name, parseEntry(path, name, raw, dataStart, dataSize));
+  }
+  checkOverlaps(path, [...tensors.values()]);
+  return { tensors, metadata: (meta ?? {}) as Record<string, string> };
+}
+
 /** Fill `buf` from `position`; a short read is a truncated file. */
 function readFully(fd: number, buf: Buffer, position: number, path: string, what: string): void {
   let done = 0;
@@ -215,37 +230,53 @@ function fmtJson(v: unknown): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
+/** One safetensors file as Checkpoint uses it: its validated entries, and each tensor's data on request. */
+export interface SafetensorsShard {
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  read(name: string): TensorData;
+  /** Drops a tensor's (or every tensor's) mapped pages from the resident set; optional (bytes held in memory: nothing to drop). */
+  release?(name?: string): void;
+}
+
+/** Another source of a checkpoint's files than the folder on disk (load/bytes.ts): its text files and its shards. */
+export interface CheckpointFiles extends ModelFiles {
+  /** The safetensors file at `path`, header validated (parseHeader); LoadError when missing. */
+  shard(path: string): SafetensorsShard;
+}
+
 /** All tensors of a checkpoint folder: `model.safetensors`, or the shards named by `model.safetensors.index.json`. */
 export class Checkpoint {
-  private readonly byName = new Map<string, SafetensorsFile>();
+  private readonly byName = new Map<string, SafetensorsShard>();
 
-  constructor(readonly dir: string, opts: CheckpointOptions = {}) {
+  constructor(readonly dir: string, opts: CheckpointOptions & { readonly files?: CheckpointFiles } = {}) {
+    const files = opts.files;
+    const open = (path: string): SafetensorsShard => (files ? files.shard(path) : new SafetensorsFile(path, opts));
     const indexPath = join(dir, 'model.safetensors.index.json');
     const singlePath = join(dir, 'model.safetensors');
-    if (pathExists(indexPath)) {
-      const index = parseJsonObject(indexPath, readTextFile(indexPath, 'index')) as { weight_map?: unknown };
+    if (pathExists(indexPath, files)) {
+      const index = parseJsonObject(indexPath, readTextFile(indexPath, 'index', files)) as { weight_map?: unknown };
       const wm = index.weight_map as Record<string, unknown> | undefined;
       if (!wm || typeof wm !== 'object' || Array.isArray(wm)) {
         throw new LoadError(indexPath, 'a "weight_map" object', wm === undefined ? `keys ${JSON.stringify(Object.keys(index)).slice(0, 80)}` : fmtJson(wm));
       }
-      const files = new Map<string, SafetensorsFile>();
+      const shards = new Map<string, SafetensorsShard>();
       for (const [name, file] of Object.entries(wm)) {
         if (typeof file !== 'string' || basename(file) !== file) throw new LoadError(indexPath, `a shard file name for ${name}`, JSON.stringify(file));
-        let st = files.get(file);
+        let st = shards.get(file);
         if (!st) {
-          st = new SafetensorsFile(join(dir, file), opts);
-          files.set(file, st);
+          st = open(join(dir, file));
+          shards.set(file, st);
         }
         if (!st.tensors.has(name)) throw new LoadError(join(dir, file), `tensor ${name} (listed in model.safetensors.index.json)`, 'no such tensor in the shard');
         this.byName.set(name, st);
       }
-      for (const [file, st] of files) {
+      for (const [file, st] of shards) {
         for (const name of st.tensors.keys()) {
           if (wm[name] !== file) throw new LoadError(join(dir, file), `only tensors the index maps to ${file}`, `${name} (index says ${fmtJson(wm[name] ?? 'nothing')})`);
         }
       }
-    } else if (pathExists(singlePath)) {
-      const st = new SafetensorsFile(singlePath, opts);
+    } else if (pathExists(singlePath, files)) {
+      const st = open(singlePath);
       for (const name of st.tensors.keys()) this.byName.set(name, st);
     } else {
       throw new LoadError(dir, 'model.safetensors or model.safetensors.index.json', 'neither', 'point --model at a Hugging Face model folder');
@@ -270,10 +301,10 @@ export class Checkpoint {
   /** Drops a tensor's mapped pages (or, without a name, every file's) from the resident set; see SafetensorsFile.release. */
   release(name?: string): void {
     if (name !== undefined) {
-      this.byName.get(name)?.release(name);
+      this.byName.get(name)?.release?.(name);
       return;
     }
-    for (const st of new Set(this.byName.values())) st.release();
+    for (const st of new Set(this.byName.values())) st.release?.();
   }
 
   /** Total bytes of tensor data. */

@@ -15,7 +15,7 @@
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { LoadError } from './errors.js';
-import { parseJsonObject, pathExists, readOptionalJsonObject, readTextFile } from './files.js';
+import { parseJsonObject, pathExists, readOptionalJsonObject, readTextFile, type ModelFiles } from './files.js';
 
 export interface Tokenizer {
   /** Token ids of `text`; never adds special tokens (add_special_tokens=False). Added tokens in the text are recognised. */
@@ -203,9 +203,9 @@ function wrap(hf: HfTokenizer, specialNames: Set<string>, addedSpecialIds: Itera
 }
 
 /** Route 1: a tokenizer.json (plus tokenizer_config.json for added tokens / special names, when present). */
-async function loadFromTokenizerJson(dir: string, config: Json | null, specialMap: Json | null): Promise<Tokenizer> {
+async function loadFromTokenizerJson(dir: string, config: Json | null, specialMap: Json | null, files?: ModelFiles): Promise<Tokenizer> {
   const file = join(dir, 'tokenizer.json');
-  const json = parseJsonObject(file, readTextFile(file, 'tokenizer'));
+  const json = parseJsonObject(file, readTextFile(file, 'tokenizer', files));
   const model = json.model;
   if (!model || typeof model !== 'object' || Array.isArray(model)) {
     throw new LoadError(file, 'a "model" object (BPE, WordPiece or Unigram with its vocab)', model === undefined ? 'no "model" key' : JSON.stringify(model).slice(0, 80));
@@ -265,12 +265,12 @@ function checkIds(file: string, hf: HfTokenizer): void {
 }
 
 /** The file a folder's tokenizer is built from (for messages): tokenizer.json, else vocab.json. */
-export function tokenizerFile(dir: string): string {
-  return pathExists(join(dir, 'tokenizer.json')) ? join(dir, 'tokenizer.json') : join(dir, 'vocab.json');
+export function tokenizerFile(dir: string, files?: ModelFiles): string {
+  return pathExists(join(dir, 'tokenizer.json'), files) ? join(dir, 'tokenizer.json') : join(dir, 'vocab.json');
 }
 
 /** Route 2: Qwen2 byte-level BPE from vocab.json + merges.txt (Dream; models.md §2.5). */
-async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specialMap: Json | null): Promise<Tokenizer> {
+async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specialMap: Json | null, files?: ModelFiles): Promise<Tokenizer> {
   const cls = config?.tokenizer_class;
   if (typeof cls === 'string' && !/qwen2|dream/i.test(cls)) {
     throw new LoadError(
@@ -282,8 +282,8 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
   }
   const vocabFile = join(dir, 'vocab.json');
   const mergesFile = join(dir, 'merges.txt');
-  const vocabText = readTextFile(vocabFile, 'tokenizer');
-  const mergesText = readTextFile(mergesFile, 'tokenizer');
+  const vocabText = readTextFile(vocabFile, 'tokenizer', files);
+  const mergesText = readTextFile(mergesFile, 'tokenizer', files);
   const vocab = parseJsonObject(vocabFile, vocabText);
   const merges: [string, string][] = [];
   const mergeLines: number[] = [];
@@ -304,7 +304,7 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
   const special = namedSpecialTokens(config, specialMap);
   // added_tokens.json (content → id, no flags): anything added_tokens_decoder lacks; special iff a named special token.
   const addedJsonFile = join(dir, 'added_tokens.json');
-  const addedJson = readOptionalJsonObject(addedJsonFile, 'json-config');
+  const addedJson = readOptionalJsonObject(addedJsonFile, 'json-config', files);
   if (addedJson) {
     const haveIds = new Set(added.map((t) => t.id));
     for (const [content, id] of Object.entries(addedJson)) {
@@ -371,16 +371,17 @@ async function loadQwen2FromVocabMerges(dir: string, config: Json | null, specia
 
 /**
  * Loads the tokenizer of a model folder: `tokenizer.json` if present, else a Qwen2 byte-level BPE from
- * `vocab.json` + `merges.txt`. Throws LoadError naming the folder when neither is there.
+ * `vocab.json` + `merges.txt`. Throws LoadError naming the folder when neither is there. `files`: another source
+ * of the folder's files (load/bytes.ts); default the folder on disk.
  */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const config = readOptionalJsonObject(join(dir, 'tokenizer_config.json'), 'tokenizer-config');
-  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config');
+export async function loadTokenizer(dir: string, files?: ModelFiles): Promise<Tokenizer> {
+  const config = readOptionalJsonObject(join(dir, 'tokenizer_config.json'), 'tokenizer-config', files);
+  const specialMap = readOptionalJsonObject(join(dir, 'special_tokens_map.json'), 'json-config', files);
   // Anything at these names counts as there (and is then refused if it is not a regular file within its limit).
-  if (pathExists(join(dir, 'tokenizer.json'))) return loadFromTokenizerJson(dir, config, specialMap);
-  const hasVocab = pathExists(join(dir, 'vocab.json'));
-  const hasMerges = pathExists(join(dir, 'merges.txt'));
-  if (hasVocab && hasMerges) return loadQwen2FromVocabMerges(dir, config, specialMap);
+  if (pathExists(join(dir, 'tokenizer.json'), files)) return loadFromTokenizerJson(dir, config, specialMap, files);
+  const hasVocab = pathExists(join(dir, 'vocab.json'), files);
+  const hasMerges = pathExists(join(dir, 'merges.txt'), files);
+  if (hasVocab && hasMerges) return loadQwen2FromVocabMerges(dir, config, specialMap, files);
   throw new LoadError(
     dir,
     'tokenizer.json, or vocab.json + merges.txt (Qwen2 byte-level BPE)',

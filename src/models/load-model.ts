@@ -12,7 +12,7 @@ import type { QuantFormat } from '../kernels/quant.js';
 import { selectBackend, type BackendName } from '../kernels/select.js';
 import { loadConfig, type Architecture, type GenerationDefaults, type ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
-import { Checkpoint } from '../load/safetensors.js';
+import { Checkpoint, type CheckpointFiles } from '../load/safetensors.js';
 import { WeightStore } from '../load/weights.js';
 import { dreamWeightNames } from './dream.js';
 import type { WeightNames } from './transformer.js';
@@ -41,6 +41,8 @@ export interface ModelLoadOptions {
   readonly onProgress?: LoadProgress;
   /** Default 'none'. A folder already quantised by `dyllm quantize` loads as it is ('none' or its own format). */
   readonly quant?: QuantOption;
+  /** The folder's files from another source than the disk (load/bytes.ts filesFromBytes); default the folder. */
+  readonly files?: CheckpointFiles;
 }
 
 /**
@@ -76,7 +78,7 @@ export function quantPlan(config: ModelConfig, format: QuantFormat | null, head:
 }
 
 export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel {
-  const { config, generation } = loadConfig(dir);
+  const { config, generation } = loadConfig(dir, opts.files);
   const quant = opts.quant ?? 'none';
   if (!QUANT_OPTIONS.includes(quant)) throw new LoadError(dir, 'quant none, int8 or q4', String(quant));
   const file = config.quantization;
@@ -89,7 +91,7 @@ export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel
     ? quantPlan(config, null, config.tieWordEmbeddings && file.lmHead !== 'none' ? file.lmHead : null)
     : quant === 'none' ? new Map<string, QuantFormat>() : quantPlan(config, quant, HEAD_FORMAT[quant]);
   const backend = typeof opts.backend === 'object' ? opts.backend : selectBackend(opts.backend ?? 'auto');
-  const ckpt = new Checkpoint(dir);
+  const ckpt = new Checkpoint(dir, { files: opts.files });
   const progress = opts.onProgress;
   if (progress) {
     // Count each tensor's bytes as it is read (the architecture reads them one by one).

@@ -5,7 +5,7 @@
  * responses. Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health, /metrics, / (the
  * web view). Limits: bounded queue (503 + Retry-After), body size (413), media type (415), JSON depth and UTF-8
  * (400), prompt bytes before tokenizing and tokens after (400), max_tokens cap (400), per-request timeout (504 or
- * a stream error event), disconnect → cancel, drain() for SIGTERM. A request that fails while it is stepped fails
+ * a stream error event), disconnect → cancel, drain() for SIGTERM. /local: the engine in the browser (local.ts). A request that fails while it is stepped fails
  * alone (500); a worker that dies is restarted (503 meanwhile, /health says so). Errors become HTTP only through
  * errors.ts. Protocol details: docs/server.md.
  */
@@ -20,6 +20,7 @@ import { checkContentType, decodeJsonBody, readBody } from './body.js';
 import { EngineClient } from './engine.js';
 import { RequestError, toHttpError } from './errors.js';
 import { testFaultOf, testFaultsEnabled } from './faults.js';
+import { localRoutes } from './local.js';
 import { Metrics } from './metrics.js';
 import type { DoneMsg, ErrorMsg, InfillJob, LogprobMsg, ReadyMsg, StepChoiceMsg, StepMsg, TestFault } from './protocol.js';
 import { isPendingInfill, MAX_N, parseGenerationRequest, resolveInfill, type ParsedRequest } from './request.js';
@@ -171,6 +172,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
   };
   engine.onRestart = () => metrics.engineRestarts++;
   tokenizer.onRestart = () => metrics.tokenizerRestarts++;
+  const local = localRoutes(o.modelDir, modelId);
   let indexHtml: string | null = null;
   try {
     indexHtml = readFileSync(new URL('index.html', STATIC_DIR), 'utf8');
@@ -421,6 +423,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       default: {
         const known = ['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics', '/', '/index.html'];
         const path = rt.slice(rt.indexOf(' ') + 1);
+        if (local.handle(req, res, path)) return; // the in-browser engine's page and files (local.ts)
         if (known.includes(path)) throw new RequestError(405, `${req.method} is not allowed on ${path}`, 'invalid_request_error', null, 'method_not_allowed');
         throw new RequestError(404, `no route ${rt}`, 'not_found_error', null, 'not_found');
       }
@@ -429,7 +432,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
 
   const server: Server = createServer((req, res) => {
     const rt = route(req);
-    const label = ['POST /v1/chat/completions', 'POST /v1/completions', 'GET /v1/models', 'GET /health', 'GET /metrics', 'GET /'].includes(rt) ? rt.split(' ')[1] : 'other';
+    const label = ['POST /v1/chat/completions', 'POST /v1/completions', 'GET /v1/models', 'GET /health', 'GET /metrics', 'GET /'].includes(rt) ? rt.split(' ')[1] : rt.startsWith('GET /local') ? '/local' : 'other';
     res.on('finish', () => metrics.countRequest(label, res.statusCode));
     handle(req, res).catch((e) => sendError(res, e));
   });

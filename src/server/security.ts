@@ -15,6 +15,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RequestError } from './errors.js';
+import { LOCAL_PUBLIC_PATHS } from './local.js';
 
 export interface AccessOptions {
   /** Required bearer token; null = none. */
@@ -26,7 +27,7 @@ export interface AccessOptions {
 }
 
 /** Paths that need no API key: the health probe, and the web view's page (it asks for the key itself). */
-const PUBLIC_PATHS = new Set(['/health', '/', '/index.html']);
+const PUBLIC_PATHS = new Set(['/health', '/', '/index.html', ...LOCAL_PUBLIC_PATHS]);
 
 const IPV4_LOOPBACK = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 

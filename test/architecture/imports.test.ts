@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL('../../../', import.meta.url));
 const src = join(root, 'src');
 
 /** The layers, lowest first: a folder may import its own and earlier ones. Folders not listed are not checked. */
-const LAYERS = ['tensor', 'kernels', 'load', 'cache', 'models', 'sampler', 'families', 'engine', 'eval', 'server', 'cli', '.'];
+const LAYERS = ['tensor', 'kernels', 'load', 'cache', 'models', 'sampler', 'families', 'engine', 'eval', 'web', 'server', 'cli', '.'];
 
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
