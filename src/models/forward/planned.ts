@@ -16,6 +16,11 @@
  * output is its cached one plus Σ_h Σ_c p[i,h,c]·P[h,c] with P[h,c] = ΔV_c(kv head of h)·Wo[:, head h]ᵀ — nc·D·D
  * multiply-adds for P plus R·H·nc·D for the probabilities times P, instead of R·D·D; the salient rows (exact
  * contexts) are projected directly. Chosen per sequence when it is cheaper (see `reuseIsCheaper`).
+ *
+ * Beyond the paper (plan.qkvTol, plan.headTol; off unless set): phase 1 takes a row's cached Q (an A_in row's cached
+ * K/V) when its normed input moved by at most the tolerance since they were projected, and the LM head returns a
+ * row's cached logits likewise. At 0 only bit-identical inputs qualify, and the kernels compute each row of a matmul
+ * independently of the other rows, so the result is the paper's exactly.
  */
 import type { LayerStore } from '../../cache/layer-cache.js';
 import type { RecomputePlan, StepCounts } from '../../cache/plan.js';
