@@ -11,6 +11,10 @@
  * vocabulary but `--layers` blocks, and also reports resident memory after loading it against the weight bytes and
  * the parameter count (bytes of RAM per parameter). `--quant` loads the weights quantised (docs/quantization.md).
  * `--e2e` also runs whole generations (all `--steps`, dense and DyLLM both ways) and reports tokens/s and their ratio.
+ * `--qkv-tol E` / `--head-tol E` (comma lists) also profile the sparse step with DyLLM's beyond-the-paper options
+ * (engine/accel/dyllm.ts: reuse Q/K/V, or logits rows, of rows whose input moved by at most E), each in `--rounds`
+ * (default 3) pairs with the default sparse step, and report medians and how many rows they reused; with `--e2e`
+ * their whole generations too.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,8 +42,19 @@ const { values } = parseArgs({
     block: { type: 'string', default: '32' },
     e2e: { type: 'boolean', default: false },
     quant: { type: 'string', default: 'none' },
+    'qkv-tol': { type: 'string' },
+    'head-tol': { type: 'string' },
+    rounds: { type: 'string', default: '3' },
   },
 });
+const rounds = Number(values.rounds);
+if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 100)) throw new Error(`--rounds: expected an integer in [1, 100], found "${values.rounds}"`);
+const tolList = (v: string | undefined): number[] => (v ? v.split(',').map(Number) : []);
+const variants: { name: string; knobs: Record<string, number> }[] = [
+  ...tolList(values['qkv-tol']).map((e) => ({ name: `qkv-tol ${e}`, knobs: { qkvTol: e } })),
+  ...tolList(values['head-tol']).map((e) => ({ name: `head-tol ${e}`, knobs: { headTol: e } })),
+];
+if (variants.some((v) => !Object.values(v.knobs).every((e) => e >= 0 && e <= 1))) throw new Error('--qkv-tol / --head-tol: expected numbers in [0, 1]');
 const quant = values.quant as 'none' | 'int8' | 'q4';
 if (!['none', 'int8', 'q4'].includes(quant)) throw new Error(`--quant: expected none, int8 or q4, found "${quant}"`);
 
@@ -123,9 +138,10 @@ const ids: SpecialIds = { mask: config.maskTokenId, eos: config.eosTokenId, eot:
 const prompt = Array.from({ length: P }, (_, i) => (i * 7919 + 13) % Math.min(config.vocabSize, config.maskTokenId));
 const options = resolveOptions(config, { genLength: G, steps, blockLength: Number(values.block) }, {});
 
-interface StepTiming { ms: Map<Phase, number>; flops: Map<Phase, number>; bytes: Map<Phase, number>; total: number; sample: number }
-function profile(oProj: 'reuse' | 'recompute' | null, maxSteps: number): StepTiming[] {
-  const accel = oProj ? resolveAccel(config, { method: 'dyllm', oProj }) : undefined;
+interface StepTiming { ms: Map<Phase, number>; flops: Map<Phase, number>; bytes: Map<Phase, number>; total: number; sample: number; reused: Reused }
+interface Reused { q: number; kv: number; kvRows: number; head: number; headRows: number }
+function profile(oProj: 'reuse' | 'recompute' | null, maxSteps: number, knobs: Record<string, number> = {}): StepTiming[] {
+  const accel = oProj ? resolveAccel(config, { method: 'dyllm', oProj, ...knobs }, options) : undefined;
   const run = new DenoiseRun(model, ids, { prompts: [prompt], options, accel });
   const out: StepTiming[] = [];
   for (let s = 0; s < maxSteps; s++) {
@@ -136,7 +152,9 @@ function profile(oProj: 'reuse' | 'recompute' | null, maxSteps: number): StepTim
     const logits = run.forwardOwn(batch);
     const tf = performance.now();
     const ev = run.finish(logits, tf - t0);
-    out.push({ ms: new Map(acc.ms), flops: new Map(acc.flops), bytes: new Map(acc.bytes), total: performance.now() - t0, sample: ev.sampleMs });
+    const a = ev.accel;
+    const reused = { q: a?.qReused ?? 0, kv: a?.kvReused ?? 0, kvRows: a?.kvRows ?? 0, head: a?.headReused ?? 0, headRows: a?.headRows ?? 0 };
+    out.push({ ms: new Map(acc.ms), flops: new Map(acc.flops), bytes: new Map(acc.bytes), total: performance.now() - t0, sample: ev.sampleMs, reused });
   }
   return out;
 }
@@ -146,8 +164,9 @@ const dense = profile(null, 3).slice(1); // skip the first (allocation, JIT)
 const sparseRecompute = profile('recompute', nSteps).slice(6); // after the 4 dense warm-up steps
 const sparse = profile('reuse', nSteps).slice(6);
 function average(xs: StepTiming[]): StepTiming {
-  const r: StepTiming = { ms: new Map(), flops: new Map(), bytes: new Map(), total: 0, sample: 0 };
+  const r: StepTiming = { ms: new Map(), flops: new Map(), bytes: new Map(), total: 0, sample: 0, reused: { q: 0, kv: 0, kvRows: 0, head: 0, headRows: 0 } };
   for (const x of xs) {
+    for (const k of Object.keys(r.reused) as (keyof Reused)[]) r.reused[k] += x.reused[k] / xs.length;
     for (const k of ['ms', 'flops', 'bytes'] as const) for (const [p, v] of x[k]) r[k].set(p, (r[k].get(p) ?? 0) + v / xs.length);
     r.total += x.total / xs.length;
     r.sample += x.sample / xs.length;
@@ -197,11 +216,27 @@ const d = table('dense step', average(dense));
 const sr = table('DyLLM sparse step (τ 0.99), o_proj recomputed for every query row (official)', average(sparseRecompute));
 const s = table('DyLLM sparse step (τ 0.99), o_proj outputs reused (default)', average(sparse));
 console.log(`\nDyLLM step ÷ dense step: ${(d / sr).toFixed(2)}x faster with o_proj recomputed, ${(d / s).toFixed(2)}x with o_proj reused`);
+// Each variant is measured in `--rounds` pairs, the default sparse step right before it (so JIT warm-up and the
+// shared machine's load hit both alike); medians of the pairs.
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+for (const v of variants) {
+  const base: number[] = [];
+  const mine: number[] = [];
+  let last: StepTiming | null = null;
+  for (let r = 0; r < rounds; r++) {
+    base.push(average(profile('reuse', nSteps).slice(6)).total);
+    last = average(profile('reuse', nSteps, v.knobs).slice(6));
+    mine.push(last.total);
+  }
+  table(`DyLLM sparse step (τ 0.99), o_proj reused, ${v.name} (last round)`, last!);
+  const r = last!.reused;
+  console.log(`${v.name}: median ${median(mine).toFixed(1)} ms vs default ${median(base).toFixed(1)} ms over ${rounds} paired rounds (${mine.map((x) => x.toFixed(1)).join(', ')} vs ${base.map((x) => x.toFixed(1)).join(', ')}): ${(median(base) / median(mine)).toFixed(2)}x; per step reused ${r.q.toFixed(1)} Q rows (Σ layers), ${r.kv.toFixed(1)} of ${r.kvRows.toFixed(1)} K/V rows, ${r.head.toFixed(1)} of ${r.headRows.toFixed(1)} logits rows`);
+}
 
 if (values.e2e) {
   // Whole generations, every step (the synthetic model never emits EOS): tokens/s and DyLLM ÷ dense.
-  const whole = (oProj: 'reuse' | 'recompute' | null): { ms: number; steps: number; salient: number } => {
-    const accel = oProj ? resolveAccel(config, { method: 'dyllm', oProj }) : undefined;
+  const whole = (oProj: 'reuse' | 'recompute' | null, knobs: Record<string, number> = {}): { ms: number; steps: number; salient: number } => {
+    const accel = oProj ? resolveAccel(config, { method: 'dyllm', oProj, ...knobs }, options) : undefined;
     const run = new DenoiseRun(model, ids, { prompts: [prompt], options, accel });
     const t0 = performance.now();
     let n = 0;
@@ -225,7 +260,9 @@ if (values.e2e) {
   console.log(`\nwhole generation (prompt ${P}, gen ${G}, steps ${steps}, block ${values.block}):`);
   console.log('| method | steps | s | tokens/s | salient fraction | ÷ dense |');
   console.log('|---|---|---|---|---|---|');
-  for (const [name, r] of [['dense', rD], ['DyLLM τ 0.99, o_proj recomputed', rR], ['DyLLM τ 0.99, o_proj reused', rU]] as const) {
+  const rows: [string, { ms: number; steps: number; salient: number }][] = [['dense', rD], ['DyLLM τ 0.99, o_proj recomputed', rR], ['DyLLM τ 0.99, o_proj reused', rU]];
+  for (const v of variants) rows.push([`DyLLM τ 0.99, o_proj reused, ${v.name}`, whole('reuse', v.knobs)]);
+  for (const [name, r] of rows) {
     console.log(`| ${name} | ${r.steps} | ${(r.ms / 1000).toFixed(1)} | ${tps(r).toFixed(2)} | ${r.salient.toFixed(3)} | ${(tps(r) / tps(rD)).toFixed(2)}x |`);
   }
 }

@@ -45,6 +45,20 @@ export interface RecomputePlan {
    * needs caches built with `outputs`).
    */
   readonly reuseOutput?: 'when-cheaper' | 'always';
+  /**
+   * Beyond the paper (off when absent): a query row whose normed layer input h moved by at most this relative L2
+   * distance (‖h − h_ref‖ ≤ tol·‖h_ref‖, h_ref the input its cached Q or K/V were projected from) reuses its cached
+   * Q, and an A_in row likewise its cached K/V, instead of projecting them. 0 reuses only bit-identical inputs (the
+   * paper's result exactly). Needs caches built with `projections`. Ignored by force-all (dense) steps, which project
+   * every row and refresh the references.
+   */
+  readonly qkvTol?: number;
+  /**
+   * Beyond the paper (off when absent): a logits row whose normed final hidden state moved by at most this relative
+   * L2 distance since its cached logits were computed reuses them instead of running the LM head. 0 reuses only
+   * bit-identical inputs. Needs caches built with `head` covering the wanted rows. Ignored by force-all steps.
+   */
+  readonly headTol?: number;
 }
 
 /** What a cached step actually recomputed (summed over the batch). */
@@ -59,6 +73,13 @@ export interface StepCounts {
   queryRows: number;
   /** (sequence, layer) pairs whose o_proj outputs were updated through the projected ΔV columns (reuseOutput). */
   oProjReused: number;
+  /** Σ_l query rows whose Q came from the cache (plan qkvTol). */
+  qReused?: number;
+  /** Σ_l A_in rows whose K/V came from the cache (plan qkvTol). */
+  kvReused?: number;
+  /** Logits rows copied from the head cache (plan headTol), and logits rows returned. */
+  headReused?: number;
+  headRows?: number;
   /** Per sequence, positions salient in the last layer. */
   recomputed: Int32Array[];
   /**

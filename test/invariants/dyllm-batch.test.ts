@@ -116,3 +116,15 @@ test('forwardMergedPlanned refuses parts that cannot share a forward, before com
     message: 'forwardMergedPlanned: parts "dyllm(τ=0.99)|delta|when-cheaper" and "dyllm(τ=0.995)|delta|when-cheaper" cannot share a forward',
   });
 });
+
+test('batched DyLLM requests with qkvTol / headTol (beyond the paper) generate exactly what each generates alone', { timeout: 300_000 }, async () => {
+  // The reuse decisions are per row, from the row's own input and its own sequence's cache: merging changes nothing.
+  const p = await loadPipeline(fixturePath('dream-tiny-f32-sharded'));
+  const tol = { threshold: 0.999, qkvTol: 0.05, headTol: 0.05 };
+  const specs: Spec[] = [
+    { prompts: [[12, 40, 41, 42, 7]], options: { genLength: 16, steps: 16, alg: 'entropy' }, accel: tol },
+    { prompts: [[99, 3], [5, 6, 7, 8, 9, 10, 11, 13]], options: { genLength: 12, steps: 12, alg: 'entropy', temperature: 0.4, seed: 5 }, accel: tol },
+    { prompts: [[5, 6, 7]], options: { genLength: 20, steps: 10, alg: 'maskgit_plus' }, accel: { threshold: 0.999, qkvTol: 0 } },
+  ];
+  check(p, specs, 'dream-tiny tolerances');
+});

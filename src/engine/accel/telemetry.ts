@@ -6,6 +6,10 @@ export interface RecomputeCounts {
   readonly ffnRows: number;
   readonly kvRows: number;
   readonly oProjReused?: number;
+  readonly qReused?: number;
+  readonly kvReused?: number;
+  readonly headReused?: number;
+  readonly headRows?: number;
   /** Per active sequence, absolute positions recomputed in the last layer. */
   readonly recomputed: readonly Int32Array[];
 }
@@ -24,6 +28,9 @@ export function accelTelemetry(
     kvRows: counts.kvRows,
     denseFfnRows: denseTotal,
     ...(counts.oProjReused ? { oProjReused: counts.oProjReused } : {}),
+    ...(counts.qReused !== undefined ? { qReused: counts.qReused } : {}),
+    ...(counts.kvReused !== undefined ? { kvReused: counts.kvReused } : {}),
+    ...(counts.headRows !== undefined ? { headReused: counts.headReused ?? 0, headRows: counts.headRows } : {}),
     // Offsets inside each sequence's generated region, for display.
     recomputed: counts.recomputed.map((r, ai) => {
       const g0 = layout.genStart[active[ai]];

@@ -68,6 +68,12 @@ export interface AccelTelemetry {
   readonly denseFfnRows: number;
   /** (sequence, layer) pairs whose o_proj outputs were updated through the projected ΔV instead of recomputed. */
   readonly oProjReused?: number;
+  /** DyLLM qkvTol: query rows (Σ over layers) whose Q, and A_in rows whose K/V, came from the cache. */
+  readonly qReused?: number;
+  readonly kvReused?: number;
+  /** DyLLM headTol: logits rows copied from the head cache, of headRows returned. */
+  readonly headReused?: number;
+  readonly headRows?: number;
 }
 
 /** A method's resolved options: its name and its knobs over their defaults (frozen). */
