@@ -22,7 +22,7 @@ import { ConfigError, LoadError } from '../load/errors.js';
 import type { ForwardBatch } from '../models/types.js';
 import { THROW_STEP_AT } from './faults.js';
 import type { CancelMsg, DoneChoiceMsg, FromWorker, LogprobMsg, StepChoiceMsg, SubmitMsg, TokenLogprobMsg } from './protocol.js';
-import { firstStop, heldBackStopPrefix, tokenBytes } from './text.js';
+import { firstStop, heldBackStopPrefix, oneLine, tokenBytes } from './text.js';
 
 /** Per choice: what has been streamed, whether a stop string ended it, the logprob of every committed position. */
 interface ChoiceState {
@@ -54,12 +54,6 @@ interface Job {
   cancelled: boolean;
   /** Steps finished so far (for error messages and the throw-step test hook). */
   steps: number;
-}
-
-/** One line of an exception, for an error message. */
-function oneLine(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
-  return m.split('\n')[0] || (e instanceof Error ? e.name : 'unknown error');
 }
 
 export class Scheduler {

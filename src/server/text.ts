@@ -59,3 +59,9 @@ export function tokenBytes(text: string, raw: string | undefined): number[] {
   }
   return [...Buffer.from(text, 'utf8')];
 }
+
+/** One line of an exception, for an error message. */
+export function oneLine(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.split('\n')[0] || (e instanceof Error ? e.name : 'unknown error');
+}

@@ -17,16 +17,14 @@
  * multiply-adds for P plus R·H·nc·D for the probabilities times P, instead of R·D·D; the salient rows (exact
  * contexts) are projected directly. Chosen per sequence when it is cheaper (see `reuseIsCheaper`).
  *
- * Beyond the paper (plan.qkvTol, plan.headTol; off unless set): phase 1 takes a row's cached Q (an A_in row's cached
- * K/V) when its normed input moved by at most the tolerance since they were projected, and the LM head returns a
- * row's cached logits likewise. At 0 only bit-identical inputs qualify, and the kernels compute each row of a matmul
- * independently of the other rows, so the result is the paper's exactly.
+ * Beyond the paper (plan.qkvTol, plan.headTol; off unless set): cached Q/K/V and logits rows reused, ./reuse.ts.
  */
 import type { LayerStore } from '../../cache/layer-cache.js';
 import type { RecomputePlan, StepCounts } from '../../cache/plan.js';
 import type { ForwardBatch } from '../types.js';
 import { dims, embedTokens, ffn, geometry, headLogits, zeroPaddedRows, type Dims, type LayerWeights, type TransformerCore } from './core.js';
-import { binarySearch, contiguous, gatherRows, iota, scatterRows, sequenceOf } from './rows.js';
+import { binarySearch, bySequence, contiguous, forEachSequence, gatherRows, iota, scatterRows, sequenceOf } from './rows.js';
+import { checkReusePlan, logitsReusing, projectKvReusing, projectQReusing, type ReuseContext } from './reuse.js';
 
 export function forwardPlanned(core: TransformerCore, batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
   const step = new PlannedStep(core, batch, plan, counts);
@@ -127,16 +125,7 @@ class PlannedStep {
         if (!sp.cache.keepsOutputs) throw new RangeError(`forwardPlanned: plan reuses o_proj outputs but the cache of sequence ${b} does not keep them`);
       });
     }
-    if (plan.qkvTol !== undefined) {
-      plan.sequences.forEach((sp, b) => {
-        if (!sp.cache.keepsProjections) throw new RangeError(`forwardPlanned: plan reuses Q/K/V projections but the cache of sequence ${b} does not keep them`);
-      });
-    }
-    if (plan.headTol !== undefined) {
-      plan.sequences.forEach((sp, b) => {
-        if (!sp.cache.head) throw new RangeError(`forwardPlanned: plan reuses logits but the cache of sequence ${b} keeps none`);
-      });
-    }
+    checkReusePlan(plan);
     this.o = sc.f32('o', R * d.D);
     embedTokens(core.weights.embed, rowTok, this.res);
   }
@@ -166,7 +155,7 @@ class PlannedStep {
     this.counts.ffnRows += out.length;
     const per = this.counts.perSequence;
     if (per) {
-      this.forEachSequence(out, (b, n) => {
+      forEachSequence(this.rowOff, out, (b, n) => {
         per[b].salientPerLayer[li] += n;
         per[b].ffnRows += n;
       });
@@ -174,7 +163,7 @@ class PlannedStep {
     this.output(w, li, projected);
     this.ffnSalient(w, li, out);
     this.addLayerOutputs(li);
-    if (li === this.core.weights.layers.length - 1) this.counts.recomputed = this.bySequence(out);
+    if (li === this.core.weights.layers.length - 1) this.counts.recomputed = bySequence(this.rowOff, this.plan.sequences, out);
     this.salient = out;
   }
 
@@ -192,7 +181,7 @@ class PlannedStep {
       be.matmul(this.h, R, w.wq, this.q, w.bq);
       be.rope(this.q, R, d.H, d.Dh, this.rowPos, cos, sin);
     } else {
-      this.projectQReusing(w, li, tol);
+      projectQReusing(this.reuseContext(), w, li, tol);
     }
     const nIn = salient.length;
     this.kNew = this.core.scratch.f32('kNew', nIn * d.kvDim);
@@ -205,102 +194,15 @@ class PlannedStep {
         for (let j = 0; j < nIn; j++) inPos[j] = this.rowPos[salient[j]];
         be.rope(this.kNew, nIn, d.Hkv, d.Dh, inPos, cos, sin);
       } else {
-        this.projectKvReusing(w, li, tol);
+        projectKvReusing(this.reuseContext(), w, li, tol, salient, this.kNew, this.vNew);
       }
     }
     this.counts.kvRows += nIn;
     this.counts.queryRows += R;
     const per = this.counts.perSequence;
     if (per) {
-      this.forEachSequence(salient, (b, n) => (per[b].kvRows += n));
+      forEachSequence(this.rowOff, salient, (b, n) => (per[b].kvRows += n));
       for (let b = 0; b < this.B; b++) per[b].queryRows += this.rowOff[b + 1] - this.rowOff[b];
-    }
-  }
-
-  /** Whether normed row h[i] moved beyond `tol` from reference ref[p] (an unset, NaN reference always has). */
-  private moved(h: Float32Array, i: number, ref: Float32Array, p: number, tol: number): boolean {
-    const D = this.d.D;
-    let d2 = 0;
-    let n2 = 0;
-    for (let e = 0; e < D; e++) {
-      const r = ref[p * D + e];
-      const x = h[i * D + e] - r;
-      d2 += x * x;
-      n2 += r * r;
-    }
-    return !(d2 <= tol * tol * n2);
-  }
-
-  /** Q of the query rows whose input moved (projected, RoPE, cached with their input); the rest from the cache. */
-  private projectQReusing(w: LayerWeights, li: number, tol: number): void {
-    const { d, R } = this;
-    const { backend: be, scratch: sc } = this.core;
-    const force = this.plan.policy.forceAll;
-    const idx = sc.i32('qMoved', R);
-    let n = 0;
-    for (let i = 0; i < R; i++) {
-      const store = this.plan.sequences[this.rowSeq[i]].cache.layers[li];
-      const p = this.rowAt[i];
-      if (force || this.moved(this.h, i, store.qIn, p, tol)) idx[n++] = i;
-      else this.q.set(store.q.subarray(p * d.qDim, (p + 1) * d.qDim), i * d.qDim);
-    }
-    this.counts.qReused = (this.counts.qReused ?? 0) + R - n;
-    if (n === 0) return;
-    const rows = idx.subarray(0, n);
-    const qm = sc.f32('qProj', n * d.qDim);
-    be.matmul(this.h, n, w.wq, qm, w.bq, rows);
-    const pos = sc.i32('qProjPos', n);
-    for (let j = 0; j < n; j++) pos[j] = this.rowPos[rows[j]];
-    be.rope(qm, n, d.H, d.Dh, pos, this.core.rope.cos, this.core.rope.sin);
-    for (let j = 0; j < n; j++) {
-      const i = rows[j];
-      const store = this.plan.sequences[this.rowSeq[i]].cache.layers[li];
-      const p = this.rowAt[i];
-      const qi = qm.subarray(j * d.qDim, (j + 1) * d.qDim);
-      this.q.set(qi, i * d.qDim);
-      store.q.set(qi, p * d.qDim);
-      store.qIn.set(this.h.subarray(i * d.D, (i + 1) * d.D), p * d.D);
-    }
-  }
-
-  /** K/V of the A_in rows whose input moved since their cached K/V were projected; the rest keep the cached K/V. */
-  private projectKvReusing(w: LayerWeights, li: number, tol: number): void {
-    const { d, salient } = this;
-    const { backend: be, scratch: sc } = this.core;
-    const force = this.plan.policy.forceAll;
-    const nIn = salient.length;
-    const idx = sc.i32('kvMoved', nIn); // indices into salient
-    let n = 0;
-    for (let j = 0; j < nIn; j++) {
-      const i = salient[j];
-      const store = this.plan.sequences[this.rowSeq[i]].cache.layers[li];
-      const p = this.rowAt[i];
-      if (force || this.moved(this.h, i, store.kvIn, p, tol)) {
-        idx[n++] = j;
-      } else {
-        this.kNew.set(store.k.subarray(p * d.kvDim, (p + 1) * d.kvDim), j * d.kvDim);
-        this.vNew.set(store.v.subarray(p * d.kvDim, (p + 1) * d.kvDim), j * d.kvDim);
-      }
-    }
-    this.counts.kvReused = (this.counts.kvReused ?? 0) + nIn - n;
-    if (n === 0) return;
-    const rows = sc.i32('kvProjRows', n);
-    const pos = sc.i32('kvProjPos', n);
-    for (let m = 0; m < n; m++) {
-      rows[m] = salient[idx[m]];
-      pos[m] = this.rowPos[rows[m]];
-    }
-    const km = sc.f32('kProj', n * d.kvDim);
-    const vm = sc.f32('vProj', n * d.kvDim);
-    be.matmul(this.h, n, w.wk, km, w.bk, rows);
-    be.matmul(this.h, n, w.wv, vm, w.bv, rows);
-    be.rope(km, n, d.Hkv, d.Dh, pos, this.core.rope.cos, this.core.rope.sin);
-    for (let m = 0; m < n; m++) {
-      const j = idx[m];
-      const i = rows[m];
-      this.kNew.set(km.subarray(m * d.kvDim, (m + 1) * d.kvDim), j * d.kvDim);
-      this.vNew.set(vm.subarray(m * d.kvDim, (m + 1) * d.kvDim), j * d.kvDim);
-      this.plan.sequences[this.rowSeq[i]].cache.layers[li].kvIn.set(this.h.subarray(i * d.D, (i + 1) * d.D), this.rowAt[i] * d.D);
     }
   }
 
@@ -549,23 +451,9 @@ class PlannedStep {
     }
   }
 
-  /** How many of the ascending query-row indices `idx` fall in each sequence: f(b, count) for every sequence. */
-  private forEachSequence(idx: Int32Array, f: (b: number, n: number) => void): void {
-    let j = 0;
-    for (let b = 0; b < this.B; b++) {
-      const j0 = j;
-      while (j < idx.length && idx[j] < this.rowOff[b + 1]) j++;
-      f(b, j - j0);
-    }
-  }
-
-  /** Query-row indices -> each sequence's positions. */
-  private bySequence(idx: Int32Array): Int32Array[] {
-    return this.plan.sequences.map((sp, b) => {
-      const out: number[] = [];
-      for (const r of idx) if (r >= this.rowOff[b] && r < this.rowOff[b + 1]) out.push(sp.rows[r - this.rowOff[b]]);
-      return Int32Array.from(out);
-    });
+  /** What the tolerance-reuse paths (./reuse.ts) read and write. */
+  private reuseContext(): ReuseContext {
+    return { core: this.core, plan: this.plan, counts: this.counts, d: this.d, R: this.R, rowSeq: this.rowSeq, rowAt: this.rowAt, rowPos: this.rowPos, h: this.h, q: this.q };
   }
 
   /**
@@ -591,42 +479,6 @@ class PlannedStep {
     }
     const tol = this.plan.headTol;
     if (tol === undefined) return headLogits(this.core, this.res, sel, nL);
-    return this.logitsReusing(sel, nL, tol);
-  }
-
-  private logitsReusing(sel: Int32Array, nL: number, tol: number): Float32Array {
-    const { D } = this.d;
-    const { backend: be, scratch: sc, config } = this.core;
-    const V = config.vocabSize;
-    const hn = sc.f32('hn', nL * D); // [nL, D]
-    for (let j = 0; j < nL; j++) hn.set(this.res.subarray(sel[j] * D, (sel[j] + 1) * D), j * D);
-    be.rmsnorm(hn, nL, D, this.core.weights.finalNorm, config.rmsNormEps, hn);
-    const logits = new Float32Array(nL * V);
-    const force = this.plan.policy.forceAll;
-    const idx = sc.i32('headMoved', nL);
-    let n = 0;
-    for (let j = 0; j < nL; j++) {
-      const head = this.plan.sequences[this.rowSeq[sel[j]]].cache.head!;
-      const slot = this.rowAt[sel[j]] - head.base;
-      if (force || slot < 0 || this.moved(hn, j, head.hIn, slot, tol)) idx[n++] = j;
-      else logits.set(head.logits.subarray(slot * V, (slot + 1) * V), j * V);
-    }
-    this.counts.headReused = (this.counts.headReused ?? 0) + nL - n;
-    this.counts.headRows = (this.counts.headRows ?? 0) + nL;
-    if (n === 0) return logits;
-    const rows = idx.subarray(0, n);
-    const fresh = n === nL ? logits : new Float32Array(n * V);
-    be.matmul(hn, n, this.core.weights.head, fresh, null, n === nL ? null : rows);
-    for (let m = 0; m < n; m++) {
-      const j = rows[m];
-      const row = fresh.subarray(m * V, (m + 1) * V);
-      if (fresh !== logits) logits.set(row, j * V);
-      const head = this.plan.sequences[this.rowSeq[sel[j]]].cache.head!;
-      const slot = this.rowAt[sel[j]] - head.base;
-      if (slot < 0) continue;
-      head.logits.set(row, slot * V);
-      head.hIn.set(hn.subarray(j * D, (j + 1) * D), slot * D);
-    }
-    return logits;
+    return logitsReusing(this.reuseContext(), this.res, sel, nL, tol);
   }
 }

@@ -50,3 +50,25 @@ export function sequenceOf(off: Int32Array, r: number, b = 0): number {
   while (r >= off[b + 1]) b++;
   return b;
 }
+
+/**
+ * How many of the ascending query-row indices `idx` fall in each sequence (sequence b owns rows rowOff[b] ..
+ * rowOff[b+1]): f(b, count) for every sequence.
+ */
+export function forEachSequence(rowOff: Int32Array, idx: Int32Array, f: (b: number, n: number) => void): void {
+  let j = 0;
+  for (let b = 0; b + 1 < rowOff.length; b++) {
+    const j0 = j;
+    while (j < idx.length && idx[j] < rowOff[b + 1]) j++;
+    f(b, j - j0);
+  }
+}
+
+/** Query-row indices -> each sequence's positions (sequences[b].rows lists sequence b's query positions). */
+export function bySequence(rowOff: Int32Array, sequences: readonly { readonly rows: Int32Array }[], idx: Int32Array): Int32Array[] {
+  return sequences.map((sp, b) => {
+    const out: number[] = [];
+    for (const r of idx) if (r >= rowOff[b] && r < rowOff[b + 1]) out.push(sp.rows[r - rowOff[b]]);
+    return Int32Array.from(out);
+  });
+}
