@@ -2,6 +2,7 @@
  * Throughput of concurrent requests, dense vs DyLLM, stepped as the server's scheduler steps them (not a test):
  *
  *   npm run bench:batch -- [--concurrency 1,4,8] [--gen 48] [--block 16] [--reps 3] [--model DIR]
+ *   npm run bench:batch -- --synthetic-8b [--layers 2] [--prompt 64] [--gen 64] [--block 32] [--reps 1]
  *
  * For each concurrency c: c requests with distinct chat prompts (data/arith-test.jsonl), all live at once, one
  * step of each per tick, three ways —
@@ -10,11 +11,24 @@
  *   DyLLM, batched:  one merged planned forward per group of equal plan keys (forwardMergedPlanned).
  * Reports generated tokens/s (median of --reps rounds, the three ways alternated in each round) and whether the
  * batched DyLLM answers equal the one-by-one ones. Prints a markdown table and one JSON line per concurrency.
+ *
+ * `--modes` picks some of the three ways (a ratio column whose ways were not run is left empty); `--no-warmup` skips
+ * the untimed round that precedes each concurrency.
+ *
+ * `--synthetic-8b` runs the random-weight checkpoint with LLaDA-8B's layer shapes (bench/synthetic-llada.ts, written
+ * once under /tmp) instead: it has no tokenizer, so request i's prompt is `--prompt` token ids from its own seed. There
+ * a DyLLM step is bound by reading the weights, which is what merging requests shares.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { encodePrompt, loadPipeline } from '../src/engine/pipeline.js';
+import { encodePrompt, loadPipeline, type SpecialIds } from '../src/engine/pipeline.js';
+import { loadModel } from '../src/models/load-model.js';
+import type { DiffusionModel } from '../src/models/types.js';
+import type { ModelConfig } from '../src/load/config.js';
+import { upstreamModelDir } from './upstream-path.js';
+import { syntheticLladaDir, syntheticLladaReady, writeSyntheticLlada } from './synthetic-llada.js';
 import { DenoiseRun, forwardMerged, forwardMergedPlanned } from '../src/engine/generate.js';
 import { resolveOptions } from '../src/engine/options.js';
 import { resolveAccel } from '../src/engine/accel.js';
@@ -29,19 +43,44 @@ const { values } = parseArgs({
     block: { type: 'string', default: '16' },
     reps: { type: 'string', default: '3' },
     model: { type: 'string', default: bundledModelPath },
+    'synthetic-8b': { type: 'boolean', default: false },
+    layers: { type: 'string', default: '2' },
+    prompt: { type: 'string', default: '64' },
+    modes: { type: 'string', default: 'dense,one-by-one,batched' },
+    'no-warmup': { type: 'boolean', default: false },
   },
 });
 const G = Number(values.gen);
-const p = await loadPipeline(values.model!);
-const options = resolveOptions(p.config, { genLength: G, steps: G, blockLength: Number(values.block) }, p.generation);
-const dyllm = resolveAccel(p.config, { method: 'dyllm' });
-const questions = readFileSync('data/arith-test.jsonl', 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { question: string }).question);
+
+interface Target { dir: string; model: DiffusionModel; config: ModelConfig; ids: SpecialIds; prompt(i: number): number[]; generation: Record<string, unknown> }
+async function target(): Promise<Target> {
+  if (values['synthetic-8b']) {
+    const layers = Number(values.layers);
+    let dir = syntheticLladaDir(layers);
+    if (!syntheticLladaReady(dir)) {
+      const up = upstreamModelDir('llada-8b-instruct');
+      dir = writeSyntheticLlada(dir, JSON.parse(readFileSync(join(up, 'config.json'), 'utf8')), readFileSync(join(up, 'generation_config.json')), layers);
+    }
+    const { model, config } = loadModel(dir);
+    const ids: SpecialIds = { mask: config.maskTokenId, eos: config.eosTokenId, eot: null, bos: config.bosTokenId, pad: config.padTokenId };
+    const P = Number(values.prompt);
+    const top = Math.min(config.vocabSize, config.maskTokenId);
+    return { dir, model, config, ids, generation: {}, prompt: (i) => Array.from({ length: P }, (_, j) => (j * 7919 + 13 + i * 104729) % top) };
+  }
+  const p = await loadPipeline(values.model!);
+  const questions = readFileSync('data/arith-test.jsonl', 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { question: string }).question);
+  return { dir: values.model!, model: p.model, config: p.config, ids: p.ids, generation: p.generation, prompt: (i) => encodePrompt(p, questions[i], true) };
+}
+const t = await target();
+const p = { model: t.model, ids: t.ids };
+const options = resolveOptions(t.config, { genLength: G, steps: G, blockLength: Number(values.block) }, t.generation);
+const dyllm = resolveAccel(t.config, { method: 'dyllm' });
 
 type Mode = 'dense' | 'one-by-one' | 'batched';
 
 function serve(c: number, mode: Mode): { ms: number; tokens: number; answers: string[] } {
   const t0 = performance.now();
-  const runs = Array.from({ length: c }, (_, i) => new DenoiseRun(p.model, p.ids, { prompts: [encodePrompt(p, questions[i], true)], options, accel: mode === 'dense' ? undefined : dyllm }));
+  const runs = Array.from({ length: c }, (_, i) => new DenoiseRun(p.model, p.ids, { prompts: [t.prompt(i)], options, accel: mode === 'dense' ? undefined : dyllm }));
   for (;;) {
     const live = runs.map((run) => ({ run, batch: run.prepare() })).filter((x): x is { run: DenoiseRun; batch: ForwardBatch } => x.batch !== null);
     if (live.length === 0) break;
@@ -72,25 +111,31 @@ const median = (a: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+const modes = values.modes!.split(',') as Mode[];
+for (const m of modes) if (!['dense', 'one-by-one', 'batched'].includes(m)) throw new Error(`--modes: expected dense, one-by-one or batched, found ${m}`);
+const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '');
+const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '');
 const lines: string[] = [];
 for (const c of values.concurrency!.split(',').map(Number)) {
-  for (const m of ['dense', 'one-by-one', 'batched'] as const) serve(c, m); // warm-up
+  if (!values['no-warmup']) for (const m of modes) serve(c, m);
   const tps: Record<Mode, number[]> = { dense: [], 'one-by-one': [], batched: [] };
-  let same = true;
+  let same: boolean | null = modes.includes('batched') && modes.includes('one-by-one') ? true : null;
   for (let r = 0; r < Number(values.reps); r++) {
-    const order: Mode[] = r % 2 ? ['batched', 'one-by-one', 'dense'] : ['dense', 'one-by-one', 'batched'];
+    const order: Mode[] = r % 2 ? [...modes].reverse() : modes;
     const got: Partial<Record<Mode, ReturnType<typeof serve>>> = {};
     for (const m of order) {
       got[m] = serve(c, m);
       tps[m].push(got[m]!.tokens / (got[m]!.ms / 1000));
+      console.error(`  c=${c} round ${r} ${m}: ${(got[m]!.ms / 1000).toFixed(1)} s`);
     }
-    same &&= got.batched!.answers.every((a, i) => a === got['one-by-one']!.answers[i]);
+    if (same !== null) same &&= got.batched!.answers.every((a, i) => a === got['one-by-one']!.answers[i]);
   }
-  const row = { concurrency: c, dense: median(tps.dense), dyllmOneByOne: median(tps['one-by-one']), dyllmBatched: median(tps.batched), identical: same };
+  const med = (m: Mode): number => (tps[m].length ? median(tps[m]) : NaN);
+  const row = { concurrency: c, dense: med('dense'), dyllmOneByOne: med('one-by-one'), dyllmBatched: med('batched'), identical: same };
   console.error(JSON.stringify(row));
-  lines.push(`| ${c} | ${row.dense.toFixed(1)} | ${row.dyllmOneByOne.toFixed(1)} | ${row.dyllmBatched.toFixed(1)} | ${(row.dyllmBatched / row.dyllmOneByOne).toFixed(2)}x | ${(row.dyllmBatched / row.dense).toFixed(2)}x | ${same ? 'yes' : 'NO'} |`);
+  lines.push(`| ${c} | ${fmt(row.dense)} | ${fmt(row.dyllmOneByOne)} | ${fmt(row.dyllmBatched)} | ${ratio(row.dyllmBatched, row.dyllmOneByOne)} | ${ratio(row.dyllmBatched, row.dense)} | ${same === null ? '' : same ? 'yes' : 'NO'} |`);
 }
-console.log(`\n${values.model}, gen ${G} / steps ${G} / block ${values.block}, ${cpus().length} CPUs (${cpus()[0].model}), backend ${p.model.backend.name}, ${new Date().toISOString().slice(0, 10)}, median of ${values.reps} rounds\n`);
+console.log(`\n${t.dir}${values['synthetic-8b'] ? `, prompt ${values.prompt}` : ''}, gen ${G} / steps ${G} / block ${values.block}, ${cpus().length} CPUs (${cpus()[0].model}), backend ${p.model.backend.name}, ${new Date().toISOString().slice(0, 10)}, median of ${values.reps} rounds\n`);
 console.log('| concurrent requests | dense tok/s (merged) | DyLLM tok/s, one by one | DyLLM tok/s, batched | batched ÷ one by one | batched DyLLM ÷ dense | batched ≡ one by one |');
 console.log('|---|---|---|---|---|---|---|');
 for (const l of lines) console.log(l);
