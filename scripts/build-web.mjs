@@ -4,7 +4,8 @@
 // backend, the loaders and @huggingface/tokenizers / @huggingface/jinja. Node built-ins never run on this path
 // (models load from bytes, load/bytes.ts): node:path and node:assert get small browser versions, every other node:*
 // module a stand-in that throws if called, load/template-sandbox.ts (a Node helper thread) is swapped for
-// src/web/template-render.ts and load/hub.ts (folders, the Hugging Face cache) for src/web/shims/hub.ts, kernels/native.ts
+// src/web/template-render.ts, load/tokenizer-probe.ts (a Node helper thread too) for src/web/shims/tokenizer-probe.ts,
+// load/hub.ts (folders, the Hugging Face cache) for src/web/shims/hub.ts, kernels/native.ts
 // (the addon, located on disk at import) for src/web/shims/native.ts. Run from the repository root: node scripts/build-web.mjs
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,8 @@ const browserShims = (stubbed) => ({
       return { path: join(shims, 'node-unavailable.cjs') };
     });
     b.onResolve({ filter: /\/template-sandbox\.js$/ }, () => ({ path: join(root, 'src', 'web', 'template-render.ts') }));
+    // The tokenizer's pattern probe runs in a Node helper thread; the page probes nothing.
+    b.onResolve({ filter: /\/tokenizer-probe\.js$/ }, () => ({ path: join(shims, 'tokenizer-probe.ts') }));
     // Folder and Hugging Face cache resolution (and @huggingface/hub with it) has no place in a page.
     b.onResolve({ filter: /\/load\/hub\.js$/ }, () => ({ path: join(shims, 'hub.ts') }));
     // The native addon is found on disk when native.ts is imported; a page has none.
