@@ -40,7 +40,7 @@ const SHIPPED = [
 const REQUIRED = [
   'package.json', 'README.md', 'LICENSE', 'THIRD_PARTY_NOTICES.md', 'bin/dyllm.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/api.js',
   'scripts/install.mjs', 'binding.gyp', 'src/kernels/native/module.cc', PREBUILD, 'models/dyllm-demo/model.safetensors', 'src/server/static/index.html',
-  'src/server/static/local.html', 'dist/web/local-worker.js',
+  'src/server/static/local.html', 'src/server/static/dyllm.css', 'dist/web/local-worker.js',
 ];
 
 /** Why the test cannot run here (platform, or no native addon at all), or null. */
