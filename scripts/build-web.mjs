@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the /local page's engine worker (src/web/worker.ts) into one browser ESM file, dist/web/local-worker.js,
+// Builds the /local page's engine worker (src/web/worker.ts) into one browser ESM file, dist/web/local-worker.js (and
+// the chat-template helper it nests, src/web/template-worker.ts, into dist/web/template-worker.js),
 // with esbuild (a devDependency; `npm run build` runs this after tsc). The bundle holds the engine, the reference
 // backend, the loaders and @huggingface/tokenizers / @huggingface/jinja. Node built-ins never run on this path
 // (models load from bytes, load/bytes.ts): node:path and node:assert get small browser versions, every other node:*
@@ -39,8 +40,9 @@ const browserShims = (stubbed) => ({
 const stubbed = new Set();
 const result = await build({
   absWorkingDir: root,
-  entryPoints: [join(root, 'src', 'web', 'worker.ts')],
-  outfile: join(root, 'dist', 'web', 'local-worker.js'),
+  // The engine worker, and the chat-template helper it nests (src/web/template-render.ts).
+  entryPoints: { 'local-worker': join(root, 'src', 'web', 'worker.ts'), 'template-worker': join(root, 'src', 'web', 'template-worker.ts') },
+  outdir: join(root, 'dist', 'web'),
   bundle: true,
   format: 'esm',
   platform: 'browser',
@@ -53,5 +55,5 @@ const result = await build({
   plugins: [browserShims(stubbed)],
   metafile: true,
 });
-const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
-console.log(`dist/web/local-worker.js: ${(bytes / 1024).toFixed(0)} KiB (never-called stand-ins for ${[...stubbed].sort().join(', ') || 'no built-ins'})`);
+const kib = (name) => (Object.entries(result.metafile.outputs).find(([f]) => f.endsWith(name))?.[1].bytes ?? 0) / 1024;
+console.log(`dist/web/local-worker.js: ${kib('local-worker.js').toFixed(0)} KiB, template-worker.js: ${kib('template-worker.js').toFixed(0)} KiB (never-called stand-ins for ${[...stubbed].sort().join(', ') || 'no built-ins'})`);
