@@ -20,7 +20,8 @@ export interface TemplateLimits {
   readonly maxOutputChars: number;
 }
 
-export const DEFAULT_TEMPLATE_LIMITS: TemplateLimits = Object.freeze({ timeoutMs: 1000, maxOutputChars: 4 * 1024 * 1024 });
+/** As in Node (load/template-sandbox.ts): real templates render in well under a millisecond; the margin is for a loaded machine. */
+export const DEFAULT_TEMPLATE_LIMITS: TemplateLimits = Object.freeze({ timeoutMs: 5000, maxOutputChars: 4 * 1024 * 1024 });
 export const MAX_TEMPLATE_TIMEOUT_MS = 60_000;
 
 export type SandboxOutcome =
