@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Builds the /local page's engine worker (src/web/worker.ts) into one browser ESM file, dist/web/local-worker.js,
+// Builds the /local page's engine worker (src/web/worker.ts) into one browser ESM file, dist/web/local-worker.js (and
+// the chat-template helper it nests, src/web/template-worker.ts, into dist/web/template-worker.js),
 // with esbuild (a devDependency; `npm run build` runs this after tsc). The bundle holds the engine, the reference
 // backend, the loaders and @huggingface/tokenizers / @huggingface/jinja. Node built-ins never run on this path
 // (models load from bytes, load/bytes.ts): node:path and node:assert get small browser versions, every other node:*
 // module a stand-in that throws if called, load/template-sandbox.ts (a Node helper thread) is swapped for
-// src/web/template-render.ts and load/hub.ts (folders, the Hugging Face cache) for src/web/shims/hub.ts, kernels/native.ts
+// src/web/template-render.ts, load/tokenizer-probe.ts (a Node helper thread too) for src/web/shims/tokenizer-probe.ts,
+// load/hub.ts (folders, the Hugging Face cache) for src/web/shims/hub.ts, kernels/native.ts
 // (the addon, located on disk at import) for src/web/shims/native.ts. Run from the repository root: node scripts/build-web.mjs
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +27,8 @@ const browserShims = (stubbed) => ({
       return { path: join(shims, 'node-unavailable.cjs') };
     });
     b.onResolve({ filter: /\/template-sandbox\.js$/ }, () => ({ path: join(root, 'src', 'web', 'template-render.ts') }));
+    // The tokenizer's pattern probe runs in a Node helper thread; the page probes nothing.
+    b.onResolve({ filter: /\/tokenizer-probe\.js$/ }, () => ({ path: join(shims, 'tokenizer-probe.ts') }));
     // Folder and Hugging Face cache resolution (and @huggingface/hub with it) has no place in a page.
     b.onResolve({ filter: /\/load\/hub\.js$/ }, () => ({ path: join(shims, 'hub.ts') }));
     // The native addon is found on disk when native.ts is imported; a page has none.
@@ -36,8 +40,9 @@ const browserShims = (stubbed) => ({
 const stubbed = new Set();
 const result = await build({
   absWorkingDir: root,
-  entryPoints: [join(root, 'src', 'web', 'worker.ts')],
-  outfile: join(root, 'dist', 'web', 'local-worker.js'),
+  // The engine worker, and the chat-template helper it nests (src/web/template-render.ts).
+  entryPoints: { 'local-worker': join(root, 'src', 'web', 'worker.ts'), 'template-worker': join(root, 'src', 'web', 'template-worker.ts') },
+  outdir: join(root, 'dist', 'web'),
   bundle: true,
   format: 'esm',
   platform: 'browser',
@@ -50,5 +55,5 @@ const result = await build({
   plugins: [browserShims(stubbed)],
   metafile: true,
 });
-const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
-console.log(`dist/web/local-worker.js: ${(bytes / 1024).toFixed(0)} KiB (never-called stand-ins for ${[...stubbed].sort().join(', ') || 'no built-ins'})`);
+const kib = (name) => (Object.entries(result.metafile.outputs).find(([f]) => f.endsWith(name))?.[1].bytes ?? 0) / 1024;
+console.log(`dist/web/local-worker.js: ${kib('local-worker.js').toFixed(0)} KiB, template-worker.js: ${kib('template-worker.js').toFixed(0)} KiB (never-called stand-ins for ${[...stubbed].sort().join(', ') || 'no built-ins'})`);

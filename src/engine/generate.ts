@@ -66,7 +66,10 @@ export interface GenerateStats {
   readonly steps: number;
   readonly nfe: number;
   readonly elapsedMs: number;
-  /** Generated tokens: G per sequence, or up to and including the end token when stopped early. */
+  /**
+   * Generated tokens: the positions the model denoised, G per sequence, or up to and including the end token when
+   * stopped early. An infill's fixed text (GenerateRequest.fixed) was not generated: only its holes count.
+   */
   readonly generatedTokens: number;
   readonly tokensPerS: number;
   /** FFN rows recomputed ÷ dense over the run (1 for dense). */
@@ -308,7 +311,7 @@ export class DenoiseRun {
   result(): GenerateResult {
     const elapsedMs = performance.now() - this.t0;
     const G = this.o.genLength;
-    const generatedTokens = this.seqs.reduce((n, s) => n + (s.generated || G), 0);
+    const generatedTokens = this.seqs.reduce((n, s) => n + denoisedPositions(s, s.generated || G), 0);
     return {
       tokens: this.seqs.map((s) => s.tokens.slice(s.genStart)),
       stats: {
@@ -323,6 +326,16 @@ export class DenoiseRun {
       },
     };
   }
+}
+
+/**
+ * The positions among the first `upTo` of a sequence's generated region that started masked (isPrompt 0): all of
+ * them without `fixed`; an infill's holes only, its pre-committed text excluded.
+ */
+function denoisedPositions(s: Seq, upTo: number): number {
+  let n = 0;
+  for (let i = s.genStart; i < s.genStart + upTo; i++) if (s.isPrompt[i] === 0) n++;
+  return n;
 }
 
 /** The denoising loop for one request: yields one StepEvent per step; returns the final tokens and statistics. */

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { LoadError } from './errors.js';
 import { parseJsonObject, pathExists, readOptionalJsonObject, readTextFile, type ModelFiles } from './files.js';
+import { probeTokenizerPatterns } from './tokenizer-probe.js';
 
 export interface Tokenizer {
   /** Token ids of `text`; never adds special tokens (add_special_tokens=False). Added tokens in the text are recognised. */
@@ -252,6 +253,9 @@ async function loadFromTokenizerJson(dir: string, config: Json | null, specialMa
   };
   rewriteSplitPatterns(full.pre_tokenizer);
   const cfg = hfConfig(config, specialMap);
+  // The file's own Regex patterns must not backtrack catastrophically (tokenizer-probe.ts); probed before the build,
+  // which runs the added tokens through the normalizer.
+  await probeTokenizerPatterns(file, full.normalizer, full.pre_tokenizer, added);
   const hf = construct(file, full, cfg);
   checkIds(file, hf);
   return wrap(hf, namedSpecialTokens(config, specialMap), added.filter((t) => t.special).map((t) => t.id), cfg.clean_up_tokenization_spaces === true);

@@ -179,6 +179,13 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
   } catch {
     indexHtml = null;
   }
+  // The stylesheet both pages link (the web view and /local).
+  let css: string | null = null;
+  try {
+    css = readFileSync(new URL('dyllm.css', STATIC_DIR), 'utf8');
+  } catch {
+    css = null;
+  }
 
   /** The workers' joint state: down if either is down, restarting if either restarts, else running. */
   function workersState(): { state: WorkerState; reason: string | null } {
@@ -420,8 +427,13 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
         res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' });
         res.end(indexHtml);
         return;
+      case 'GET /static/dyllm.css':
+        if (css === null) throw new RequestError(404, 'the pages\' stylesheet is not installed (src/server/static/dyllm.css)', 'not_found_error');
+        res.writeHead(200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
+        res.end(css);
+        return;
       default: {
-        const known = ['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics', '/', '/index.html'];
+        const known = ['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics', '/', '/index.html', '/static/dyllm.css'];
         const path = rt.slice(rt.indexOf(' ') + 1);
         if (local.handle(req, res, path)) return; // the in-browser engine's page and files (local.ts)
         if (known.includes(path)) throw new RequestError(405, `${req.method} is not allowed on ${path}`, 'invalid_request_error', null, 'method_not_allowed');

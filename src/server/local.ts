@@ -2,6 +2,7 @@
  * The /local routes of `dyllm serve`: a page that runs the engine in the browser (docs: README "In the browser").
  *   GET /local                     the page (src/server/static/local.html)
  *   GET /local/local-worker.js     its engine worker, bundled for the browser at build time (dist/web/, src/web/)
+ *   GET /local/template-worker.js  the chat-template helper the engine worker nests (src/web/template-render.ts)
  *   GET /local/model/manifest.json the served model's files the page downloads: names, sizes and a version id
  *   GET /local/model/<file>        one of those files, read-only, straight from the model folder
  * The page and the worker are public (as the web view's page is); the model files go through the server's access
@@ -19,9 +20,17 @@ import { RequestError } from './errors.js';
 
 const STATIC_DIR = new URL('../../../src/server/static/', import.meta.url);
 const WORKER_JS = new URL('../../web/local-worker.js', import.meta.url);
+const TEMPLATE_WORKER_JS = new URL('../../web/template-worker.js', import.meta.url);
 
 /** Paths served without the API key (the page and its code; the model files need the key when one is set). */
-export const LOCAL_PUBLIC_PATHS: readonly string[] = ['/local', '/local/', '/local/local-worker.js'];
+export const LOCAL_PUBLIC_PATHS: readonly string[] = ['/local', '/local/', '/local/local-worker.js', '/local/template-worker.js'];
+
+/**
+ * The page and its workers are cross-origin isolated (COOP + COEP): that gives the engine worker SharedArrayBuffer,
+ * with which it waits for the chat-template helper synchronously and stops a template that runs past its time limit
+ * (src/web/template-render.ts). Everything the page loads is its own origin's.
+ */
+const ISOLATED = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp', 'Cross-Origin-Resource-Policy': 'same-origin' };
 
 export interface LocalManifest {
   /** The model's name (its folder's name), for messages. */
@@ -55,7 +64,7 @@ export function localRoutes(dir: string, modelName: string): { handle(req: Incom
   let manifest: LocalManifest | null = null;
   const getManifest = (): LocalManifest => (manifest ??= localManifest(dir, modelName));
   const send = (res: ServerResponse, type: string, body: string | Buffer): void => {
-    res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
+    res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff', ...ISOLATED });
     res.end(body);
   };
   return {
@@ -72,12 +81,13 @@ export function localRoutes(dir: string, modelName: string): { handle(req: Incom
         send(res, 'text/html; charset=utf-8', html);
         return true;
       }
-      if (path === '/local/local-worker.js') {
+      if (path === '/local/local-worker.js' || path === '/local/template-worker.js') {
+        const worker = path === '/local/local-worker.js';
         let js: Buffer;
         try {
-          js = readFileSync(WORKER_JS);
+          js = readFileSync(worker ? WORKER_JS : TEMPLATE_WORKER_JS);
         } catch {
-          throw new RequestError(404, 'the /local engine is not built (dist/web/local-worker.js): run npm run build', 'not_found_error');
+          throw new RequestError(404, `the /local engine is not built (dist/web/${worker ? 'local' : 'template'}-worker.js): run npm run build`, 'not_found_error');
         }
         send(res, 'text/javascript; charset=utf-8', js);
         return true;

@@ -26,8 +26,8 @@ export interface AccessOptions {
   readonly loopback: boolean;
 }
 
-/** Paths that need no API key: the health probe, and the web view's page (it asks for the key itself). */
-const PUBLIC_PATHS = new Set(['/health', '/', '/index.html', ...LOCAL_PUBLIC_PATHS]);
+/** Paths that need no API key: the health probe, and the web view's page and stylesheet (it asks for the key itself). */
+const PUBLIC_PATHS = new Set(['/health', '/', '/index.html', '/static/dyllm.css', ...LOCAL_PUBLIC_PATHS]);
 
 const IPV4_LOOPBACK = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 

@@ -82,6 +82,9 @@ for (const [name, blocks] of [['llada-tiny', true], ['llada-tiny', false], ['dre
     });
     // Every hole committed (a random tiny model may predict the mask id itself, which commits a position again later).
     assert.ok(dense.committed >= c.masks);
+    // Generated tokens: the holes' masks only, not the region's fixed text.
+    assert.ok(c.masks < c.region.length);
+    assert.equal(r.stats.generatedTokens, c.masks);
     if (!blocks) assert.equal(dense.options.steps, c.masks);
     else assert.ok(dense.options.steps >= c.masks && dense.options.steps % d === 0 && G / dense.options.blockLength === d);
     const all = infillRun(p, template, gen, { method: 'dyllm', allSalient: true });
@@ -99,6 +102,8 @@ test('library: m.infill fills the holes of the bundled model\'s answer; errors n
   assert.deepEqual(r.fills, ['19', '19']);
   assert.ok(r.text.endsWith('12+7=19. #### 19'), r.text);
   assert.equal(r.stats.steps, 4);
+  // Only the 4 masked positions were generated; the fixed text between the holes (". #### ") was not.
+  assert.equal(r.stats.generatedTokens, 4);
   const d = await m.infill(`${prompt}12+7=<mask:2>. #### <mask:2>`, { accel: 'dyllm' });
   assert.deepEqual(d.fills, ['19', '19']);
   await assert.rejects(m.infill('x <mask:2>', { genLength: 8 } as never), /^OptionError: genLength: set by the infill template/);
@@ -111,6 +116,8 @@ test('CLI: generate --infill prints the filled template; --json adds the fills; 
   assert.equal(ok.code, 0, ok.stderr);
   const j = JSON.parse(ok.stdout);
   assert.equal(j.fills.length, 2);
+  // The two holes' positions, not the fixed text between them.
+  assert.equal(j.stats.generated_tokens, 2);
   assert.ok(j.text.startsWith('Q: 2+3=?\nA: 2+3=') && j.text.includes('. #### '), j.text);
   const e = (args: string[], line: string) => {
     const r = cli('generate', ...args);

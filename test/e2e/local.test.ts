@@ -58,6 +58,9 @@ test('/local: the demo model denoises in the browser with the native backend\'s 
   await page.goto(`${server.url}/local`);
   const ready = (await within(120_000, 'load', page.evaluate('window.dyllmLocal.ready'))) as Ready;
   assert.deepEqual([ready.source, ready.backend, ready.arch], ['network', 'reference', 'llada'], JSON.stringify(ready));
+  // Styled by the stylesheet the web view links too (/static/dyllm.css), plus its own rules.
+  assert.equal(await page.evaluate('getComputedStyle(document.body).backgroundColor'), 'rgb(250, 250, 247)');
+  assert.equal(await page.evaluate('getComputedStyle(document.getElementById("progress")).height'), '10px');
   const gen = (accel: 'dense' | 'dyllm') =>
     within(180_000, `generate (${accel})`, page.evaluate(`window.dyllmLocal.generate(${JSON.stringify({ prompt: PROMPT, chat: true, ...GEN, accel, threshold: 0.99 })})`) as Promise<Done>);
 

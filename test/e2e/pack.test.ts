@@ -34,13 +34,13 @@ const PREBUILD = 'prebuilds/linux-x64/dyllm.glibc.node';
 /** The files a package may hold: what runs (and the notices and docs it points to). */
 const SHIPPED = [
   /^package\.json$/, /^README\.md$/, /^LICENSE$/, /^THIRD_PARTY_NOTICES\.md$/, /^docs\/[\w-]+\.md$/,
-  /^bin\/dyllm\.js$/, /^dist\/src\/.+\.(js|d\.ts)$/, /^dist\/web\/local-worker\.js$/, /^scripts\/install\.mjs$/, /^binding\.gyp$/, /^src\/kernels\/native\/\w+\.(cc|h)$/,
+  /^bin\/dyllm\.js$/, /^dist\/src\/.+\.(js|d\.ts)$/, /^dist\/web\/(local|template)-worker\.js$/, /^scripts\/install\.mjs$/, /^binding\.gyp$/, /^src\/kernels\/native\/\w+\.(cc|h)$/,
   /^prebuilds\/linux-x64\/(dyllm\.glibc\.node|native-sources\.sha256)$/, /^models\/dyllm-demo\/[\w.]+$/, /^src\/server\/static\/[\w.]+$/,
 ];
 const REQUIRED = [
   'package.json', 'README.md', 'LICENSE', 'THIRD_PARTY_NOTICES.md', 'bin/dyllm.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/api.js',
   'scripts/install.mjs', 'binding.gyp', 'src/kernels/native/module.cc', PREBUILD, 'models/dyllm-demo/model.safetensors', 'src/server/static/index.html',
-  'src/server/static/local.html', 'dist/web/local-worker.js',
+  'src/server/static/local.html', 'src/server/static/dyllm.css', 'dist/web/local-worker.js', 'dist/web/template-worker.js',
 ];
 
 /** Why the test cannot run here (platform, or no native addon at all), or null. */

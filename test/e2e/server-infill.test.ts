@@ -56,6 +56,10 @@ describe('dyllm serve: dyllm.infill', () => {
       assert.equal(r.dyllm.steps, lib.stats.steps);
       assert.equal(r.choices[0].finish_reason, 'stop');
       assert.equal(r.usage?.prompt_tokens, lib.promptTokens.length);
+      // completion_tokens: the 4 masked positions the model generated, not the fixed text of the region.
+      assert.equal(r.usage?.completion_tokens, 4);
+      assert.equal(r.usage?.completion_tokens, lib.stats.generatedTokens);
+      assert.equal(r.usage?.total_tokens, lib.promptTokens.length + 4);
       // The fixed text is exactly as written.
       assert.ok(r.choices[0].text.startsWith(chatPrompt + '12+7='), r.choices[0].text);
       assert.match(r.choices[0].text.slice(chatPrompt.length), /^12\+7=.*\. #### .*$/s);
@@ -97,6 +101,7 @@ describe('dyllm serve: dyllm.infill', () => {
     assert.equal(r.choices[0].message.content, '12+7=19. #### 19');
     assert.deepEqual(r.dyllm.fills, [['19', '19']]);
     assert.equal(r.usage?.prompt_tokens, lib.promptTokens.length);
+    assert.equal(r.usage?.completion_tokens, 4);
     // n = 2 with sampling: choice b draws from seed + b, as m.infill with that seed.
     const two = (await client.chat.completions.create({
       model: 'x', n: 2, temperature: 1, seed: 5, messages: [{ role: 'user', content: QUESTION }], dyllm: { infill: ANSWER_TEMPLATE },
@@ -106,6 +111,8 @@ describe('dyllm serve: dyllm.infill', () => {
       assert.equal(two.choices[b].message.content, want.text.slice(chatPrompt.length), `choice ${b}`);
       assert.deepEqual(two.dyllm.fills[b], want.fills);
     }
+    // Two choices of 4 masked positions each.
+    assert.equal(two.usage?.completion_tokens, 8);
   });
 
   test('bad templates and conflicting fields are 400s with the exact message and param', async () => {

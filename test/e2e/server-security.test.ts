@@ -86,6 +86,7 @@ describe('dyllm serve access control (bundled model, --api-key, --cors-origin)',
       assert.equal(a.status, 403, host);
       assert.equal(errorOf(a).code, 'forbidden_host');
       assert.equal((await raw(s.url, 'GET', '/health', { Host: host })).status, 403);
+      assert.equal((await raw(s.url, 'GET', '/static/dyllm.css', { Host: host })).status, 403);
     }
     for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `127.0.0.2:${port}`, `[::1]:${port}`, 'localhost']) {
       assert.equal((await raw(s.url, 'GET', '/health', { Host: host })).status, 200, host);
@@ -139,6 +140,13 @@ describe('dyllm serve access control (bundled model, --api-key, --cors-origin)',
     }
     assert.equal((await raw(s.url, 'GET', '/health', {})).status, 200);
     assert.equal((await raw(s.url, 'GET', '/', {})).status, 200);
+    // The pages' shared stylesheet is public as the pages are (a <link> sends no key), with the static-file headers.
+    const css = await raw(s.url, 'GET', '/static/dyllm.css', {});
+    assert.equal(css.status, 200);
+    assert.deepEqual([css.headers['content-type'], css.headers['cache-control'], css.headers['x-content-type-options']], ['text/css; charset=utf-8', 'no-cache', 'nosniff']);
+    assert.equal((await raw(s.url, 'GET', '/static/dyllm.css', { Origin: 'http://evil.example' })).status, 403);
+    assert.equal((await raw(s.url, 'POST', '/static/dyllm.css', {})).status, 405);
+    assert.equal((await raw(s.url, 'GET', '/static/other.css', { Authorization: `Bearer ${KEY}` })).status, 404);
     assert.equal((await raw(s.url, 'GET', '/metrics', { Authorization: `bearer  ${KEY}` })).status, 200);
     const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: KEY, maxRetries: 0 });
     const r = await client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: QUESTION }] });
@@ -167,6 +175,8 @@ describe('dyllm serve access control (bundled model, --api-key, --cors-origin)',
       await page.waitForFunction(() => document.getElementById('answer')!.textContent!.includes('####') && !(document.getElementById('go') as HTMLButtonElement).disabled, null, { timeout: 20_000 });
       assert.match(await page.textContent('#answer') ?? '', /12\+7=19\. #### 19/);
       assert.equal(dialogs.length, 1, 'the key is asked for once');
+      // Styled by /static/dyllm.css (the page has no CSS of its own).
+      assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(250, 250, 247)');
     } finally {
       await browser.close();
     }

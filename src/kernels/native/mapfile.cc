@@ -5,7 +5,8 @@
 //   populate(ab, offset, length) -> bool: fault a byte range in ahead of use (MADV_POPULATE_READ: one call instead of
 //     a page fault per 4 KiB; MADV_WILLNEED where the kernel predates it).
 //   release(ab, offset, length): drop the range's pages from this process (MADV_DONTNEED). Safe at any time: the
-//     mapping is private and never written, so a later read faults the same bytes back in from the file.
+//     mapping is private and never written, so a later read faults the same bytes back in from the file. Only for
+//     buffers mapFile() returned (they carry kMappingTag): on any other memory MADV_DONTNEED would zero the pages.
 // The mapping is PROT_READ | PROT_WRITE (a view written by mistake copies the page, it never reaches the file), and
 // populated for reading only (MAP_POPULATE on a writable private mapping would copy every page).
 #include <sys/mman.h>
@@ -60,6 +61,9 @@ bool range_arg(Args& a, char** base, size_t* begin, size_t* end, bool inner) {
   return true;
 }
 
+// The type tag of the ArrayBuffers mapFile() returns (napi_type_tag_object): release() refuses any other buffer.
+const napi_type_tag kMappingTag = {0x6479'6c6c'6d6d'6170ULL, 0x6669'6c65'2e63'6301ULL};
+
 }  // namespace
 
 napi_value MapFile(napi_env env, napi_callback_info info) {
@@ -80,6 +84,10 @@ napi_value MapFile(napi_env env, napi_callback_info info) {
   if (napi_create_external_arraybuffer(env, p, size_t(size), unmap_finalize, reinterpret_cast<void*>(size_t(size)), &ab) != napi_ok) {
     munmap(p, size_t(size));
     a.range_error("cannot wrap a %lld-byte mapping in an ArrayBuffer", (long long)size);
+    return nullptr;
+  }
+  if (napi_type_tag_object(env, ab, &kMappingTag) != napi_ok) {
+    a.range_error("cannot tag a %lld-byte mapping", (long long)size);  // the buffer's finalizer unmaps it
     return nullptr;
   }
   return ab;
@@ -104,6 +112,13 @@ napi_value Populate(napi_env env, napi_callback_info info) {
 napi_value Release(napi_env env, napi_callback_info info) {
   Args a(env, info, "release");
   if (!a.ok) return nullptr;
+  // Any ArrayBuffer but a mapping of mapFile() is refused: MADV_DONTNEED on its pages would zero them.
+  bool isab = false, mapped = false;
+  if (a.argc > 0) napi_is_arraybuffer(env, a.argv[0], &isab);
+  if (isab && (napi_check_object_type_tag(env, a.argv[0], &kMappingTag, &mapped) != napi_ok || !mapped)) {
+    a.type_error("mapping must be an ArrayBuffer from mapFile(), found an ArrayBuffer it did not map (dropping its pages would zero them)");
+    return nullptr;
+  }
   char* base;
   size_t b, e;
   if (!range_arg(a, &base, &b, &e, true)) return nullptr;
