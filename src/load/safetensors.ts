@@ -11,7 +11,8 @@
  * on the next page read past its new end, so the file's size is checked before every tensor is handed out
  * (docs/loading.md).
  */
-import { closeSync, readSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, readSync, realpathSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadNativeAddon, type NativeAddon } from '../kernels/native.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
@@ -26,6 +27,18 @@ export interface TensorInfo {
   readonly begin: number;
   readonly end: number;
   readonly file: string;
+}
+
+/**
+ * What identifies a safetensors file's contents without reading its data (the key of a packed-weight cache,
+ * src/load/pack-cache.ts): where it is, its size, modification time and inode, and a hash of its header.
+ */
+export interface FileIdentity {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeNs: string;
+  readonly ino: string;
+  readonly headerSha256: string;
 }
 
 export type TensorData = Uint16Array | Float32Array | Int8Array | Uint8Array;
@@ -53,6 +66,7 @@ function mapper(opts: CheckpointOptions): NativeAddon | null {
 export class SafetensorsFile {
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Readonly<Record<string, string>>;
+  readonly identity: FileIdentity;
   /** The whole file mapped (see the top of this file), or null: tensors are read. */
   private mapping: ArrayBuffer | null = null;
   private readonly addon: NativeAddon | null;
@@ -70,6 +84,14 @@ export class SafetensorsFile {
       const hbuf = Buffer.alloc(headerLen);
       readFully(fd, hbuf, 8, path, 'the header');
       const parsed = parseHeader(path, hbuf, size);
+      const st = fstatSync(fd, { bigint: true });
+      let real = path;
+      try {
+        real = realpathSync(path);
+      } catch {
+        // gone since it was opened: the key still names the path given
+      }
+      this.identity = { path: real, size, mtimeNs: String(st.mtimeNs), ino: String(st.ino), headerSha256: createHash('sha256').update(hbuf).digest('hex') };
       this.metadata = parsed.metadata;
       for (const [name, info] of parsed.tensors) this.tensors.set(name, info);
       if (this.addon && this.tensors.size > 0) {
@@ -236,6 +258,8 @@ export interface SafetensorsShard {
   read(name: string): TensorData;
   /** Drops a tensor's (or every tensor's) mapped pages from the resident set; optional (bytes held in memory: nothing to drop). */
   release?(name?: string): void;
+  /** The file's identity (a file on disk); absent for bytes held in memory. */
+  readonly identity?: FileIdentity;
 }
 
 /** Another source of a checkpoint's files than the folder on disk (load/bytes.ts): its text files and its shards. */
@@ -305,6 +329,16 @@ export class Checkpoint {
       return;
     }
     for (const st of new Set(this.byName.values())) st.release?.();
+  }
+
+  /** The identity of every file of the checkpoint (in name order), or null when one is not a file on disk. */
+  identity(): FileIdentity[] | null {
+    const ids: FileIdentity[] = [];
+    for (const st of new Set(this.byName.values())) {
+      if (!st.identity) return null;
+      ids.push(st.identity);
+    }
+    return ids.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 
   /** Total bytes of tensor data. */
