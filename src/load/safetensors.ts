@@ -46,6 +46,16 @@ export type TensorData = Uint16Array | Float32Array | Int8Array | Uint8Array;
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const READ_CHUNK = 1 << 30; // readSync caps a single read near 2 GiB
 
+/** How a tensor is handed out. */
+export interface ReadOptions {
+  /**
+   * Fault a mapped tensor's pages in before it is returned (default true: it is about to be read whole, e.g.
+   * packed). false for a tensor read a little at a time (the embedding, looked up row by row): its pages then come
+   * in as they are touched.
+   */
+  readonly populate?: boolean;
+}
+
 export interface CheckpointOptions {
   /** Map the files (default: yes where the native addon loads, unless env DYLLM_MMAP=off); false: read each tensor. */
   map?: boolean;
@@ -115,7 +125,7 @@ export class SafetensorsFile {
    * One tensor (BF16/F16 as Uint16Array bits, F32 as Float32Array, I8, U8): a view into the file's mapping, or a fresh
    * typed array read from disk. Treat it as read-only; it may share memory with the file's other tensors.
    */
-  read(name: string): TensorData {
+  read(name: string, opts: ReadOptions = {}): TensorData {
     const info = this.tensors.get(name);
     if (!info) throw new LoadError(this.path, `tensor ${name}`, 'no such tensor in this file');
     const nbytes = info.end - info.begin;
@@ -125,7 +135,7 @@ export class SafetensorsFile {
       const { fd, size } = openRegularFile(this.path, 'a safetensors file');
       closeSync(fd);
       if (size < info.end) throw new LoadError(this.path, `at least ${info.end} bytes (for ${name})`, `${size} bytes`, 'the file changed or was truncated after it was opened');
-      if (nbytes > 0) this.addon.populate(this.mapping, info.begin, nbytes);
+      if (nbytes > 0 && opts.populate !== false) this.addon.populate(this.mapping, info.begin, nbytes);
       return typedView(info.dtype, this.mapping, info.begin, nbytes / elem);
     }
     const buf = new ArrayBuffer(nbytes);
@@ -255,7 +265,7 @@ function fmtJson(v: unknown): string {
 /** One safetensors file as Checkpoint uses it: its validated entries, and each tensor's data on request. */
 export interface SafetensorsShard {
   readonly tensors: ReadonlyMap<string, TensorInfo>;
-  read(name: string): TensorData;
+  read(name: string, opts?: ReadOptions): TensorData;
   /** Drops a tensor's (or every tensor's) mapped pages from the resident set; optional (bytes held in memory: nothing to drop). */
   release?(name?: string): void;
   /** The file's identity (a file on disk); absent for bytes held in memory. */
@@ -316,10 +326,10 @@ export class Checkpoint {
   }
 
   /** One tensor (see SafetensorsFile.read: a view into the mapped file where possible; treat it as read-only). */
-  read(name: string): TensorData {
+  read(name: string, opts?: ReadOptions): TensorData {
     const st = this.byName.get(name);
     if (!st) throw new LoadError(this.dir, `tensor ${name}`, 'not in the checkpoint');
-    return st.read(name);
+    return st.read(name, opts);
   }
 
   /** Drops a tensor's mapped pages (or, without a name, every file's) from the resident set; see SafetensorsFile.release. */

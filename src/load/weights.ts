@@ -13,7 +13,7 @@ import { groups, QK, type QuantFormat } from '../kernels/quant.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../tensor/dtype.js';
 import type { QuantizationConfig } from './config.js';
 import { LoadError } from './errors.js';
-import type { Checkpoint, TensorInfo } from './safetensors.js';
+import type { Checkpoint, ReadOptions, TensorInfo } from './safetensors.js';
 
 export interface WeightStoreOptions {
   /** Dense matrices to quantise when the backend prepares them (load-time `--quant`), by checkpoint name. */
@@ -73,13 +73,14 @@ export class WeightStore {
   /**
    * A [out, in] matrix; bf16 and f32 keep their dtype, f16 is widened to f32 (no f16 kernels). The data may be a
    * view into the mapped checkpoint file: read it, never write it. A quantised tensor comes back as its int8 / q4
-   * host arrays; a dense one the load plan names carries `quant`.
+   * host arrays; a dense one the load plan names carries `quant`. `opts.populate: false`: a mapped tensor's pages
+   * are not faulted in ahead (one read a row at a time).
    */
-  matrix(name: string, outFeatures: number, inFeatures: number): HostWeight {
+  matrix(name: string, outFeatures: number, inFeatures: number, opts?: ReadOptions): HostWeight {
     const found = this.checkpoint.info(name);
     if (found && (found.dtype === 'I8' || found.dtype === 'U8')) return this.quantized(found, outFeatures, inFeatures);
     const info = this.check(name, [outFeatures, inFeatures]);
-    const data = this.checkpoint.read(name);
+    const data = this.checkpoint.read(name, opts);
     const quant = this.options.quantize?.get(name) ?? null;
     if (info.dtype === 'BF16') return { dtype: 'bf16', data: data as Uint16Array, outFeatures, inFeatures, quant };
     if (info.dtype === 'F16') return { dtype: 'f32', data: f16ArrayToF32(data as Uint16Array), outFeatures, inFeatures, quant };

@@ -107,8 +107,8 @@ export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel
     const total = ckpt.nbytes();
     const read = ckpt.read.bind(ckpt);
     let done = 0;
-    ckpt.read = (name) => {
-      const data = read(name);
+    ckpt.read = (name, o) => {
+      const data = read(name, o);
       const t = ckpt.info(name)!;
       done += t.end - t.begin;
       progress(done, total);

@@ -59,7 +59,9 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
   // The head before the embedding, and the embedding's pages released at once: from here on it is looked up a row
   // at a time, so a mapped checkpoint never holds both vocabulary-sized tensors in the process while one is packed.
   const untiedHead = cfg.tieWordEmbeddings ? null : prep(names.head, cfg.vocabSize, D);
-  const embed = store.matrix(names.embed, cfg.vocabSize, D);
+  // Its pages are faulted in ahead only when a tied head is about to be packed from it; otherwise a prompt's rows
+  // come in as they are looked up.
+  const embed = store.matrix(names.embed, cfg.vocabSize, D, { populate: cfg.tieWordEmbeddings });
   // prepareWeight never writes its input: a tied head is packed from the embedding itself
   const head = untiedHead ?? store.prepared(names.embed, cfg.vocabSize, D, backend, embed);
   store.release(names.embed);
