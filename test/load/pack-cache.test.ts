@@ -162,7 +162,17 @@ describe('packed-weight cache', needsNative(), () => {
     assert.match(lines[0], /^warning: packed-weight cache: could not write .*\/packed\/dyllm-demo-none-[0-9a-f]{16}\.dyllmpack \(ENOTDIR: .*\); the model loaded without it$/);
     assert.equal(m.packCache?.written, false);
     assert.deepEqual(logits(m), want);
-    assert.deepEqual(readdirSync(tmp).filter((f) => f.includes('.tmp')), []);
+  });
+
+  test('a write that fails midway (file size limit, as a full disk) is a warning, leaves no file, and the load goes on', () => {
+    // RLIMIT_FSIZE with SIGXFSZ ignored: a write past 1 MiB fails with EFBIG, as one on a full disk fails with ENOSPC.
+    const dir = fresh('full');
+    const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 1024; exec "${process.execPath}" "${join(repoRoot, 'bin', 'dyllm.js')}" generate --prompt-ids 1,2,3 --gen-length 4 --steps 4 --block-length 4 --quiet --pack-cache`],
+      { encoding: 'utf8', env: { ...process.env, DYLLM_CACHE_DIR: dir } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /^dyllm: warning: packed-weight cache: could not write .*\/dyllm-demo-none-[0-9a-f]{16}\.dyllmpack \(EFBIG: file too large, write\); the model loaded without it$/m);
+    assert.ok(r.stdout.length > 0, 'the answer was printed');
+    assert.deepEqual(readdirSync(dir), [], 'neither the cache file nor its temporary file is left');
   });
 
   test('the packed layout is what kPackLayoutVersion 1 names (bump it when this fails)', () => {
