@@ -22,7 +22,7 @@
  * load goes on.
  */
 import { randomBytes, createHash } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import type { KernelBackend, PreparedWeight, WeightDtype } from '../kernels/backend.js';
@@ -213,7 +213,8 @@ export class PackCacheSession implements PreparedWeightCache {
     this.log = opts.log ?? ((line) => process.stderr.write(`dyllm: ${line}\n`));
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      // Non-blocking, and then only a regular file is read: a FIFO in its place cannot hang the load.
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENOTDIR') this.warn(`cannot open it (${code ?? (e as Error).message})`);

@@ -126,6 +126,10 @@ describe('packed-weight cache', needsNative(), () => {
       b.write(m, i + 8, 'latin1');
       writeFileSync(f, b);
     }, /: weight ".*": \d+ bytes, but a prepared \d+x\d+ bf16 weight is \d+; ignoring it/],
+    ['a FIFO in its place', (f) => {
+      rmSync(f);
+      assert.equal(spawnSync('mkfifo', [f]).status, 0, 'mkfifo');
+    }, /: not a regular file; ignoring it/],
     ['another format version', (f) => {
       const b = readFileSync(f);
       b.writeUInt32LE(7, 8);
