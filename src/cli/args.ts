@@ -122,11 +122,26 @@ export function parseIdList(flag: string, v: string): number[] {
  * Load options: how the model's weights are held (shared by generate, serve, eval and bench). Not generation
  * options: they are fixed for the life of a loaded model, so a request cannot set them.
  */
-export const LOAD_FLAGS = { quant: { type: 'string' } } as const;
+export const LOAD_FLAGS = { quant: { type: 'string' }, 'pack-cache': { type: 'boolean' } } as const;
+
+/** The --pack-cache help line (generate, serve, eval, bench). */
+export const PACK_CACHE_HELP = `  --pack-cache       map the packed weights from a cache file, writing it on first use (+ the weights' size
+                     on disk; same as DYLLM_PACK_CACHE=1; dir: DYLLM_CACHE_DIR). See docs/loading.md`;
 
 export const LOAD_HELP = `Loading:
   --quant Q          none | int8 | q4: quantise the linear layers while loading (default none; a folder written
-                     by dyllm quantize loads quantised as it is). See docs/quantization.md`;
+                     by dyllm quantize loads quantised as it is). See docs/quantization.md
+${PACK_CACHE_HELP}`;
+
+/**
+ * --pack-cache: sets DYLLM_PACK_CACHE=1, which every load in this process reads (loadModel; the server's engine
+ * thread included). Refused with --queue: the workers load the model (run them with DYLLM_PACK_CACHE=1).
+ */
+export function applyPackCacheFlag(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): void {
+  if (values['pack-cache'] !== true) return;
+  if (values.queue !== undefined) throw new UsageError('--pack-cache: with --queue the workers load the model; start them with DYLLM_PACK_CACHE=1 instead');
+  env.DYLLM_PACK_CACHE = '1';
+}
 
 /** --quant's value (default 'none'). */
 export function quantOption(v: unknown): QuantOption {

@@ -7,7 +7,7 @@ import { loadConfig } from '../load/config.js';
 import { loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { loadChatTemplate } from '../load/chat-template.js';
 import { DEFAULT_TEMPLATE, MAX_STOP_BYTES, MAX_STOPS, defaultStops, readTasks, requestFor, runEval, type EvalMethod, type EvalInfo, type EvalInputs, type EvalSummary, type Task } from '../eval/tasks.js';
-import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, LOAD_FLAGS, THREADS_HELP, UsageError, accelFlagConfig, accelOptions, backendName, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, LOAD_FLAGS, THREADS_HELP, applyPackCacheFlag, UsageError, accelFlagConfig, accelOptions, backendName, generationFlagConfig, generationOptions, modelDir, parse, quantOption } from './args.js';
 import type { QuantOption } from '../models/load-model.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 export function progressBar(label: string): ((done: number, total: number, correct: number) => void) | undefined {
@@ -52,6 +52,8 @@ export const COMMON_HELP = `  --model M               model folder, HF id org/na
   --batch N               prompts per generate call (default 1)
   --backend B             ${BACKEND_HELP}
   --quant Q               none | int8 | q4: quantise the linear layers while loading (docs/quantization.md)
+  --pack-cache            map the packed weights from a cache file, writing it on first use (same as
+                          DYLLM_PACK_CACHE=1; docs/loading.md)
 ${THREADS_HELP}`;
 
 const EVAL_HELP = `Usage: dyllm eval --tasks FILE [options]
@@ -95,6 +97,7 @@ function stopFlags(v: unknown): string[] | undefined {
 export async function evalInputs(values: Record<string, unknown>): Promise<LocalEvalInputs> {
   if (typeof values.tasks !== 'string') throw new UsageError('--tasks FILE is required');
   refuseQueueFlagsWithoutQueue(values);
+  applyPackCacheFlag(values);
   if (values.chat && values['no-chat']) throw new UsageError('--chat and --no-chat contradict each other: give one');
   if (values.chat && values.template !== undefined) throw new UsageError('--template is the raw template and --chat the chat template: give one');
   const stop = stopFlags(values.stop);

@@ -13,7 +13,7 @@ import type { KernelBackend } from '../kernels/backend.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
-import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption, applyPackCacheFlag } from './args.js';
 import { resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { encodeInfill, fillTemplate, infillOptions, parseInfill, refuseInfillGenLength, type InfillCanvas } from '../engine/infill.js';
 import { accelMethod } from '../engine/accel/registry.js';
@@ -26,9 +26,9 @@ import { cmdBench } from './bench.js';
 import { QUEUE_FLAGS, QUEUE_HELP, refuseQueueFlagsWithoutQueue } from '../queue/flags.js';
 
 
-const COMMANDS = ['generate', 'serve', 'eval', 'bench', 'worker', 'info', 'pull', 'quantize'] as const;
+const COMMANDS = ['generate', 'serve', 'eval', 'bench', 'worker', 'info', 'pull', 'quantize', 'pack'] as const;
 /** Commands that run the kernels (and so take --threads). */
-const COMPUTE_COMMANDS = new Set(['generate', 'serve', 'eval', 'bench', 'worker']);
+const COMPUTE_COMMANDS = new Set(['generate', 'serve', 'eval', 'bench', 'worker', 'pack']);
 
 const USAGE = `Usage: dyllm <command> [options]
 
@@ -41,6 +41,7 @@ Commands:
   info MODEL          a model's architecture, size, tokenizer, special tokens, defaults and backend
   pull ORG/NAME[@REV] download a model into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)
   quantize IN OUT     write a copy of a model folder with int8 or 4-bit linear layers (--quant int8|q4)
+  pack MODEL          write the packed-weight cache file that --pack-cache maps (docs/loading.md)
 
 Options:
   -v, --version       print dyllm's version
@@ -99,6 +100,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     process.stdout.write(GENERATE_HELP + '\n');
     return;
   }
+  applyPackCacheFlag(values);
   if (values.queue !== undefined || values.input !== undefined || values.output !== undefined) {
     if (values.infill !== undefined) throw new UsageError('--infill: runs here, not on a queue; drop --queue, --input and --output');
     await generateQueued(values, positionals);
@@ -258,6 +260,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'quantize':
         await (await import('./quantize.js')).cmdQuantize(rest);
+        return 0;
+      case 'pack':
+        await (await import('./pack.js')).cmdPack(rest);
         return 0;
       case 'worker':
         // Imported here: commands without a queue never load the Redis client.

@@ -5,7 +5,7 @@
  */
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
 import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
-import { BACKEND_HELP, LOAD_FLAGS, MAX_THREADS, backendName, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
+import { BACKEND_HELP, LOAD_FLAGS, MAX_THREADS, applyPackCacheFlag, backendName, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
 
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
@@ -15,6 +15,8 @@ export const SERVE_HELP = `Usage: dyllm serve [options]
   --port N            port, 0 = any free port (default ${SERVER_DEFAULTS.port})
   --backend B         ${BACKEND_HELP}
   --quant Q           none | int8 | q4: quantise the linear layers while loading (default none; docs/quantization.md)
+  --pack-cache        map the packed weights from a cache file, writing it on first use (same as
+                      DYLLM_PACK_CACHE=1; docs/loading.md)
   --threads N         kernel threads, 1-${MAX_THREADS} (default: env DYLLM_THREADS, else every CPU)
   --max-batch N       requests denoised together, one merged forward per step (default ${SERVER_DEFAULTS.maxBatch})
   --max-queue N       requests waiting beyond the batch before 503 (default ${SERVER_DEFAULTS.maxQueue})
@@ -63,6 +65,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   }
   const backend = backendName(values.backend);
   const quant = quantOption(values.quant);
+  applyPackCacheFlag(values);
   const port = intFlag(values, 'port', 0);
   if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
   // An empty DYLLM_API_KEY counts as unset; an empty --api-key is a mistake.

@@ -13,7 +13,7 @@ import type { CheckpointFiles } from '../load/safetensors.js';
 import { resolveModelDir } from '../load/hub.js';
 import { loadTokenizer, tokenizerFile, type Tokenizer } from '../load/tokenizer.js';
 import { familyOf } from '../families/registry.js';
-import { loadModel, type LoadProgress, type QuantOption } from '../models/load-model.js';
+import { loadModel, type LoadProgress, type ModelLoadOptions, type QuantOption } from '../models/load-model.js';
 import type { DiffusionModel } from '../models/types.js';
 
 export interface SpecialIds {
@@ -43,6 +43,8 @@ export interface PipelineOptions {
   readonly templateLimits?: Partial<TemplateLimits>;
   /** Called as the weights are read (see loadModel). */
   readonly onProgress?: LoadProgress;
+  /** The packed-weight cache (see loadModel; docs/loading.md). Default: env DYLLM_PACK_CACHE=1, else off. */
+  readonly packCache?: ModelLoadOptions['packCache'];
 }
 
 /**

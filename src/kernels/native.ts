@@ -87,6 +87,35 @@ export interface NativeAddon {
   populate(mapping: ArrayBuffer, offset: number, length: number): boolean;
   /** Drops the pages wholly inside a byte range of a mapping from this process; later reads fault them back in. */
   release(mapping: ArrayBuffer, offset: number, length: number): void;
+  /**
+   * A read-only shared mapping of `length` bytes of an open file from `offset` (a multiple of the page size) as an
+   * ArrayBuffer (unmapped when collected; the fd may be closed right after). Never write into it: the pages are
+   * read-only and writing faults the process. The packed-weight cache maps its regions this way
+   * (src/load/pack-cache.ts).
+   */
+  mapRegion(fd: number, offset: number, length: number): ArrayBuffer;
+  /** A 64-bit hash of a byte range as 16 hex digits (the same on any thread count; src/kernels/native/mapfile.cc). */
+  checksum(buffer: ArrayBuffer, offset: number, length: number): string;
+  /** The byteLength of the ArrayBuffer prepare() returns for an N x K weight of `dtype` (its packed bytes + 64). */
+  preparedBytes(dtype: WeightDtype, N: number, K: number): number;
+  /** The version of the packed layouts prepare() writes (kPackLayoutVersion in src/kernels/native/glue.h). */
+  packLayout(): number;
+}
+
+/**
+ * A backend's prepared weights as bytes: what a packed-weight cache file (src/load/pack-cache.ts) stores, and how
+ * a region of such a file, mapped, becomes a prepared weight again without packing anything.
+ */
+export interface PackedWeightLayout {
+  /** Names the layout: two backends with the same id prepare the same bytes for the same weight. */
+  readonly id: string;
+  readonly addon: NativeAddon;
+  /** The exact byte length of a prepared weight's buffer (throws a RangeError when it cannot be packed at all). */
+  preparedBytes(dtype: WeightDtype, N: number, K: number): number;
+  /** The buffer of a weight this backend prepared (never written through), or null for a weight it did not. */
+  bytesOf(w: PreparedWeight): ArrayBuffer | null;
+  /** A prepared weight over `buffer` (preparedBytes long, e.g. a mapped region of a cache file): used as it is. */
+  adopt(dtype: WeightDtype, N: number, K: number, buffer: ArrayBuffer): PreparedWeight;
 }
 
 /** A dense weight quantised by the addon into fresh host arrays (see NativeAddon.quantize). */
@@ -185,6 +214,32 @@ class NativeBackend implements KernelBackend {
   constructor(private readonly addon: NativeAddon, readonly tier: NativeTier, readonly bf16Activations: Bf16Activations) {
     this.name = `native-${tier.isa}`;
     this.split = bf16Activations === 'split';
+  }
+
+  /**
+   * The packed layout of this backend's weights. The packed-weight cache (src/load/pack-cache.ts) finds it here by
+   * name and imports nothing of this file at run time (the browser bundle has no addon); null when the addon
+   * predates it.
+   */
+  packedLayout(): PackedWeightLayout | null {
+    const addon = this.addon;
+    if (typeof addon.mapRegion !== 'function' || typeof addon.packLayout !== 'function') return null;
+    return {
+      // NAPI_VERSION 8 (binding.gyp); the layout is the same on every ISA tier (prepare runs in baseline code)
+      id: `native-panels-v${addon.packLayout()} napi8 ${process.platform}-${process.arch}`,
+      addon,
+      preparedBytes: (dtype, N, K) => addon.preparedBytes(dtype, N, K),
+      bytesOf: (w) => {
+        const packed = (w as NativePreparedWeight | null)?.packed;
+        return packed instanceof ArrayBuffer ? packed : null;
+      },
+      adopt: (dtype, N, K, buffer) => {
+        const want = addon.preparedBytes(dtype, N, K);
+        if (buffer.byteLength !== want) throw new RangeError(`adopt: a prepared ${N}x${K} ${dtype} weight is ${want} bytes, found ${buffer.byteLength}`);
+        const p: NativePreparedWeight = { dtype, outFeatures: N, inFeatures: K, nbytes: buffer.byteLength, packed: buffer };
+        return p;
+      },
+    };
   }
 
   prepareWeight(w: HostWeight): PreparedWeight {

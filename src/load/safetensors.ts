@@ -11,7 +11,8 @@
  * on the next page read past its new end, so the file's size is checked before every tensor is handed out
  * (docs/loading.md).
  */
-import { closeSync, readSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, readSync, realpathSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadNativeAddon, type NativeAddon } from '../kernels/native.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
@@ -28,10 +29,32 @@ export interface TensorInfo {
   readonly file: string;
 }
 
+/**
+ * What identifies a safetensors file's contents without reading its data (the key of a packed-weight cache,
+ * src/load/pack-cache.ts): where it is, its size, modification time and inode, and a hash of its header.
+ */
+export interface FileIdentity {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeNs: string;
+  readonly ino: string;
+  readonly headerSha256: string;
+}
+
 export type TensorData = Uint16Array | Float32Array | Int8Array | Uint8Array;
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const READ_CHUNK = 1 << 30; // readSync caps a single read near 2 GiB
+
+/** How a tensor is handed out. */
+export interface ReadOptions {
+  /**
+   * Fault a mapped tensor's pages in before it is returned (default true: it is about to be read whole, e.g.
+   * packed). false for a tensor read a little at a time (the embedding, looked up row by row): its pages then come
+   * in as they are touched.
+   */
+  readonly populate?: boolean;
+}
 
 export interface CheckpointOptions {
   /** Map the files (default: yes where the native addon loads, unless env DYLLM_MMAP=off); false: read each tensor. */
@@ -53,6 +76,7 @@ function mapper(opts: CheckpointOptions): NativeAddon | null {
 export class SafetensorsFile {
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Readonly<Record<string, string>>;
+  readonly identity: FileIdentity;
   /** The whole file mapped (see the top of this file), or null: tensors are read. */
   private mapping: ArrayBuffer | null = null;
   private readonly addon: NativeAddon | null;
@@ -70,6 +94,14 @@ export class SafetensorsFile {
       const hbuf = Buffer.alloc(headerLen);
       readFully(fd, hbuf, 8, path, 'the header');
       const parsed = parseHeader(path, hbuf, size);
+      const st = fstatSync(fd, { bigint: true });
+      let real = path;
+      try {
+        real = realpathSync(path);
+      } catch {
+        // gone since it was opened: the key still names the path given
+      }
+      this.identity = { path: real, size, mtimeNs: String(st.mtimeNs), ino: String(st.ino), headerSha256: createHash('sha256').update(hbuf).digest('hex') };
       this.metadata = parsed.metadata;
       for (const [name, info] of parsed.tensors) this.tensors.set(name, info);
       if (this.addon && this.tensors.size > 0) {
@@ -93,7 +125,7 @@ export class SafetensorsFile {
    * One tensor (BF16/F16 as Uint16Array bits, F32 as Float32Array, I8, U8): a view into the file's mapping, or a fresh
    * typed array read from disk. Treat it as read-only; it may share memory with the file's other tensors.
    */
-  read(name: string): TensorData {
+  read(name: string, opts: ReadOptions = {}): TensorData {
     const info = this.tensors.get(name);
     if (!info) throw new LoadError(this.path, `tensor ${name}`, 'no such tensor in this file');
     const nbytes = info.end - info.begin;
@@ -103,7 +135,7 @@ export class SafetensorsFile {
       const { fd, size } = openRegularFile(this.path, 'a safetensors file');
       closeSync(fd);
       if (size < info.end) throw new LoadError(this.path, `at least ${info.end} bytes (for ${name})`, `${size} bytes`, 'the file changed or was truncated after it was opened');
-      if (nbytes > 0) this.addon.populate(this.mapping, info.begin, nbytes);
+      if (nbytes > 0 && opts.populate !== false) this.addon.populate(this.mapping, info.begin, nbytes);
       return typedView(info.dtype, this.mapping, info.begin, nbytes / elem);
     }
     const buf = new ArrayBuffer(nbytes);
@@ -233,9 +265,11 @@ function fmtJson(v: unknown): string {
 /** One safetensors file as Checkpoint uses it: its validated entries, and each tensor's data on request. */
 export interface SafetensorsShard {
   readonly tensors: ReadonlyMap<string, TensorInfo>;
-  read(name: string): TensorData;
+  read(name: string, opts?: ReadOptions): TensorData;
   /** Drops a tensor's (or every tensor's) mapped pages from the resident set; optional (bytes held in memory: nothing to drop). */
   release?(name?: string): void;
+  /** The file's identity (a file on disk); absent for bytes held in memory. */
+  readonly identity?: FileIdentity;
 }
 
 /** Another source of a checkpoint's files than the folder on disk (load/bytes.ts): its text files and its shards. */
@@ -292,10 +326,10 @@ export class Checkpoint {
   }
 
   /** One tensor (see SafetensorsFile.read: a view into the mapped file where possible; treat it as read-only). */
-  read(name: string): TensorData {
+  read(name: string, opts?: ReadOptions): TensorData {
     const st = this.byName.get(name);
     if (!st) throw new LoadError(this.dir, `tensor ${name}`, 'not in the checkpoint');
-    return st.read(name);
+    return st.read(name, opts);
   }
 
   /** Drops a tensor's mapped pages (or, without a name, every file's) from the resident set; see SafetensorsFile.release. */
@@ -305,6 +339,16 @@ export class Checkpoint {
       return;
     }
     for (const st of new Set(this.byName.values())) st.release?.();
+  }
+
+  /** The identity of every file of the checkpoint (in name order), or null when one is not a file on disk. */
+  identity(): FileIdentity[] | null {
+    const ids: FileIdentity[] = [];
+    for (const st of new Set(this.byName.values())) {
+      if (!st.identity) return null;
+      ids.push(st.identity);
+    }
+    return ids.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 
   /** Total bytes of tensor data. */

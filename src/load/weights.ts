@@ -8,12 +8,12 @@
  * and is returned quantised, for the kernel backend to prepare as it is. Load-time quantisation (`--quant`) marks
  * the dense matrices the plan names with `quant`, so the backend quantises them as it prepares them.
  */
-import type { HostWeight } from '../kernels/backend.js';
+import type { HostWeight, KernelBackend, PreparedWeight, WeightDtype } from '../kernels/backend.js';
 import { groups, QK, type QuantFormat } from '../kernels/quant.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../tensor/dtype.js';
 import type { QuantizationConfig } from './config.js';
 import { LoadError } from './errors.js';
-import type { Checkpoint, TensorInfo } from './safetensors.js';
+import type { Checkpoint, ReadOptions, TensorInfo } from './safetensors.js';
 
 export interface WeightStoreOptions {
   /** Dense matrices to quantise when the backend prepares them (load-time `--quant`), by checkpoint name. */
@@ -24,6 +24,16 @@ export interface WeightStoreOptions {
   readonly quantization?: QuantizationConfig | null;
   /** config.json, for messages. */
   readonly configFile?: string;
+  /** Prepared weights kept from an earlier load (the packed-weight cache, load/pack-cache.ts); see WeightStore.prepared. */
+  readonly prepared?: PreparedWeightCache;
+}
+
+/** Prepared weights by checkpoint name, kept across loads (load/pack-cache.ts). */
+export interface PreparedWeightCache {
+  /** The prepared weight `name` as the backend would prepare it (dtype, N x K), or null when not held. */
+  get(name: string, dtype: WeightDtype, outFeatures: number, inFeatures: number): PreparedWeight | null;
+  /** A weight the backend has just prepared (or one `get` returned), to be kept. */
+  add(name: string, w: PreparedWeight): void;
 }
 
 /** The suffix of a quantised weight's scale tensor ("….q_proj.weight" -> "….q_proj.weight_scale"). */
@@ -63,21 +73,47 @@ export class WeightStore {
   /**
    * A [out, in] matrix; bf16 and f32 keep their dtype, f16 is widened to f32 (no f16 kernels). The data may be a
    * view into the mapped checkpoint file: read it, never write it. A quantised tensor comes back as its int8 / q4
-   * host arrays; a dense one the load plan names carries `quant`.
+   * host arrays; a dense one the load plan names carries `quant`. `opts.populate: false`: a mapped tensor's pages
+   * are not faulted in ahead (one read a row at a time).
    */
-  matrix(name: string, outFeatures: number, inFeatures: number): HostWeight {
+  matrix(name: string, outFeatures: number, inFeatures: number, opts?: ReadOptions): HostWeight {
     const found = this.checkpoint.info(name);
     if (found && (found.dtype === 'I8' || found.dtype === 'U8')) return this.quantized(found, outFeatures, inFeatures);
     const info = this.check(name, [outFeatures, inFeatures]);
-    const data = this.checkpoint.read(name);
+    const data = this.checkpoint.read(name, opts);
     const quant = this.options.quantize?.get(name) ?? null;
     if (info.dtype === 'BF16') return { dtype: 'bf16', data: data as Uint16Array, outFeatures, inFeatures, quant };
     if (info.dtype === 'F16') return { dtype: 'f32', data: f16ArrayToF32(data as Uint16Array), outFeatures, inFeatures, quant };
     return { dtype: 'f32', data: data as Float32Array, outFeatures, inFeatures, quant };
   }
 
-  /** A quantised matrix and its scales, checked against the shapes the format implies. */
-  private quantized(info: TensorInfo, N: number, K: number): HostWeight {
+  /**
+   * Matrix `name` prepared by `backend`: from the options' PreparedWeightCache when it holds it (the checkpoint's
+   * data is then never read, but the tensor is checked as matrix() checks it), else prepared from matrix() (or from
+   * `host`, the matrix already read: a head tied to the embedding) and its checkpoint pages released.
+   */
+  prepared(name: string, outFeatures: number, inFeatures: number, backend: KernelBackend, host?: HostWeight): PreparedWeight {
+    const cache = this.options.prepared;
+    if (cache) {
+      const hit = cache.get(name, this.preparedDtype(name, outFeatures, inFeatures), outFeatures, inFeatures);
+      if (hit) return hit;
+    }
+    const w = backend.prepareWeight(host ?? this.matrix(name, outFeatures, inFeatures));
+    if (!host) this.release(name);
+    cache?.add(name, w);
+    return w;
+  }
+
+  /** The dtype a backend prepares matrix `name` in, after the checks matrix() makes (nothing is read). */
+  preparedDtype(name: string, outFeatures: number, inFeatures: number): WeightDtype {
+    const found = this.checkpoint.info(name);
+    if (found && (found.dtype === 'I8' || found.dtype === 'U8')) return this.checkQuantized(found, outFeatures, inFeatures).format;
+    const info = this.check(name, [outFeatures, inFeatures]);
+    return this.options.quantize?.get(name) ?? (info.dtype === 'BF16' ? 'bf16' : 'f32');
+  }
+
+  /** A quantised matrix's and its scales' entries checked against the shapes the format implies (nothing is read). */
+  private checkQuantized(info: TensorInfo, N: number, K: number): { format: QuantFormat; sinfo: TensorInfo } {
     const name = info.name;
     const format: QuantFormat = info.dtype === 'I8' ? 'int8' : 'q4';
     const qc = this.options.quantization;
@@ -99,20 +135,23 @@ export class WeightStore {
     const sinfo = this.info(sname, `tensor ${sname} (the scales of the ${format} weight ${name})`);
     const sshape = format === 'int8' ? [N] : [N, G];
     this.shape(sinfo, sshape, `tensor ${sname} (${format === 'int8' ? 'one scale per output row' : 'one scale per 32 input features'})`);
-    const sraw = this.checkpoint.read(sname);
-    let scales: Float32Array | Uint16Array;
-    if (format === 'q4') {
-      if (sinfo.dtype !== 'BF16') throw new LoadError(sinfo.file, `tensor ${sname} as BF16 (q4 scales are bf16)`, sinfo.dtype);
-      scales = sraw as Uint16Array;
-    } else if (sinfo.dtype === 'F32') {
-      scales = sraw as Float32Array;
-    } else if (sinfo.dtype === 'BF16' || sinfo.dtype === 'F16') {
-      scales = sinfo.dtype === 'BF16' ? bf16ArrayToF32(sraw as Uint16Array) : f16ArrayToF32(sraw as Uint16Array);
-    } else {
-      throw new LoadError(sinfo.file, `tensor ${sname} as F32, BF16 or F16`, sinfo.dtype);
-    }
+    if (format === 'q4' && sinfo.dtype !== 'BF16') throw new LoadError(sinfo.file, `tensor ${sname} as BF16 (q4 scales are bf16)`, sinfo.dtype);
+    if (format === 'int8' && sinfo.dtype !== 'F32' && sinfo.dtype !== 'BF16' && sinfo.dtype !== 'F16') throw new LoadError(sinfo.file, `tensor ${sname} as F32, BF16 or F16`, sinfo.dtype);
     this.used.add(name);
     this.used.add(sname);
+    return { format, sinfo };
+  }
+
+  /** A quantised matrix and its scales, checked against the shapes the format implies. */
+  private quantized(info: TensorInfo, N: number, K: number): HostWeight {
+    const name = info.name;
+    const { format, sinfo } = this.checkQuantized(info, N, K);
+    const sname = sinfo.name;
+    const sraw = this.checkpoint.read(sname);
+    let scales: Float32Array | Uint16Array;
+    if (format === 'q4') scales = sraw as Uint16Array;
+    else if (sinfo.dtype === 'F32') scales = sraw as Float32Array;
+    else scales = sinfo.dtype === 'BF16' ? bf16ArrayToF32(sraw as Uint16Array) : f16ArrayToF32(sraw as Uint16Array);
     return { dtype: format, data: this.checkpoint.read(name) as Int8Array | Uint8Array, scales, outFeatures: N, inFeatures: K };
   }
 

@@ -12,6 +12,8 @@ import type { QuantFormat } from '../kernels/quant.js';
 import { selectBackend, type BackendName } from '../kernels/select.js';
 import { loadConfig, type Architecture, type GenerationDefaults, type ModelConfig } from '../load/config.js';
 import { LoadError } from '../load/errors.js';
+import { readTextFile } from '../load/files.js';
+import { PackCacheSession, packCacheEnabled, type PackCacheOptions, type PackCacheReport } from '../load/pack-cache.js';
 import { Checkpoint, type CheckpointFiles } from '../load/safetensors.js';
 import { WeightStore } from '../load/weights.js';
 import { dreamWeightNames } from './dream.js';
@@ -26,6 +28,8 @@ export interface LoadedModel {
   readonly generation: GenerationDefaults;
   /** Checkpoint tensors the architecture did not use (reported, not fatal). */
   readonly unusedTensors: readonly string[];
+  /** What the packed-weight cache did (null when it was not used). */
+  readonly packCache: PackCacheReport | null;
 }
 
 /** Weight loading progress: bytes of tensor data read so far, of `total` (the checkpoint's tensor bytes). */
@@ -43,6 +47,11 @@ export interface ModelLoadOptions {
   readonly quant?: QuantOption;
   /** The folder's files from another source than the disk (load/bytes.ts filesFromBytes); default the folder. */
   readonly files?: CheckpointFiles;
+  /**
+   * Use the packed-weight cache file (load/pack-cache.ts, docs/loading.md): map the native backend's prepared
+   * weights from it, and write it when this load had to pack them. Default: env DYLLM_PACK_CACHE=1, else off.
+   */
+  readonly packCache?: boolean | PackCacheOptions;
 }
 
 /**
@@ -98,21 +107,33 @@ export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel
     const total = ckpt.nbytes();
     const read = ckpt.read.bind(ckpt);
     let done = 0;
-    ckpt.read = (name) => {
-      const data = read(name);
+    ckpt.read = (name, o) => {
+      const data = read(name, o);
       const t = ckpt.info(name)!;
       done += t.end - t.begin;
       progress(done, total);
       return data;
     };
   }
+  const cacheOpts = opts.files ? null : packCacheEnabled(opts.packCache);
+  const cache = cacheOpts
+    ? PackCacheSession.open(dir, backend, ckpt.identity(), quant, readTextFile(join(dir, 'config.json'), 'json-config'), cacheOpts)
+    : null;
   const store = new WeightStore(ckpt, {
     quantize: plan, denseOnly: new Set([matrixNames(config).embed]), quantization: file, configFile: join(dir, 'config.json'),
+    prepared: cache ?? undefined,
   });
-  const model = architectures[config.arch](config, store, backend);
+  let model: DiffusionModel;
+  try {
+    model = architectures[config.arch](config, store, backend);
+  } catch (e) {
+    cache?.finish(false);
+    throw e;
+  }
+  const packCache = cache ? cache.finish() : null;
   if (progress) progress(ckpt.nbytes(), ckpt.nbytes()); // done (tensors the architecture does not use are never read)
   // What the model still reads from the mapped files (the embedding rows, norm weights) is faulted back in as it is
   // used; the rest of the file leaves the resident set now.
   ckpt.release();
-  return { model, config, generation, unusedTensors: store.unused() };
+  return { model, config, generation, unusedTensors: store.unused(), packCache };
 }

@@ -35,12 +35,9 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
   const qDim = cfg.numHeads * cfg.headDim;
   const kvDim = cfg.numKvHeads * cfg.headDim;
   const F = cfg.intermediateSize;
-  // The backend packs each matrix into its own memory; the checkpoint's pages of it can then leave the resident set.
-  const prep = (name: string, out: number, inp: number) => {
-    const w = backend.prepareWeight(store.matrix(name, out, inp));
-    store.release(name);
-    return w;
-  };
+  // The backend packs each matrix into its own memory (or the store hands out one kept in a packed-weight cache
+  // file, load/pack-cache.ts); the checkpoint's pages of it can then leave the resident set.
+  const prep = (name: string, out: number, inp: number) => store.prepared(name, out, inp, backend);
   const layers: LayerWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const n = names.layer(i);
@@ -62,9 +59,11 @@ export function loadWeights(store: WeightStore, cfg: ModelConfig, names: WeightN
   // The head before the embedding, and the embedding's pages released at once: from here on it is looked up a row
   // at a time, so a mapped checkpoint never holds both vocabulary-sized tensors in the process while one is packed.
   const untiedHead = cfg.tieWordEmbeddings ? null : prep(names.head, cfg.vocabSize, D);
-  const embed = store.matrix(names.embed, cfg.vocabSize, D);
+  // Its pages are faulted in ahead only when a tied head is about to be packed from it; otherwise a prompt's rows
+  // come in as they are looked up.
+  const embed = store.matrix(names.embed, cfg.vocabSize, D, { populate: cfg.tieWordEmbeddings });
   // prepareWeight never writes its input: a tied head is packed from the embedding itself
-  const head = untiedHead ?? backend.prepareWeight(embed);
+  const head = untiedHead ?? store.prepared(names.embed, cfg.vocabSize, D, backend, embed);
   store.release(names.embed);
   return { embed, layers, finalNorm: store.vector(names.finalNorm, D), head };
 }

@@ -49,7 +49,7 @@ test('--version and -v print the package version', () => {
 });
 
 test('an unknown command gets a "did you mean"', () => {
-  oneLineError(dyllm({}, 'genrate', 'x'), 2, /^dyllm: unknown command "genrate" \(expected: generate, serve, eval, bench, worker, info, pull, quantize\); did you mean "generate"\?$/m);
+  oneLineError(dyllm({}, 'genrate', 'x'), 2, /^dyllm: unknown command "genrate" \(expected: generate, serve, eval, bench, worker, info, pull, quantize, pack\); did you mean "generate"\?$/m);
   oneLineError(dyllm({}, 'serv'), 2, /did you mean "serve"\?$/m);
   oneLineError(dyllm({}, 'frobnicate'), 2, /^dyllm: unknown command "frobnicate" \(expected: [^)]+\)$/m);
 });

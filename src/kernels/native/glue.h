@@ -81,6 +81,11 @@ inline bool packed_bytes(bool bf16, int64_t N, int64_t K, int64_t* bytes) {
   return checked_product({panels, kdim, NR, 4}, bytes);  // bf16: 2 values x 2 bytes per unit, f32: 4 bytes
 }
 
+// The version of the packed layouts prepare() writes (packed_bytes, pack_quant, Prepare in gemm.cc, kernels.h).
+// Packed-weight cache files (src/load/pack-cache.ts) record it and are ignored when it differs: bump it with any
+// change to the bytes prepare() returns for a given weight.
+constexpr int kPackLayoutVersion = 1;
+
 // Quantised weights (qgemm.cc; layouts in kernels.h). Bytes of a panel-packed int8 (q4 = false) or q4 weight; false
 // when that exceeds 2^53 − 1.
 bool quant_packed_bytes(bool q4, int64_t N, int64_t K, int64_t* bytes);
@@ -99,6 +104,10 @@ napi_value Prepare(napi_env env, napi_callback_info info);
 napi_value MapFile(napi_env env, napi_callback_info info);
 napi_value Populate(napi_env env, napi_callback_info info);
 napi_value Release(napi_env env, napi_callback_info info);
+napi_value MapRegion(napi_env env, napi_callback_info info);
+napi_value Checksum(napi_env env, napi_callback_info info);
+napi_value PreparedBytes(napi_env env, napi_callback_info info);
+napi_value PackLayout(napi_env env, napi_callback_info info);
 // Zeroed memory for a prepared weight (mapfile.cc): an external ArrayBuffer, or a RangeError thrown and false.
 bool new_weight_buffer(Args& a, int64_t bytes, napi_value* ab, void** data);
 napi_value Matmul(napi_env env, napi_callback_info info);

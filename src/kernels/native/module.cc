@@ -1,7 +1,7 @@
 // module.cc — the addon's entry: reads the run-time settings (DYLLM_THREADS, DYLLM_KC, DYLLM_ATTN_BLOCKED), starts
 // the thread pool, picks the ISA tiers this CPU runs (CPUID) and binds every kernel to one of them:
 // tiers() -> names, best first; bind(name) -> the object of kernels for that tier; threads(); prepare(); quantize();
-// mapFile(), populate(), release() (mapfile.cc).
+// mapFile(), populate(), release(), mapRegion(), checksum(), preparedBytes(), packLayout() (mapfile.cc).
 #include <sched.h>
 
 #include <algorithm>
@@ -131,6 +131,10 @@ napi_value Init(napi_env env, napi_value exports) {
       {"mapFile", nullptr, MapFile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"populate", nullptr, Populate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"release", nullptr, Release, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"mapRegion", nullptr, MapRegion, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"checksum", nullptr, Checksum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"preparedBytes", nullptr, PreparedBytes, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"packLayout", nullptr, PackLayout, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
