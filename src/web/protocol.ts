@@ -35,7 +35,11 @@ export interface LocalStep {
 }
 
 export type FromWorker =
-  | { readonly type: 'ready'; readonly arch: string; readonly chatTemplate: boolean; readonly backend: string; readonly loadMs: number }
+  /**
+   * The model is loaded. `backend`: 'webgpu' (dense steps on the GPU; `adapter` names it) or 'reference' (`notice`
+   * says why not WebGPU, one line).
+   */
+  | { readonly type: 'ready'; readonly arch: string; readonly chatTemplate: boolean; readonly backend: 'webgpu' | 'reference'; readonly adapter?: string; readonly notice?: string; readonly loadMs: number }
   | LocalStep
-  | { readonly type: 'done'; readonly answer: string; readonly tokenIds: readonly number[]; readonly steps: number; readonly elapsedMs: number; readonly tokensPerS: number; readonly salientFraction: number; readonly stopped: boolean }
+  | { readonly type: 'done'; readonly answer: string; readonly tokenIds: readonly number[]; readonly steps: number; readonly elapsedMs: number; readonly tokensPerS: number; readonly salientFraction: number; readonly backend: 'webgpu' | 'reference'; readonly stopped: boolean }
   | { readonly type: 'error'; readonly message: string };
