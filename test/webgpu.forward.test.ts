@@ -3,14 +3,19 @@
  * checkpoints (LLaDA and Dream tiny, bf16 weights uploaded as bf16), one step's logits equal the reference backend's
  * dense forward within the f32 bound of docs/webgpu.md, with and without padding, for every row and for a subset of
  * rows (the LM head only for those); the statistics-only step gives the reference's argmax and probabilities within
- * the logitStats bounds; a bad token id is refused with the host forward's message before anything runs.
+ * the logitStats bounds; a bad token id is refused with the host forward's message before anything runs. DyLLM on
+ * the GPU (src/models/forward/gpu-planned.ts) picks the host planned forward's salient sets in every layer of every
+ * step of a generation, with its logits within the same bound, and all-salient DyLLM on the GPU ≡ the GPU's dense
+ * forward.
  *
  * The page (test/webgpu/forward-page.ts) builds the model from the host weights this test loads and sends
  * (test/helpers/model-transfer.ts). Nothing is skipped: a Chromium that cannot launch or a missing adapter fails.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPipeline } from '../src/engine/pipeline.js';
+import { loadPipeline, type Pipeline } from '../src/engine/pipeline.js';
+import { resolveOptions, type GenerateOptionsInput } from '../src/engine/options.js';
+import { resolveAccel } from '../src/engine/accel.js';
 import { HostWeightsBackend } from '../src/kernels/webgpu/host-weights.js';
 import { Transformer } from '../src/models/transformer.js';
 import { fixturePath } from './helpers/fixtures.js';
@@ -25,6 +30,7 @@ const P_TOL = 1e-5;
 
 let gpu: WebGpuPage<ForwardPageApi> | undefined;
 let openError: Error | undefined;
+const pipelines = new Map<string, Pipeline>();
 
 before(async () => {
   try {
@@ -34,6 +40,7 @@ before(async () => {
       const be = new HostWeightsBackend(false);
       const p = await loadPipeline(fixturePath(name), { backend: be });
       assert.ok(p.model instanceof Transformer);
+      pipelines.set(name, p);
       await gpu.call('load', name, modelToJson(p.model, be));
     }
   } catch (e) {
@@ -98,3 +105,42 @@ test('a token id outside the vocabulary is refused with the host forward\'s mess
   const r = await page().call('compare', 'llada-tiny', { tokens: [1, 2, 3], seqStart: [0, 3], mask: null, logitRows: null }, null);
   assert.ok(r.relErr <= F32_TOL, String(r.relErr));
 });
+
+/** The resolved options and DyLLM acceleration of a generation on a test checkpoint (what the page's runs take). */
+function request(name: string, gen: GenerateOptionsInput, accel: Record<string, unknown>) {
+  const p = pipelines.get(name);
+  if (!p) throw openError ?? new Error(`${name} is not loaded`);
+  const options = resolveOptions(p.config, gen, p.generation);
+  return { ids: p.ids, options, accel: resolveAccel(p.config, { method: 'dyllm', ...accel }, options) };
+}
+
+const DYLLM_PROMPTS = [[12, 40, 41, 42, 7], [99, 3, 5]];
+
+for (const [name, gen] of [
+  ['llada-tiny', { genLength: 8, steps: 8, blockLength: 8 }],
+  ['dream-tiny', { genLength: 8, steps: 8, alg: 'entropy' }],
+] as const) {
+  test(`${name}: DyLLM on the GPU picks the host planned forward's salient sets in every layer and step, with its logits`, { timeout: 300_000 }, async (t) => {
+    const r = request(name, gen as GenerateOptionsInput, { threshold: 0.99, oProj: 'recompute', fullSteps: 2, promptPeriod: 3 });
+    const steps = await page().call('dyllmSteps', name, r.ids, r.options, r.accel, DYLLM_PROMPTS);
+    assert.ok(steps.length >= 4, `${steps.length} steps`);
+    assert.ok(steps.some((s) => s.method === 'dyllm') && steps.some((s) => s.method === 'dyllm-dense'), 'dense warm-up and sparse steps both ran');
+    const sparse = steps.filter((s) => s.method === 'dyllm');
+    const denseRows = steps[0].host[0];
+    assert.ok(sparse.some((s) => s.host.some((n) => n > 0)) && sparse.some((s) => s.host.some((n) => n < denseRows)), 'sparse steps had some, but not all, rows salient');
+    steps.forEach((s, i) => {
+      assert.deepEqual(s.gpu, s.host, `step ${i}: salient rows per layer`);
+      assert.deepEqual(s.gpuRecomputed, s.hostRecomputed, `step ${i}: last layer's salient positions`);
+      assert.ok(s.relErr <= F32_TOL, `step ${i}: max|Δ|/max|ref| = ${s.relErr}`);
+    });
+    t.diagnostic(`${steps.length} steps; salient rows per layer (host = GPU): ${steps.map((s) => s.host.join('/')).join(' ')}; worst max|Δ|/max|ref| ${Math.max(...steps.map((s) => s.relErr)).toExponential(2)}`);
+  });
+
+  test(`${name}: all-salient DyLLM on the GPU ≡ the GPU's dense forward`, { timeout: 300_000 }, async (t) => {
+    const r = request(name, gen as GenerateOptionsInput, { allSalient: true, oProj: 'recompute' });
+    const got = await page().call('allSalientVsDense', name, r.ids, r.options, r.accel, DYLLM_PROMPTS);
+    assert.ok(got.steps >= 4, `${got.steps} steps`);
+    assert.ok(got.relErr <= 1e-6, `max|Δ|/max|ref| = ${got.relErr}`);
+    t.diagnostic(`${got.steps} steps, max|Δ|/max|ref| ${got.relErr.toExponential(2)}`);
+  });
+}

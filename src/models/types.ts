@@ -65,4 +65,10 @@ export interface DiffusionModel {
    * host models; the denoising loop awaits it when the acceleration method's step offers it.
    */
   forwardAsync?(batch: ForwardBatch, stats: StatsRequest | null): Promise<Float32Array | LogitRowStats>;
+  /**
+   * A device-resident model's cached step (DyLLM on WebGPU, models/forward/gpu-planned.ts): `forwardPlanned`,
+   * asynchronously, with the per-layer caches on the device; logits of batch.logitRows or, with `stats`, their row
+   * statistics. A plan it cannot run is refused with a RangeError (one line) before anything runs.
+   */
+  forwardPlannedAsync?(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts, stats: StatsRequest | null): Promise<Float32Array | LogitRowStats>;
 }

@@ -7,8 +7,8 @@
  * Backends: where the worker has `navigator.gpu` and an adapter, the dense steps run on WebGPU (models/gpu-model.ts,
  * weights uploaded from the same bytes), after its logits agreed with the TypeScript reference backend's on one step
  * of a short canvas (GPU_CHECK_TOL); otherwise, or when that check fails or anything on the GPU throws, the reference
- * backend runs, with a one-line notice saying why. DyLLM's cached steps run on the reference backend (they do not run
- * on WebGPU yet: docs/webgpu.md).
+ * backend runs, with a one-line notice saying why. DyLLM's cached steps run on the GPU too (models/forward/
+ * gpu-planned.ts), their caches freed when the generation ends.
  *
  * One generation at a time; 'stop' ends it between steps. Errors come back as one line (LoadError / ConfigError
  * messages as the CLI prints them), and the worker stays usable.
@@ -19,7 +19,7 @@ import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipelineFromBytes, type Pipeline } from '../engine/pipeline.js';
 import type { GpuLike } from '../kernels/webgpu/gpu-types.js';
 import { HostWeightsBackend } from '../kernels/webgpu/host-weights.js';
-import { WebGpuKernels } from '../kernels/webgpu/kernels.js';
+import { WebGpuError, WebGpuKernels } from '../kernels/webgpu/kernels.js';
 import { GpuModel } from '../models/gpu-model.js';
 import type { DiffusionModel } from '../models/types.js';
 import type { FromWorker, LocalGenerate, ToWorker } from './protocol.js';
@@ -111,10 +111,32 @@ async function run(p: Pipeline, g: LocalGenerate): Promise<void> {
   const options = resolveOptions(p.config, { genLength: g.genLength, steps: g.steps, blockLength: g.blockLength, temperature: g.temperature }, p.generation);
   const accel = g.accel === 'dyllm' ? resolveAccel(p.config, { method: 'dyllm', threshold: g.threshold }, options) : undefined;
   const prompt = encodePrompt(p, g.prompt, g.chat);
-  // Dense steps on WebGPU when it passed its check; DyLLM's cached steps on the reference backend.
-  const onGpu = gpuModel !== null && accel === undefined;
+  // Dense and DyLLM steps on WebGPU when it passed its check.
+  const onGpu = gpuModel !== null;
   const model: DiffusionModel = onGpu ? gpuModel! : p.model;
   const it = generate(model, p.ids, { prompts: [prompt], options, accel, cancelled: () => stopRequested });
+  let result: GenerateResult;
+  try {
+    result = await steps(p, it, onGpu);
+  } finally {
+    gpuModel?.releaseCaches();
+  }
+  const tokens = result.tokens[0];
+  post({
+    type: 'done',
+    answer: decodeAnswer(p, tokens),
+    tokenIds: Array.from(tokens),
+    steps: result.stats.steps,
+    elapsedMs: result.stats.elapsedMs,
+    tokensPerS: result.stats.tokensPerS,
+    salientFraction: result.stats.salientFraction,
+    backend: onGpu ? 'webgpu' : 'reference',
+    stopped: stopRequested,
+  });
+}
+
+/** Posts one message per step of `it` (the page draws the canvas); returns the result. */
+async function steps(p: Pipeline, it: AsyncGenerator<StepEvent, GenerateResult>, onGpu: boolean): Promise<GenerateResult> {
   // Per-token text is cached: the canvas is redrawn every step.
   const text = new Map<number, string>();
   const tokText = (t: number): string => {
@@ -125,23 +147,19 @@ async function run(p: Pipeline, g: LocalGenerate): Promise<void> {
     }
     return s;
   };
-  let result: GenerateResult;
   for (;;) {
     let r: IteratorResult<StepEvent, GenerateResult>;
     try {
       r = await it.next();
     } catch (e) {
       // A GPU failure mid-generation: this one ends with the error, the next ones run on the reference backend.
-      if (onGpu) {
+      if (onGpu && e instanceof WebGpuError) {
         dropGpu();
         throw new Error(`WebGPU failed (${oneLine(e)}); the next generation runs on the reference backend`);
       }
       throw e;
     }
-    if (r.done) {
-      result = r.value;
-      break;
-    }
+    if (r.done) return r.value;
     const ev = r.value;
     const seq = ev.sequences[0];
     const canvas = Array.from(seq.canvas);
@@ -158,18 +176,6 @@ async function run(p: Pipeline, g: LocalGenerate): Promise<void> {
       ffnFraction: ev.accel?.ffnFraction ?? 1,
     });
   }
-  const tokens = result.tokens[0];
-  post({
-    type: 'done',
-    answer: decodeAnswer(p, tokens),
-    tokenIds: Array.from(tokens),
-    steps: result.stats.steps,
-    elapsedMs: result.stats.elapsedMs,
-    tokensPerS: result.stats.tokensPerS,
-    salientFraction: result.stats.salientFraction,
-    backend: onGpu ? 'webgpu' : 'reference',
-    stopped: stopRequested,
-  });
 }
 
 scope.addEventListener('message', (e) => {

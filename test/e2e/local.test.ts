@@ -3,8 +3,8 @@
  * rules), caches it in Cache Storage and denoises in a Web Worker. Without WebGPU (Chromium with --disable-gpu) it
  * runs on the TypeScript reference backend, saying why; its greedy tokens equal the native backend's for the same
  * prompt and options in Node (dense and DyLLM τ 0.99), and after a reload with the model files unreachable it loads
- * from the cache and generates the same tokens again. With WebGPU (SwiftShader) the dense steps run on the GPU, after
- * the worker checked its logits against the reference forward, with the native backend's greedy tokens again.
+ * from the cache and generates the same tokens again. With WebGPU (SwiftShader) the steps (dense and DyLLM) run on the
+ * GPU, after the worker checked its logits against the reference forward, with the native backend's greedy tokens.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,7 +88,7 @@ test('/local: the demo model denoises in the browser with the native backend\'s 
   await page.close();
 });
 
-test('/local on WebGPU (SwiftShader): the dense steps run on the GPU with the native backend\'s greedy tokens; DyLLM runs on the reference backend', { timeout: 600_000 }, async () => {
+test('/local on WebGPU (SwiftShader): dense and DyLLM τ 0.99 steps run on the GPU with the native backend\'s greedy tokens', { timeout: 600_000 }, async () => {
   gpuBrowser = await launchChromium({ webgpu: true });
   const page = await gpuBrowser.newPage();
   const errors: string[] = [];
@@ -107,7 +107,7 @@ test('/local on WebGPU (SwiftShader): the dense steps run on the GPU with the na
   assert.equal(dense.answer, '12+7=19. #### 19');
   assert.equal(await page.locator('#canvas .tok.mask').count(), 0);
   const dy = await gen('dyllm');
-  assert.equal(dy.backend, 'reference', 'DyLLM\'s cached steps do not run on WebGPU yet');
+  assert.equal(dy.backend, 'webgpu', 'DyLLM\'s cached steps run on the GPU too');
   assert.deepEqual(dy.tokenIds, await nativeTokens({ method: 'dyllm', threshold: 0.99 }), 'DyLLM τ 0.99 tokens: browser vs Node');
   assert.deepEqual(errors, []);
   await page.close();

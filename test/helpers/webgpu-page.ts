@@ -15,7 +15,21 @@ import type { CaseResult } from '../webgpu/page.js';
 import type { KernelTiming } from './webgpu-timing.js';
 
 const distRoot = join(repoRoot, 'dist');
-const index = (module: string) => `<!doctype html><title>dyllm webgpu test</title><script type="module" src="${module}"></script>`;
+/**
+ * The page: an import map sends the samplers' `node:assert` (the only Node import of the engine's modules) to a small
+ * browser version (as scripts/build-web.mjs does for the /local bundle), then the test's module.
+ */
+const index = (module: string) => '<!doctype html><title>dyllm webgpu test</title>' +
+  '<script type="importmap">{"imports":{"node:assert":"/node-assert.js"}}</script>' +
+  `<script type="module" src="${module}"></script>`;
+
+/** node:assert in the page (src/web/shims/node-assert.cjs as an ES module): what the samplers' invariant checks call. */
+const NODE_ASSERT = `function assert(cond, message) { if (!cond) throw new Error(message === undefined ? 'assertion failed' : String(message)); }
+assert.ok = assert;
+assert.equal = (a, b, m) => assert(a == b, m ?? \`\${a} == \${b}\`);
+assert.strictEqual = (a, b, m) => assert(a === b, m ?? \`\${a} === \${b}\`);
+export default assert;
+`;
 
 /** What test/webgpu/page.ts puts on globalThis.dyllmWebGpu. */
 export interface PageApi {
@@ -38,6 +52,10 @@ function serveDist(module: string): Server {
     if (path === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(index(module));
+      return;
+    }
+    if (path === '/node-assert.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(NODE_ASSERT);
       return;
     }
     const file = normalize(join(distRoot, path));

@@ -19,7 +19,8 @@ import type { GpuTensor, GpuWeight, WebGpuKernels } from '../../kernels/webgpu/k
 import type { ForwardBatch, LogitRowStats, StatsRequest } from '../types.js';
 import { dims, geometry, type Dims, type TransformerCore } from './core.js';
 
-interface GpuLayer {
+/** One layer's weights on the device. */
+export interface GpuLayer {
   readonly attnNorm: GpuTensor;
   readonly wq: GpuWeight;
   readonly wk: GpuWeight;
@@ -73,11 +74,12 @@ function embeddingF32(w: HostWeight): Float32Array {
 }
 
 export class GpuForward {
-  private readonly d: Dims;
-  private readonly layers: GpuLayer[];
-  private readonly embed: GpuTensor;
-  private readonly finalNorm: GpuTensor;
-  private readonly head: GpuWeight;
+  readonly d: Dims;
+  /** The weights on the device (read by the planned pass, ./gpu-planned.ts). */
+  readonly layers: readonly GpuLayer[];
+  readonly embed: GpuTensor; // f32 [V, D]
+  readonly finalNorm: GpuTensor;
+  readonly head: GpuWeight;
   private readonly owned: GpuTensor[] = [];
   private readonly weights: GpuWeight[] = [];
   private rope: { src: Float32Array; cos: GpuTensor; sin: GpuTensor } | null = null;
@@ -118,18 +120,47 @@ export class GpuForward {
    * statistics. Throws RangeError for a bad batch (before anything is recorded) and WebGpuError for a GPU failure.
    */
   async forward(batch: ForwardBatch, stats: StatsRequest | null = null): Promise<Float32Array | LogitRowStats> {
+    return this.exclusive(async () => {
+      const R = this.record(batch, stats);
+      const w = this.work!;
+      return this.readHead(w.logits.view(0, R * this.core.config.vocabSize), w.stats, R, stats);
+    });
+  }
+
+  /**
+   * Runs one step's work alone: the kernels record into one batch, and a step may wait on a read half-way
+   * (./gpu-planned.ts reads each layer's cosines), so a second step while one runs is refused.
+   */
+  async exclusive<T>(f: () => Promise<T>): Promise<T> {
     if (this.destroyed) throw new RangeError('GpuForward: used after destroy()');
     if (this.busy) throw new RangeError('GpuForward: one step at a time (the previous step has not finished)');
     this.busy = true;
     try {
-      const R = this.record(batch, stats);
-      const w = this.work!;
-      if (!stats) return (await this.kernels.read(w.logits.view(0, R * this.core.config.vocabSize)))[0] as Float32Array;
-      const s = await this.kernels.readLogitStats(w.stats, R);
-      return { argmax: s.argmax, p1: Float64Array.from(s.p1), p2: Float64Array.from(s.p2), negEntropy: stats.entropy ? Float64Array.from(s.negEntropy) : null };
+      return await f();
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Records the final norm and LM head of rows `sel` (indices into x[·, D]) into logits [R, V] (and their
+   * statistics into `stats` when asked), and reads back what the step returns.
+   */
+  recordHead(x: GpuTensor, sel: GpuTensor, R: number, hn: GpuTensor, logits: GpuTensor, statsT: GpuTensor, stats: StatsRequest | null): void {
+    const k = this.kernels;
+    const D = this.d.D;
+    const V = this.core.config.vocabSize;
+    k.gatherRows(hn.view(0, R * D), x, sel, D);
+    k.rmsnorm(hn, R, D, this.finalNorm, this.core.config.rmsNormEps, hn);
+    k.matmul(hn, R, this.head, logits);
+    if (stats) k.logitStats(logits, R, V, statsT.view(0, R * 4), stats.entropy);
+  }
+
+  /** Reads back a recorded head: logits [R, V], or their row statistics. */
+  async readHead(logits: GpuTensor, statsT: GpuTensor, R: number, stats: StatsRequest | null): Promise<Float32Array | LogitRowStats> {
+    if (!stats) return (await this.kernels.read(logits))[0] as Float32Array;
+    const s = await this.kernels.readLogitStats(statsT, R);
+    return { argmax: s.argmax, p1: Float64Array.from(s.p1), p2: Float64Array.from(s.p2), negEntropy: stats.entropy ? Float64Array.from(s.negEntropy) : null };
   }
 
   /** Frees every tensor and weight this forward uploaded (the kernels' device stays open). */
@@ -192,18 +223,9 @@ export class GpuForward {
       k.add(w.x, w.o, T * D);
     }
     // Final norm and LM head of just the rows the step needs (as headLogits / dense.ts's xRows).
-    const hn = w.hn.view(0, R * D);
-    if (rows) {
-      const sel = k.upload(rows);
-      k.gatherRows(hn, w.x, sel, D);
-      sel.destroy();
-    } else {
-      k.gatherRows(hn, w.x, this.iota(T), D);
-    }
-    k.rmsnorm(hn, R, D, this.finalNorm, eps, hn);
-    const logits = w.logits.view(0, R * V);
-    k.matmul(hn, R, this.head, logits);
-    if (stats) k.logitStats(logits, R, V, w.stats.view(0, R * 4), stats.entropy);
+    const sel = rows ? k.upload(rows) : this.iota(T);
+    this.recordHead(w.x, sel, R, w.hn.view(0, R * D), w.logits.view(0, R * V), w.stats, stats);
+    if (rows) sel.destroy();
     ids.destroy();
     return R;
   }
@@ -215,7 +237,7 @@ export class GpuForward {
 
   private iotaT: GpuTensor | null = null;
   /** 0, 1, …, n − 1 on the device (kept for the largest n asked). */
-  private iota(n: number): GpuTensor {
+  iota(n: number): GpuTensor {
     if (!this.iotaT || this.iotaT.length < n) {
       this.iotaT?.destroy();
       const a = new Int32Array(n);
@@ -226,7 +248,7 @@ export class GpuForward {
   }
 
   /** The RoPE tables on the device, uploaded again only when the host table grew (RopeTable.ensure). */
-  private ropeTables(): { cos: GpuTensor; sin: GpuTensor } {
+  ropeTables(): { cos: GpuTensor; sin: GpuTensor } {
     const r = this.core.rope;
     if (!this.rope || this.rope.src !== r.cos) {
       this.rope?.cos.destroy();
