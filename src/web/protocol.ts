@@ -36,10 +36,10 @@ export interface LocalStep {
 
 export type FromWorker =
   /**
-   * The model is loaded. `backend`: 'webgpu' (dense steps on the GPU; `adapter` names it) or 'reference' (`notice`
-   * says why not WebGPU, one line).
+   * The model is loaded. `backend`: 'webgpu' (the steps run on the GPU; `adapter` names it; `checkError` is the
+   * check step's max|Δ|/max|ref| against the reference backend) or 'reference' (`notice` says why not WebGPU).
    */
-  | { readonly type: 'ready'; readonly arch: string; readonly chatTemplate: boolean; readonly backend: 'webgpu' | 'reference'; readonly adapter?: string; readonly notice?: string; readonly loadMs: number }
+  | { readonly type: 'ready'; readonly arch: string; readonly chatTemplate: boolean; readonly backend: 'webgpu' | 'reference'; readonly adapter?: string; readonly checkError?: number; readonly notice?: string; readonly loadMs: number }
   | LocalStep
   | { readonly type: 'done'; readonly answer: string; readonly tokenIds: readonly number[]; readonly steps: number; readonly elapsedMs: number; readonly tokensPerS: number; readonly salientFraction: number; readonly backend: 'webgpu' | 'reference'; readonly stopped: boolean }
   | { readonly type: 'error'; readonly message: string };

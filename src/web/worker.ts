@@ -69,7 +69,7 @@ function relMaxError(a: Float32Array, b: Float32Array): number {
  * The WebGPU model of `p`, checked against the reference forward on one step of a short canvas (a few prompt tokens,
  * then masks); or why not (one line).
  */
-async function tryGpu(p: Pipeline, be: HostWeightsBackend): Promise<{ model: GpuModel; adapter: string } | { notice: string }> {
+async function tryGpu(p: Pipeline, be: HostWeightsBackend): Promise<{ model: GpuModel; adapter: string; checkError: number } | { notice: string }> {
   const gpu = (globalThis as unknown as { navigator?: { gpu?: GpuLike } }).navigator?.gpu;
   if (!gpu) return { notice: 'this browser offers no WebGPU here (navigator.gpu is missing): running on the reference backend' };
   try {
@@ -86,7 +86,7 @@ async function tryGpu(p: Pipeline, be: HostWeightsBackend): Promise<{ model: Gpu
       return { notice: `WebGPU's logits disagree with the reference backend's (max|Δ|/max|ref| = ${err.toExponential(2)} > ${GPU_CHECK_TOL}): running on the reference backend` };
     }
     const i = kernels.adapterInfo;
-    return { model, adapter: [i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' ') || 'unnamed adapter' };
+    return { model, adapter: [i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' ') || 'unnamed adapter', checkError: err };
   } catch (e) {
     dropGpu();
     return { notice: `WebGPU failed (${oneLine(e)}): running on the reference backend` };
@@ -103,7 +103,7 @@ async function load(name: string, files: Readonly<Record<string, ArrayBuffer>>):
   const p = await loadPipelineFromBytes(name, bytes, { backend: be });
   const g = await tryGpu(p, be);
   pipeline = p;
-  const gpu = 'model' in g ? { backend: 'webgpu' as const, adapter: g.adapter } : { backend: 'reference' as const, notice: g.notice };
+  const gpu = 'model' in g ? { backend: 'webgpu' as const, adapter: g.adapter, checkError: g.checkError } : { backend: 'reference' as const, notice: g.notice };
   post({ type: 'ready', arch: p.config.arch, chatTemplate: p.chatTemplate !== null, ...gpu, loadMs: performance.now() - t0 });
 }
 
