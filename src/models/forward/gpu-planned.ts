@@ -146,7 +146,7 @@ class GpuPlannedStep {
       const { fwd, R } = this;
       const D = fwd.d.D;
       const res = this.f32(R * D);
-      fwd.kernels.gatherRows(res, fwd.embed, this.up(this.rowTok), D);
+      fwd.kernels.gatherWeightRows(res, fwd.embed, this.up(this.rowTok));
       for (let li = 0; li < fwd.layers.length; li++) await this.layer(li, res);
       return await this.head(res, stats);
     } finally {

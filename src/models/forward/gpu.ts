@@ -5,7 +5,8 @@
  * when the sampler reads only those.
  *
  * What lives on the device: the weights, uploaded once from the host weights the model was loaded from (bf16 stays
- * bf16: prepareWeight; the embedding table as f32 rows for gatherRows), and per batch shape the RoPE tables, the
+ * bf16: prepareWeight; the embedding table too, looked up by gatherWeightRows; a tied head shares it), and per batch
+ * shape the RoPE tables, the
  * positions, the key masks and the work tensors (reused while the shape stays). What goes up per step: the token ids
  * (T int32). The host keeps the model's padding rules (core.ts PaddingRules, RopeTable): positions and masks are
  * computed as the host forward computes them and uploaded when they change.
@@ -63,21 +64,11 @@ interface Work {
   readonly stats: GpuTensor; // u32 [R·4]
 }
 
-/** Widened f32 rows of an embedding table (bf16 bits shifted into the high half, exactly). */
-function embeddingF32(w: HostWeight): Float32Array {
-  if (w.dtype === 'f32') return w.data as Float32Array;
-  if (w.dtype !== 'bf16') throw new TypeError(`GpuForward: the embedding must be bf16 or f32, found ${w.dtype}`);
-  const bits = w.data as Uint16Array;
-  const out = new Uint32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = bits[i] << 16;
-  return new Float32Array(out.buffer);
-}
-
 export class GpuForward {
   readonly d: Dims;
   /** The weights on the device (read by the planned pass, ./gpu-planned.ts). */
   readonly layers: readonly GpuLayer[];
-  readonly embed: GpuTensor; // f32 [V, D]
+  readonly embed: GpuWeight; // [V, D] as stored (the head's weight when tied)
   readonly finalNorm: GpuTensor;
   readonly head: GpuWeight;
   private readonly owned: GpuTensor[] = [];
@@ -105,14 +96,15 @@ export class GpuForward {
       attnNorm: vec(l.attnNorm)!, wq: mat(l.wq), wk: mat(l.wk), wv: mat(l.wv), bq: vec(l.bq), bk: vec(l.bk), bv: vec(l.bv),
       wo: mat(l.wo), ffnNorm: vec(l.ffnNorm)!, gate: mat(l.gate), up: mat(l.up), down: mat(l.down),
     }));
-    this.embed = this.own(kernels.upload(embeddingF32(cw.embed)));
     this.finalNorm = vec(cw.finalNorm)!;
     this.head = mat(cw.head);
+    // A tied head was prepared from the embedding itself: one device copy serves both.
+    this.embed = hostOf(cw.head) === cw.embed ? this.head : this.weights[this.weights.push(kernels.prepareWeight(cw.embed)) - 1];
   }
 
-  /** Bytes of weights on the device (the embedding rows included). */
+  /** Bytes of weights on the device (the embedding included). */
   get weightBytes(): number {
-    return this.weights.reduce((n, w) => n + w.nbytes, 0) + this.embed.length * 4;
+    return this.weights.reduce((n, w) => n + w.nbytes, 0);
   }
 
   /**
@@ -196,7 +188,7 @@ export class GpuForward {
     const eps = cfg.rmsNormEps;
 
     const ids = k.upload(batch.tokens);
-    k.gatherRows(w.x, this.embed, ids, D);
+    k.gatherWeightRows(w.x, this.embed, ids);
     const { seqStart } = batch;
     for (const l of this.layers) {
       k.rmsnorm(w.x, T, D, l.attnNorm, eps, w.h);
