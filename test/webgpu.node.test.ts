@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { webGpuBackendMessage } from '../src/kernels/select.js';
+import { generateBackend } from '../src/cli/args.js';
+import { gpuAccelRefusal } from '../src/models/gpu-model.js';
 import { NO_ADAPTER_REASON, createNodeWebGpuKernels, probeNodeWebGpu } from '../src/kernels/webgpu/node.js';
 import type { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { WEBGPU_CONFIGS, casesOf } from './helpers/webgpu-suite.js';
@@ -26,12 +28,28 @@ test('--backend webgpu: one line for each outcome of the adapter probe', () => {
   assert.equal(webGpuBackendMessage(() => ({ ok: false, reason: 'the optional webgpu package is not installed: npm install webgpu' })),
     '--backend webgpu: no WebGPU adapter (the optional webgpu package is not installed: npm install webgpu)');
   assert.equal(webGpuBackendMessage(() => ({ ok: true, adapter: 'nvidia hopper', subgroups: true })),
-    '--backend webgpu: found a WebGPU adapter (nvidia hopper), but the forward pass does not run on WebGPU yet (docs/webgpu.md); use --backend auto, native or reference');
+    '--backend webgpu: found a WebGPU adapter (nvidia hopper), but only dyllm generate runs on WebGPU yet (docs/webgpu.md); use --backend auto, native or reference');
+  // dyllm generate takes the adapter (and runs its dense steps there), or refuses with the same line.
+  assert.deepEqual(generateBackend('webgpu', () => ({ ok: true, adapter: 'nvidia hopper', subgroups: true })), { webgpu: 'nvidia hopper' });
+  assert.throws(() => generateBackend('webgpu', () => ({ ok: false, reason: NO_ADAPTER_REASON })),
+    { name: 'UsageError', message: '--backend webgpu: no WebGPU adapter (the webgpu package found none: needs a GPU driver with Vulkan)' });
+  assert.equal(generateBackend('native', () => { throw new Error('no probe for a host backend'); }), 'native');
+  assert.equal(generateBackend(undefined), 'auto');
   // The probe of a package that is not there, and of one whose create() fails, are one line too.
   assert.deepEqual(probeNodeWebGpu(null), { ok: false, reason: 'the optional webgpu package is not installed: npm install webgpu' });
   const broken = probeNodeWebGpu(join(repoRoot, 'package.json'));
   assert.equal(broken.ok, false);
   assert.match(broken.ok ? '' : broken.reason, /^the webgpu package failed: [^\n]+$/);
+});
+
+test('generate --backend webgpu: which acceleration runs on the GPU model, and one line naming the option for what does not', () => {
+  assert.equal(gpuAccelRefusal({ method: 'none' }, true), null);
+  assert.equal(gpuAccelRefusal({ method: 'dyllm', threshold: 0.99, attnUpdate: 'delta', oProj: 'reuse', qkvTol: null, headTol: null }, false), null);
+  assert.equal(gpuAccelRefusal({ method: 'dyllm', attnUpdate: 'delta', oProj: 'recompute', qkvTol: null, headTol: null }, false), null);
+  assert.equal(gpuAccelRefusal({ method: 'fast-dllm' }, false), '--accel fast-dllm: only dense steps and DyLLM run on WebGPU yet; use --accel none or dyllm, or another backend');
+  assert.equal(gpuAccelRefusal({ method: 'dyllm', attnUpdate: 'rescale' }, false), '--attn-update rescale: DyLLM on WebGPU runs the delta update only; drop --attn-update');
+  assert.equal(gpuAccelRefusal({ method: 'dyllm', attnUpdate: 'delta', qkvTol: 0 }, false), '--qkv-tol: the Q/K/V tolerance does not run on WebGPU yet; drop it');
+  assert.equal(gpuAccelRefusal({ method: 'dyllm', attnUpdate: 'delta', headTol: 0.1 }, false), '--head-tol: the head tolerance does not run on WebGPU yet; drop it');
 });
 
 test('dyllm generate|serve|eval|bench|worker --backend webgpu: exit code 2 and exactly the probe\'s line on stderr, nothing on stdout', { timeout: 120_000 }, () => {

@@ -10,6 +10,7 @@ import { didYouMean, optionHelp, type OptionSpec } from '../engine/schema.js';
 import { resolveModelDir } from '../load/hub.js';
 import { QUANT_OPTIONS, type QuantOption } from '../models/load-model.js';
 import { webGpuBackendMessage, type BackendName } from '../kernels/select.js';
+import { probeNodeWebGpu, type ProbeResult } from '../kernels/webgpu/node.js';
 
 /** --model: a folder, a bundled model's name or a Hugging Face id in the cache (default: the bundled demo model). */
 export function modelDir(v: unknown): string {
@@ -24,11 +25,22 @@ export class UsageError extends Error {
 }
 
 /** The --backend help line. */
-export const BACKEND_HELP = 'auto | native | reference (default auto); webgpu says whether this machine has a WebGPU adapter';
+export const BACKEND_HELP = 'auto | native | reference (default auto); webgpu: generate runs dense steps on a WebGPU adapter (the webgpu package), other commands say whether there is one';
+
+/**
+ * --backend of `dyllm generate`: a host backend, or WebGPU with the adapter the `webgpu` package found (no adapter,
+ * or no package: the one-line refusal of src/kernels/select.ts).
+ */
+export function generateBackend(v: unknown, probe: () => ProbeResult = () => probeNodeWebGpu()): BackendName | { readonly webgpu: string } {
+  if (v !== 'webgpu') return backendName(v);
+  const r = probe();
+  if (!r.ok) throw new UsageError(webGpuBackendMessage(() => r));
+  return { webgpu: r.adapter };
+}
 
 /**
  * --backend: a model backend (default auto). 'webgpu' is refused with one line saying whether the `webgpu` package
- * finds an adapter here (src/kernels/select.ts): the forward passes do not run on WebGPU yet.
+ * finds an adapter here (src/kernels/select.ts): only `dyllm generate` runs on WebGPU (generateBackend).
  */
 export function backendName(v: unknown): BackendName {
   if (v === undefined) return 'auto';

@@ -10,10 +10,14 @@ import { loadConfig } from '../load/config.js';
 import { cliMessage, didYouMean } from '../engine/schema.js';
 import { loadNativeAddon } from '../kernels/native.js';
 import type { KernelBackend } from '../kernels/backend.js';
+import type { BackendName } from '../kernels/select.js';
+import { HostWeightsBackend } from '../kernels/webgpu/host-weights.js';
+import { createNodeWebGpuKernels } from '../kernels/webgpu/node.js';
+import { GpuModel, gpuAccelRefusal } from '../models/gpu-model.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
-import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption, applyPackCacheFlag } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, generateBackend, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption, applyPackCacheFlag } from './args.js';
 import { resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { encodeInfill, fillTemplate, infillOptions, parseInfill, refuseInfillGenLength, type InfillCanvas } from '../engine/infill.js';
 import { accelMethod } from '../engine/accel/registry.js';
@@ -121,9 +125,11 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   };
   const optInput = generationOptions(values);
   const accelInput = accelOptions(values);
-  const backend = backendName(values.backend);
+  const choice = generateBackend(values.backend);
   const quant = quantOption(values.quant);
   const dir = modelDir(values.model);
+  const webgpu = typeof choice === 'object' ? choice.webgpu : null;
+  if (webgpu !== null && quant !== 'none') throw new UsageError(`--quant ${quant}: the WebGPU kernels take bf16 or f32 weights; drop --quant with --backend webgpu`);
 
   // Options are checked against config.json before the weights are read: a wrong value is refused at once.
   const t0 = performance.now();
@@ -134,16 +140,24 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   if (parts) refuseInfillGenLength(optInput);
   const early = parts ? null : resolveOptions(config, optInput, generation);
   const earlyAccel = early ? resolveAccel(config, accelInput, early) : null;
+  const gpuRefusal = webgpu !== null && earlyAccel ? gpuAccelRefusal(earlyAccel, accelMethod(earlyAccel.method).dense === true) : null;
+  if (gpuRefusal) throw new UsageError(gpuRefusal);
   const t1 = performance.now();
   const bar = quiet ? null : new LoadBar(process.stderr, { tty: process.stderr.isTTY === true, verbose });
-  const p = await loadPipeline(dir, { backend, quant, onProgress: bar?.update });
+  // WebGPU: the weights stay host handles while loading (kernels/webgpu/host-weights.ts), then go to the device.
+  const hostWeights = webgpu !== null ? new HostWeightsBackend(false) : null;
+  const loaded = await loadPipeline(dir, { backend: hostWeights ?? (choice as BackendName), quant, onProgress: bar?.update });
   bar?.finish();
+  const p: Pipeline = hostWeights ? { ...loaded, model: await gpuModelOf(loaded, hostWeights) } : loaded;
+  if (webgpu !== null && !quiet) process.stderr.write(`dyllm: --backend webgpu: running on ${webgpu}\n`);
   const threads = threadsOf(p.model.backend);
   say(`loaded ${dir} (${config.arch}): config ${ms(t1 - t0)}, model, tokenizer and template ${ms(performance.now() - t1)}`);
   say(`backend ${p.model.backend.name}, ${threads} thread${threads === 1 ? '' : 's'}`);
   const infill: InfillCanvas | null = parts ? encodeInfill(p, parts, '--infill') : null;
   const options = early ?? resolveOptions(config, infillOptions(optInput, infill!), generation);
   const accel = earlyAccel ?? resolveAccel(config, accelInput, options);
+  const lateRefusal = webgpu !== null ? gpuAccelRefusal(accel, accelMethod(accel.method).dense === true) : null;
+  if (lateRefusal) throw new UsageError(lateRefusal);
   if (infill) say(`infill: ${infill.holes.length} holes, ${infill.masks} masks in a region of ${infill.region.length} positions`);
   say(`options ${JSON.stringify(options)}`);
   say(`acceleration ${JSON.stringify(accel)}`);
@@ -171,6 +185,12 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     return;
   }
   report(p, result, accel, values.json === true, quiet, threads);
+}
+
+/** The WebGPU model of a pipeline loaded through `be` (its weights uploaded to the `webgpu` package's adapter). */
+async function gpuModelOf(p: Pipeline, be: HostWeightsBackend): Promise<GpuModel> {
+  const kernels = await createNodeWebGpuKernels();
+  return new GpuModel(kernels, p.model, (w) => be.hostOf(w));
 }
 
 /** An infill's answer: the filled template (and, with --json, each hole's text besides the usual fields). */

@@ -12,7 +12,7 @@ import { familyOf } from '../families/registry.js';
 import type { DiffusionFamily, FamilySampler } from '../families/types.js';
 import type { ModelConfig } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
-import type { DiffusionModel, ForwardBatch } from '../models/types.js';
+import type { DiffusionModel, ForwardBatch, LogitRowStats, StatsRequest } from '../models/types.js';
 import type { RowStats } from '../sampler/confidence.js';
 import type { Selection } from '../sampler/pick.js';
 import { Rng } from '../sampler/rng.js';
@@ -190,6 +190,26 @@ export class DenoiseRun {
     return this.stepper.forward(batch, this.pending!.active, this.step);
   }
 
+  /** Whether this run's steps are asynchronous (a device-resident model: StepForward.forwardAsync); `generate()` awaits them. */
+  get asyncStep(): boolean {
+    return this.stepper.forwardAsync !== undefined;
+  }
+
+  /**
+   * What an asynchronous step may return instead of logits: the candidate rows' statistics, when the sampler reads
+   * only those (greedy, no top-p/top-k: FamilySampler.rowStats) and nothing else needs the logits (no logprobs, no
+   * guidance). Null: the step returns logits.
+   */
+  statsRequest(): StatsRequest | null {
+    return this.o.cfgScale === 0 && this.req.logprobs === undefined ? this.sampler.rowStats : null;
+  }
+
+  /** This run's asynchronous forward (only when `asyncStep`): logits, or the rows' statistics when `statsRequest()` allows. */
+  forwardOwnAsync(batch: ForwardBatch): Promise<Float32Array | LogitRowStats> {
+    if (!this.stepper.forwardAsync) throw new RangeError('forwardOwnAsync: this run\'s acceleration method has no asynchronous step');
+    return this.stepper.forwardAsync(batch, this.pending!.active, this.step, this.statsRequest());
+  }
+
   /** Whether this run's steps can be planned (`planOwn`) and so share a planned forward with other runs. */
   get plannable(): boolean {
     return !this.batchable && this.stepper.plan !== undefined;
@@ -204,8 +224,20 @@ export class DenoiseRun {
     return this.stepper.plan(batch, this.pending!.active, this.step);
   }
 
-  /** Sample from the logits of the prepared batch's logitRows, commit, and report the step. */
-  finish(rawLogits: Float32Array, forwardMs: number): StepEvent {
+  /**
+   * Sample from the logits of the prepared batch's logitRows (or, from an asynchronous step asked for them by
+   * `statsRequest()`, their row statistics), commit, and report the step.
+   */
+  finish(out: Float32Array | LogitRowStats, forwardMs: number): StepEvent {
+    let rawLogits: Float32Array;
+    let given: LogitRowStats | null = null;
+    if (out instanceof Float32Array) {
+      rawLogits = out;
+    } else {
+      if (!this.statsRequest()) throw new RangeError('finish: row statistics stand in for logits only when statsRequest() asked for them');
+      given = out;
+      rawLogits = new Float32Array(0);
+    }
     const { active, cand } = this.pending!;
     this.pending = null;
     const o = this.o;
@@ -215,7 +247,7 @@ export class DenoiseRun {
     this.count(accel, active);
     const ts = performance.now();
     const logits = o.cfgScale > 0 ? guide(rawLogits, o.cfgScale) : rawLogits;
-    const selections = this.select(logits, active, cand, step);
+    const selections = this.select(logits, given, active, cand, step);
     const V = this.cfg.vocabSize;
     let rowOff = 0; // this sequence's first row in `logits`
     const committed = active.map((b, ai) => {
@@ -252,13 +284,15 @@ export class DenoiseRun {
   }
 
   /** The family's choice of commits, from the candidate rows' logits (and their kernel statistics when usable). */
-  private select(logits: Float32Array, active: readonly number[], cand: readonly Int32Array[], step: number): Selection[] {
+  private select(logits: Float32Array, given: LogitRowStats | null, active: readonly number[], cand: readonly Int32Array[], step: number): Selection[] {
     const V = this.cfg.vocabSize;
-    const stats = this.rowStats(logits, V);
+    const stats = given ?? this.rowStats(logits, V);
+    // Statistics without logits: the sampler's rows are empty and it reads only the statistics (FamilySampler.rowStats).
+    const width = given ? 0 : V;
     let off = 0;
     return this.sampler.select(step, active.map((b, ai) => {
       const n = cand[ai].length;
-      const rows = { seq: b, logits: logits.subarray(off * V, (off + n) * V), stats: stats && sliceStats(stats, off, off + n), n };
+      const rows = { seq: b, logits: logits.subarray(off * width, (off + n) * width), stats: stats && sliceStats(stats, off, off + n), n };
       off += n;
       return rows;
     }));
@@ -350,14 +384,24 @@ export function* generateSteps(model: DiffusionModel, ids: SpecialIds, req: Gene
   }
 }
 
-/** Async wrapper: yields to the event loop between steps (Ctrl-C, timers and I/O stay responsive). */
+/** Lets the event loop run (setImmediate in Node; a macrotask in a browser, which has no setImmediate). */
+const yieldToLoop = (): Promise<void> =>
+  new Promise<void>((res) => (typeof setImmediate === 'function' ? setImmediate(res) : setTimeout(res, 0)));
+
+/**
+ * The denoising loop, asynchronous: yields to the event loop between steps (Ctrl-C, timers and I/O stay
+ * responsive) and awaits a step that is asynchronous (a device-resident model: StepForward.forwardAsync, which may
+ * return row statistics instead of logits). A synchronous step computes what `generateSteps` computes.
+ */
 export async function* generate(model: DiffusionModel, ids: SpecialIds, req: GenerateRequest): AsyncGenerator<StepEvent, GenerateResult> {
-  const it = generateSteps(model, ids, req);
+  const run = new DenoiseRun(model, ids, req);
   for (;;) {
-    const r = it.next();
-    if (r.done) return r.value;
-    yield r.value;
-    await new Promise<void>((res) => setImmediate(res));
+    const batch = run.prepare();
+    if (!batch) return run.result();
+    const tf = performance.now();
+    const out = run.asyncStep ? await run.forwardOwnAsync(batch) : run.forwardOwn(batch);
+    yield run.finish(out, performance.now() - tf);
+    await yieldToLoop();
   }
 }
 

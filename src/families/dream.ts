@@ -22,7 +22,7 @@ function sampler(setup: SamplerSetup): FamilySampler {
     candidateEnd: (seq) => sequences[seq].tokens.length,
     rowStats: plain ? { entropy: o.alg === 'entropy' } : null,
     select(step, rows) {
-      const seqs: DreamSequence[] = rows.map((r) => ({ logits: r.logits, masked: new Uint8Array(r.n).fill(1), stats: r.stats }));
+      const seqs: DreamSequence[] = rows.map((r) => ({ logits: r.logits, masked: new Uint8Array(r.n).fill(1), stats: r.stats, vocabSize: setup.vocabSize }));
       // The padded layout shares k across the batch (and the first sequence's generator), as the official batch
       // does; packed sequences each get their own k, so they compute exactly what they compute alone.
       return o.batchLayout === 'left-pad'

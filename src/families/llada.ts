@@ -45,7 +45,7 @@ function sampler(setup: SamplerSetup): FamilySampler {
     select: (_step, rows) => rows.map((r) => {
       const st = state[r.seq];
       const ones = new Uint8Array(r.n).fill(1);
-      return lladaSelect({ logits: r.logits, masked: ones, candidate: ones, k: st.schedule[st.blockStep], options: opts, rng: rngs[r.seq], stats: r.stats });
+      return lladaSelect({ logits: r.logits, masked: ones, candidate: ones, k: st.schedule[st.blockStep], options: opts, rng: rngs[r.seq], stats: r.stats, vocabSize: setup.vocabSize });
     }),
     advance(seq) {
       const s = sequences[seq];

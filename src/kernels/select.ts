@@ -3,8 +3,8 @@
  * warning line when the addon cannot be loaded (not built, wrong CPU, wrong Node ABI).
  *
  * `--backend webgpu` names the WebGPU kernels (src/kernels/webgpu, docs/webgpu.md). They are asynchronous and keep
- * tensors on the device, so the synchronous forward passes cannot use them yet: `checkWebGpuBackend` finds out
- * whether this machine has an adapter and says so in one line either way.
+ * tensors on the device: only `dyllm generate` runs its dense steps there (models/gpu-model.ts); the other commands
+ * find out whether this machine has an adapter and refuse in one line either way (`webGpuBackendMessage`).
  */
 import type { HostWeight, KernelBackend } from './backend.js';
 import { checkPrepareWeight } from './args.js';
@@ -56,12 +56,13 @@ export function quantizeHostWeight(w: HostWeight, format: QuantFormat): HostWeig
 }
 
 /**
- * The one-line answer to `--backend webgpu` (without the "dyllm: " prefix): no adapter (and why), or an adapter
- * the model cannot use yet. `probe` is the adapter search (default: the `webgpu` package, in a child process).
+ * The one-line refusal of `--backend webgpu` by a command that does not run on WebGPU (without the "dyllm: "
+ * prefix): no adapter (and why), or an adapter this command cannot use yet (`dyllm generate` can). `probe` is the
+ * adapter search (default: the `webgpu` package, in a child process).
  */
 export function webGpuBackendMessage(probe: () => ProbeResult = () => probeNodeWebGpu()): string {
   const r = probe();
   if (!r.ok) return `--backend webgpu: no WebGPU adapter (${r.reason})`;
-  return `--backend webgpu: found a WebGPU adapter (${r.adapter}), but the forward pass does not run on WebGPU yet (docs/webgpu.md); ` +
+  return `--backend webgpu: found a WebGPU adapter (${r.adapter}), but only dyllm generate runs on WebGPU yet (docs/webgpu.md); ` +
     'use --backend auto, native or reference';
 }

@@ -30,6 +30,22 @@ export function paddedBatch(tokens: Int32Array, B: number, L: number, attentionM
 /** Observes named intermediates (attn_norm, q, attn_ctx, attn_out, ffn_out, …) for parity tests. */
 export type Trace = (name: string, layer: number, data: Float32Array, rows: number, width: number) => void;
 
+/**
+ * Row statistics of logits rows (the shape of sampler/confidence.ts RowStats, declared here so models/ need not
+ * import the sampler): argmax, the largest and second-largest softmax probability, Dream's Σ p·log p (or null).
+ */
+export interface LogitRowStats {
+  readonly argmax: Int32Array;
+  readonly p1: Float64Array;
+  readonly p2: Float64Array;
+  readonly negEntropy: Float64Array | null;
+}
+
+/** What an asynchronous step may be asked for instead of logits: the rows' statistics (with the entropy or not). */
+export interface StatsRequest {
+  readonly entropy: boolean;
+}
+
 export interface DiffusionModel {
   readonly config: ModelConfig;
   readonly backend: KernelBackend;
@@ -43,4 +59,16 @@ export interface DiffusionModel {
   forwardPlanned(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array;
   /** Bytes of weights held by the backend. */
   readonly weightBytes: number;
+  /**
+   * A device-resident model (WebGPU, models/forward/gpu.ts) computes its dense forward asynchronously: logits of
+   * batch.logitRows, or, when `stats` is given, only those rows' statistics (what a greedy sampler reads). Absent on
+   * host models; the denoising loop awaits it when the acceleration method's step offers it.
+   */
+  forwardAsync?(batch: ForwardBatch, stats: StatsRequest | null): Promise<Float32Array | LogitRowStats>;
+  /**
+   * A device-resident model's cached step (DyLLM on WebGPU, models/forward/gpu-planned.ts): `forwardPlanned`,
+   * asynchronously, with the per-layer caches on the device; logits of batch.logitRows or, with `stats`, their row
+   * statistics. A plan it cannot run is refused with a RangeError (one line) before anything runs.
+   */
+  forwardPlannedAsync?(batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts, stats: StatsRequest | null): Promise<Float32Array | LogitRowStats>;
 }

@@ -58,6 +58,8 @@ export interface DreamSequence {
   readonly masked: Uint8Array; // [R] 1 = still the mask token
   /** Optional precomputed row statistics (used at temperature 0 without top-p/top-k). */
   readonly stats?: RowStats | null;
+  /** The vocabulary size, for when `logits` is empty because `stats` stand in for it (engine/generate.ts). */
+  readonly vocabSize?: number;
 }
 
 export interface DreamSelectArgs {
@@ -180,6 +182,7 @@ function maskedRows(masked: Uint8Array): Int32Array {
 function vocabOf(s: DreamSequence): number {
   const R = s.masked.length;
   if (R === 0) return 0;
+  if (s.logits.length === 0 && s.stats && s.vocabSize !== undefined) return s.vocabSize;
   const V = s.logits.length / R;
   assert(Number.isInteger(V) && V > 0, `logits length ${s.logits.length} is not a multiple of ${R} rows`);
   return V;

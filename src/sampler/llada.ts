@@ -46,6 +46,11 @@ export interface LladaSelectArgs {
   readonly rng: Rng;
   /** Optional precomputed row statistics (used for greedy low-confidence without the EOS flags). */
   readonly stats?: RowStats | null;
+  /**
+   * The vocabulary size, for when `logits` is empty because `stats` stand in for it (an asynchronous step that read
+   * back only statistics: engine/generate.ts). Otherwise V comes from the logits.
+   */
+  readonly vocabSize?: number;
 }
 
 /** ConfigError for options no step could use. `vocabSize` (when known) bounds the EOS / EOT ids. */
@@ -82,11 +87,16 @@ export function lladaSelect(a: LladaSelectArgs): Selection {
   assert.equal(candidate.length, R, 'candidate and masked must have the same length');
   assert(Number.isSafeInteger(k) && k >= 0, `k must be a non-negative integer, got ${k}`);
   if (R === 0) return EMPTY_SELECTION;
-  const V = logits.length / R;
+  const statsOnly = logits.length === 0 && a.stats !== undefined && a.stats !== null && a.vocabSize !== undefined;
+  const V = statsOnly ? a.vocabSize! : logits.length / R;
   assert(Number.isInteger(V) && V > 0, `logits length ${logits.length} is not a multiple of ${R} rows`);
   validateLladaOptions(o, V);
   const T = o.temperature;
   const kind = lladaRemaskingConfidence(o.remasking);
+  if (statsOnly) {
+    const fastOk = T === 0 && kind === 'probability' && !o.logitsEosInf && !o.confidenceEosEotInf;
+    assert(fastOk, 'row statistics without logits stand in only for greedy low_confidence without the EOS flags');
+  }
 
   const cand: number[] = [];
   const fill: number[] = [];

@@ -35,7 +35,11 @@ export interface LocalStep {
 }
 
 export type FromWorker =
-  | { readonly type: 'ready'; readonly arch: string; readonly chatTemplate: boolean; readonly backend: string; readonly loadMs: number }
+  /**
+   * The model is loaded. `backend`: 'webgpu' (the steps run on the GPU; `adapter` names it; `checkError` is the
+   * check step's max|Δ|/max|ref| against the reference backend) or 'reference' (`notice` says why not WebGPU).
+   */
+  | { readonly type: 'ready'; readonly arch: string; readonly chatTemplate: boolean; readonly backend: 'webgpu' | 'reference'; readonly adapter?: string; readonly checkError?: number; readonly notice?: string; readonly loadMs: number }
   | LocalStep
-  | { readonly type: 'done'; readonly answer: string; readonly tokenIds: readonly number[]; readonly steps: number; readonly elapsedMs: number; readonly tokensPerS: number; readonly salientFraction: number; readonly stopped: boolean }
+  | { readonly type: 'done'; readonly answer: string; readonly tokenIds: readonly number[]; readonly steps: number; readonly elapsedMs: number; readonly tokensPerS: number; readonly salientFraction: number; readonly backend: 'webgpu' | 'reference'; readonly stopped: boolean }
   | { readonly type: 'error'; readonly message: string };

@@ -1,8 +1,10 @@
 /**
  * `dyllm serve`'s /local page in headless Chromium: the page downloads the served model (with the server's access
- * rules), caches it in Cache Storage and denoises in a Web Worker on the TypeScript reference backend. Its greedy
- * tokens equal the native backend's for the same prompt and options in Node (dense and DyLLM τ 0.99), and after a
- * reload with the model files unreachable it loads from the cache and generates the same tokens again.
+ * rules), caches it in Cache Storage and denoises in a Web Worker. Without WebGPU (Chromium with --disable-gpu) it
+ * runs on the TypeScript reference backend, saying why; its greedy tokens equal the native backend's for the same
+ * prompt and options in Node (dense and DyLLM τ 0.99), and after a reload with the model files unreachable it loads
+ * from the cache and generates the same tokens again. With WebGPU (SwiftShader) the steps (dense and DyLLM) run on the
+ * GPU, after the worker checked its logits against the reference forward, with the native backend's greedy tokens.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,11 +21,12 @@ const DEMO = join(repoRoot, 'models', 'dyllm-demo');
 const PROMPT = 'Tom has 12 apples. He buys 7 more. How many apples does Tom have now?';
 const GEN = { genLength: 16, steps: 16, blockLength: 16, temperature: 0 };
 
-interface Done { tokenIds: number[]; answer: string; stopped: boolean }
-interface Ready { source: 'network' | 'cache'; backend: string; arch: string }
+interface Done { tokenIds: number[]; answer: string; stopped: boolean; backend: string }
+interface Ready { source: 'network' | 'cache'; backend: string; arch: string; adapter?: string; checkError?: number; notice?: string }
 
 let server: DyllmServer;
 let browser: Browser;
+let gpuBrowser: Browser | undefined;
 before(async () => {
   // The worker bundle is built from the sources (as npm run build does), so the page never runs a stale one.
   const b = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build-web.mjs')], { cwd: repoRoot, encoding: 'utf8' });
@@ -33,6 +36,7 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
+  await gpuBrowser?.close();
   await server?.close();
 });
 
@@ -61,12 +65,14 @@ test('/local: the demo model denoises in the browser with the native backend\'s 
   // Styled by the stylesheet the web view links too (/static/dyllm.css), plus its own rules.
   assert.equal(await page.evaluate('getComputedStyle(document.body).backgroundColor'), 'rgb(250, 250, 247)');
   assert.equal(await page.evaluate('getComputedStyle(document.getElementById("progress")).height'), '10px');
+  assert.match(ready.notice ?? '', /^WebGPU failed \(no WebGPU adapter\): running on the reference backend$|^this browser offers no WebGPU here/, 'the one-line notice says why not WebGPU');
   const gen = (accel: 'dense' | 'dyllm') =>
     within(180_000, `generate (${accel})`, page.evaluate(`window.dyllmLocal.generate(${JSON.stringify({ prompt: PROMPT, chat: true, ...GEN, accel, threshold: 0.99 })})`) as Promise<Done>);
 
   const dense = await gen('dense');
   assert.deepEqual(dense.tokenIds, await nativeTokens(), 'dense tokens: browser (reference) vs Node (native)');
   assert.equal(dense.stopped, false);
+  assert.equal(dense.backend, 'reference');
   assert.equal(dense.answer, '12+7=19. #### 19');
   // The live canvas: drawn, with no mask left at the end.
   assert.equal(await page.locator('#canvas .tok').count(), GEN.genLength);
@@ -81,6 +87,34 @@ test('/local: the demo model denoises in the browser with the native backend\'s 
   assert.equal(again.source, 'cache');
   const offline = await gen('dense');
   assert.deepEqual(offline.tokenIds, dense.tokenIds, 'offline reload: same tokens');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('/local on WebGPU (SwiftShader): dense and DyLLM τ 0.99 steps run on the GPU with the native backend\'s greedy tokens', { timeout: 600_000 }, async (t) => {
+  gpuBrowser = await launchChromium({ webgpu: true });
+  const page = await gpuBrowser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/local`);
+  const ready = (await within(180_000, 'load', page.evaluate('window.dyllmLocal.ready'))) as Ready;
+  assert.equal(ready.backend, 'webgpu', `the GPU forward passed its check: ${JSON.stringify(ready)}`);
+  assert.ok((ready.adapter ?? '').length > 0, 'the adapter is named');
+  // The check step's error on the bundled model (the worker's bound is 1e-4; the kernels' 1e-5 holds here too).
+  assert.ok(typeof ready.checkError === 'number' && ready.checkError <= 1e-5, `check step: max|Δ|/max|ref| = ${ready.checkError}`);
+  t.diagnostic(`adapter ${ready.adapter}; check step max|Δ|/max|ref| ${ready.checkError!.toExponential(2)}`);
+  assert.match(await page.locator('#load').textContent() ?? '', /backend webgpu \(/);
+  assert.match(await page.locator('#notice').textContent() ?? '', /^WebGPU: dense steps run on this machine's GPU/);
+  const gen = (accel: 'dense' | 'dyllm') =>
+    within(240_000, `generate (${accel})`, page.evaluate(`window.dyllmLocal.generate(${JSON.stringify({ prompt: PROMPT, chat: true, ...GEN, accel, threshold: 0.99 })})`) as Promise<Done>);
+  const dense = await gen('dense');
+  assert.equal(dense.backend, 'webgpu');
+  assert.deepEqual(dense.tokenIds, await nativeTokens(), 'dense tokens: browser (WebGPU) vs Node (native)');
+  assert.equal(dense.answer, '12+7=19. #### 19');
+  assert.equal(await page.locator('#canvas .tok.mask').count(), 0);
+  const dy = await gen('dyllm');
+  assert.equal(dy.backend, 'webgpu', 'DyLLM\'s cached steps run on the GPU too');
+  assert.deepEqual(dy.tokenIds, await nativeTokens({ method: 'dyllm', threshold: 0.99 }), 'DyLLM τ 0.99 tokens: browser vs Node');
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -56,10 +56,41 @@ const PRODUCTS: DeviceCase = {
   },
 };
 
+/** Embedding lookups from a prepared weight: every row exact (bf16 widened, f32 copied), across row chunks. */
+const WEIGHT_ROWS_CASE: DeviceCase = {
+  name: 'gatherWeightRows: rows of bf16 (odd width) and f32 weights, exactly, at a view; out-of-range indices skipped',
+  async run(k) {
+    const rnd = mulberry32(901);
+    for (const dtype of ['bf16', 'f32'] as const) {
+      const N = 70;
+      const K = dtype === 'bf16' ? 33 : 40; // odd bf16 rows are padded to even in the device layout
+      const f = randView(N * K, rnd);
+      const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+      const bits = Uint16Array.from(u, (x) => x >>> 16);
+      const host = { dtype, outFeatures: N, inFeatures: K, data: dtype === 'bf16' ? bits : f };
+      const w = k.prepareWeight(host);
+      const idx = Int32Array.from([69, 0, 35, 35, -1, 70, 12, 68]);
+      const rows = k.upload(idx);
+      const fill = randView(3 + idx.length * K, rnd);
+      const all = k.upload(fill);
+      k.gatherWeightRows(all.view(3), w, rows);
+      const [got] = await k.read(all.view(3));
+      const want = fill.slice(3);
+      idx.forEach((r, i) => {
+        if (r < 0 || r >= N) return;
+        for (let c = 0; c < K; c++) want[i * K + c] = dtype === 'bf16' ? new Float32Array(new Uint32Array([bits[r * K + c] << 16]).buffer)[0] : f[r * K + c];
+      });
+      assertClose(got, want, 0, `gatherWeightRows ${dtype}`);
+      for (const t of [rows, all]) t.destroy();
+      k.destroyWeight(w);
+    }
+  },
+};
+
 export const WEBGPU_CONFIGS: readonly WebGpuConfig[] = [
   { name: 'webgpu', options: {}, only: [] },
   { name: 'webgpu without subgroups', options: { subgroups: false }, only: [PRODUCTS.name] },
-  { name: 'webgpu with weights in 2 KiB row chunks', options: { weightChunkBytes: 2048 }, only: [PRODUCTS.name] },
+  { name: 'webgpu with weights in 2 KiB row chunks', options: { weightChunkBytes: 2048 }, only: [PRODUCTS.name, WEIGHT_ROWS_CASE.name] },
 ];
 
 function ok(cond: unknown, message: string): asserts cond {
@@ -81,6 +112,7 @@ const ref = new ReferenceBackend();
 
 export const DEVICE_SUITE: readonly DeviceCase[] = [
   PRODUCTS,
+  WEIGHT_ROWS_CASE,
   {
     name: 'gatherRows, scatterRows and sub on views at odd offsets; out-of-range row indices are skipped',
     async run(k) {

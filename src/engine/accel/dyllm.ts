@@ -15,7 +15,7 @@
  */
 import { cacheBytesPerToken, headBytesPerToken, SequenceCache } from '../../cache/layer-cache.js';
 import { emptyCounts, type AttnUpdate, type RecomputePlan, type SequencePlan } from '../../cache/plan.js';
-import type { ForwardBatch } from '../../models/types.js';
+import type { ForwardBatch, StatsRequest } from '../../models/types.js';
 import { cosineThreshold, recomputeAll } from '../../cache/saliency.js';
 import { allFamilies } from '../../families/registry.js';
 import { ConfigError } from '../../load/errors.js';
@@ -118,7 +118,10 @@ export const dyllm: AccelMethod<DyllmOptions> = {
   },
   create: ({ model, layout, family }, opts) => {
     const cfg = model.config;
-    const reuseOutput = !keepsOutputs(opts) ? undefined : opts.oProj === 'reuse-always' ? 'always' as const : 'when-cheaper' as const;
+    // A device-resident model (WebGPU: models/forward/gpu-planned.ts) projects every query row's context: 'reuse'
+    // only chooses the cheaper of two ways to the same outputs (up to fp32 rounding), and the GPU has one.
+    const onDevice = model.forwardPlannedAsync !== undefined;
+    const reuseOutput = !keepsOutputs(opts) || (onDevice && opts.oProj === 'reuse') ? undefined : opts.oProj === 'reuse-always' ? 'always' as const : 'when-cheaper' as const;
     const caches = layout.lengths.map((n, b) => new SequenceCache(cfg, n, {
       outputs: reuseOutput !== undefined,
       projections: opts.qkvTol !== null,
@@ -179,6 +182,16 @@ export const dyllm: AccelMethod<DyllmOptions> = {
         return logits;
       },
       plan,
+      // On a device-resident model the step is asynchronous, with the caches on the device.
+      ...(onDevice ? {
+        async forwardAsync(batch: ForwardBatch, active: readonly number[], _step: number, stats: StatsRequest | null) {
+          const part = plan(batch, active);
+          const counts = emptyCounts(cfg.numLayers);
+          const out = await model.forwardPlannedAsync!(batch, part.plan, counts, stats);
+          part.done(counts);
+          return out;
+        },
+      } : {}),
       telemetry: () => last,
     };
   },

@@ -10,7 +10,7 @@
 import type { RecomputePlan, StepCounts } from '../../cache/plan.js';
 import type { DiffusionFamily } from '../../families/types.js';
 import type { ModelConfig } from '../../load/config.js';
-import type { DiffusionModel, ForwardBatch } from '../../models/types.js';
+import type { DiffusionModel, ForwardBatch, LogitRowStats, StatsRequest } from '../../models/types.js';
 import type { GenerateOptions } from '../options.js';
 import type { OptionContext, OptionSpec } from '../schema.js';
 
@@ -47,6 +47,12 @@ export interface StepForward {
    * whose steps are all RecomputePlans offer it; the result must equal `forward`'s.
    */
   plan?(batch: ForwardBatch, active: readonly number[], step: number): PlannedPart;
+  /**
+   * An asynchronous step (a device-resident model: models/forward/gpu.ts): when present, `generate()` awaits it
+   * instead of calling `forward`. With `stats` (the sampler reads only row statistics: greedy, no top-p/top-k, no
+   * logprobs, no guidance) it may return those rows' statistics instead of their logits.
+   */
+  forwardAsync?(batch: ForwardBatch, active: readonly number[], step: number, stats: StatsRequest | null): Promise<Float32Array | LogitRowStats>;
   /** Per-step acceleration telemetry (null for dense). */
   telemetry(): AccelTelemetry | null;
 }

@@ -29,7 +29,7 @@ import { f32bits, GpuRecorder, MAX_GROUPS, WebGpuUnavailableError, type LogitSta
 import { heads, need, tensor, weight } from './checks.js';
 import { GpuTensor, GpuWeight, type GpuDtype } from './tensor.js';
 import { elementwiseShader, type ElementwiseOp } from './shaders/elementwise.js';
-import { COSINE, RMSNORM, ROPE, ROWS } from './shaders/rowwise.js';
+import { COSINE, RMSNORM, ROPE, ROWS, WEIGHT_ROWS } from './shaders/rowwise.js';
 import { LOGIT_STATS } from './shaders/logit-stats.js';
 import { ATTENTION, ATTENTION_DELTA, RESCALE_APPLY, RESCALE_WEIGHTS } from './shaders/attention.js';
 import { LAYOUT_CODE, SKINNY_COLS, SKINNY_MAX_M, TILE, skinnyMatmulShader, tiledMatmulShader, type WeightLayout } from './shaders/matmul.js';
@@ -338,6 +338,27 @@ export class WebGpuKernels extends GpuRecorder {
   /** dst[rows[i]] = src[i] (rows distinct; an index outside dst's rows is skipped). */
   scatterRows(dst: GpuTensor, src: GpuTensor, rows: GpuTensor, width: number): void {
     this.rows('scatterRows', dst, src, rows, width, true);
+  }
+
+  /**
+   * dst[i] = row rows[i] of a prepared weight as f32 (bf16 widened exactly), for i < rows.length: an embedding
+   * lookup from the table as stored (an index outside the weight's rows is skipped). One dispatch per row chunk.
+   */
+  gatherWeightRows(dst: GpuTensor, w: GpuWeight, rows: GpuTensor): void {
+    const fn = 'gatherWeightRows';
+    tensor(fn, 'dst', dst, 'f32');
+    const W = weight(fn, w);
+    tensor(fn, 'rows', rows, 'i32');
+    const n = rows.length;
+    const K = W.inFeatures;
+    const moved = need(fn, 'dst', dst, 'rows.length*inFeatures', [n, K]);
+    if (moved === 0) return;
+    for (const c of W.chunks) {
+      if (c.rows === 0) continue;
+      this.dispatch(fn, 'weightRows', () => WEIGHT_ROWS, [
+        { t: dst, access: 'w', n: moved }, { t: null, raw: c.root.buffer, access: 'r', n: 0 }, { t: rows, access: 'r', n },
+      ], (o) => [n, K, o[0], o[2], c.n0, c.rows, W.rowStride, W.dtype === 'bf16' ? 1 : 0], this.grid(Math.ceil(moved / 256)));
+    }
   }
 
   // ---- internals -----------------------------------------------------------------------------------------------

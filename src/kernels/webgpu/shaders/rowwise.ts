@@ -1,4 +1,4 @@
-/** Row kernels: RMSNorm, half-split RoPE, cosine of row pairs, row gather / scatter. */
+/** Row kernels: RMSNorm, half-split RoPE, cosine of row pairs, row gather / scatter, rows of a prepared weight. */
 import { PRELUDE, reductions } from './common.js';
 
 /** out[m] = x[m] / sqrt(mean(x[m]²) + eps) · weight; one workgroup of 256 per row. */
@@ -108,5 +108,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   } else {
     dst[p.dOff + i * p.width + c] = src[p.sOff + u32(r) * p.width + c];
   }
+}
+`;
+
+/**
+ * dst[i, c] = W[rows[i], c] as f32, for the rows of one chunk of a prepared weight (rows [n0, n0 + chunkRows), each
+ * `stride` stored elements): bf16 pairs widened exactly (element 2j in the low half), or f32 bits. Rows outside the
+ * chunk are left to the other chunks' dispatches; rows outside the weight are skipped.
+ */
+export const WEIGHT_ROWS = /* wgsl */ `${PRELUDE}
+struct P { n: u32, width: u32, dOff: u32, rOff: u32, n0: u32, chunkRows: u32, stride: u32, bf16: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read_write> w: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rows: array<i32>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let idx = wgIndex(wid, nwg) * 256u + li;
+  if (idx >= p.n * p.width) { return; }
+  let i = idx / p.width;
+  let c = idx % p.width;
+  let r = rows[p.rOff + i];
+  if (r < i32(p.n0) || u32(r) - p.n0 >= p.chunkRows) { return; }
+  let e = (u32(r) - p.n0) * p.stride + c;
+  var bits: u32;
+  if (p.bf16 != 0u) {
+    let word = w[e / 2u];
+    bits = select(word & 0xffffu, word >> 16u, (e & 1u) == 1u) << 16u;
+  } else {
+    bits = w[e];
+  }
+  dst[p.dOff + idx] = bitcast<f32>(bits);
 }
 `;
