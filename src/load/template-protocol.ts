@@ -9,6 +9,18 @@ export const STARTED = 0;
 export const DONE = 1;
 export const WORKER_KIND = 'dyllm-chat-template';
 
+/** Block the calling thread (Atomics.wait: a worker, or Node's main thread) until sig[i] === id or `until` (performance.now()) passes; true when it got there. */
+export function waitFor(sig: Int32Array, i: number, id: number, until: number): boolean {
+  for (;;) {
+    const cur = Atomics.load(sig, i);
+    if (cur === id) return true;
+    const left = until - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(sig, i, cur, left);
+  }
+}
+
+
 export interface WorkerData {
   readonly kind: typeof WORKER_KIND;
   readonly signal: SharedArrayBuffer;

@@ -15,7 +15,7 @@
  * against ~0.03 ms for a 100k-character message); starting the helper, once per thread at load, ~65 ms.
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { DONE, STARTED, WORKER_KIND, type RenderReply, type RenderRequest, type WorkerData } from './template-protocol.js';
+import { DONE, STARTED, WORKER_KIND, waitFor, type RenderReply, type RenderRequest, type WorkerData } from './template-protocol.js';
 
 export interface TemplateLimits {
   /** How long one render may run, in milliseconds. */
@@ -74,17 +74,6 @@ function kill(h: Helper): void {
   h.exited = true;
   void h.worker.terminate().catch(() => {});
   h.port.close();
-}
-
-/** Block until sig[i] === id or `until` (performance.now()) passes; true when it got there. */
-function waitFor(sig: Int32Array, i: number, id: number, until: number): boolean {
-  for (;;) {
-    const cur = Atomics.load(sig, i);
-    if (cur === id) return true;
-    const left = until - performance.now();
-    if (left <= 0) return false;
-    Atomics.wait(sig, i, cur, left);
-  }
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));

@@ -12,7 +12,7 @@
  * limit holds always.
  */
 import { Template } from '@huggingface/jinja';
-import { DONE, STARTED, type RenderReply } from '../load/template-protocol.js';
+import { DONE, STARTED, waitFor, type RenderReply } from '../load/template-protocol.js';
 import { READY, REPLY_HEADER, REPLY_OK, REPLY_PARSE, REPLY_RENDER, type TemplateWorkerInit, type TemplateWorkerRender } from './template-worker.js';
 
 export interface TemplateLimits {
@@ -60,17 +60,6 @@ function startHelper(): Helper | null {
     return { worker, sig: new Int32Array(signal), head: new Int32Array(reply, 0, 2), text: new Uint16Array(reply, REPLY_HEADER), nextId: 1 };
   } catch {
     return null;
-  }
-}
-
-/** Block until sig[i] === id or `until` (performance.now()) passes; true when it got there. */
-function waitFor(sig: Int32Array, i: number, id: number, until: number): boolean {
-  for (;;) {
-    const cur = Atomics.load(sig, i);
-    if (cur === id) return true;
-    const left = until - performance.now();
-    if (left <= 0) return false;
-    Atomics.wait(sig, i, cur, left);
   }
 }
 

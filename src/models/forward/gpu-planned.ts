@@ -17,7 +17,7 @@ import type { GpuTensor } from '../../kernels/webgpu/kernels.js';
 import type { ForwardBatch, LogitRowStats, StatsRequest } from '../types.js';
 import { geometry } from './core.js';
 import type { GpuForward } from './gpu.js';
-import { binarySearch, bySequence, forEachSequence, iota, sequenceOf } from './rows.js';
+import { binarySearch, bySequence, forEachSequence, iota, sequenceOf, wantedQueryRows } from './rows.js';
 
 /** One layer's cache of one sequence on the device (cache/layer-cache.ts LayerStore's K, V, C, F, lse). */
 interface GpuLayerStore {
@@ -339,17 +339,7 @@ class GpuPlannedStep {
     const want = this.batch.logitRows ?? null;
     const nL = want ? want.length : this.R;
     const sel = new Int32Array(nL);
-    if (want) {
-      for (let j = 0; j < nL; j++) {
-        const b = sequenceOf(seqStart, want[j]);
-        const p = want[j] - seqStart[b];
-        const idx = binarySearch(this.plan.sequences[b].rows, p);
-        if (idx < 0) throw new RangeError(`forwardPlanned: logits wanted for position ${p} of sequence ${b}, which is not a query row`);
-        sel[j] = this.rowOff[b] + idx;
-      }
-    } else {
-      for (let j = 0; j < nL; j++) sel[j] = j;
-    }
+    wantedQueryRows(seqStart, want, this.plan.sequences, this.rowOff, this.R, sel);
     const V = this.fwd.core.config.vocabSize;
     const logits = this.f32(nL * V).view(0, nL * V);
     const statsT = this.fwd.kernels.tensor('u32', Math.max(nL, 1) * 4);

@@ -23,7 +23,7 @@ import type { LayerStore } from '../../cache/layer-cache.js';
 import type { RecomputePlan, StepCounts } from '../../cache/plan.js';
 import type { ForwardBatch } from '../types.js';
 import { dims, embedTokens, ffn, geometry, headLogits, zeroPaddedRows, type Dims, type LayerWeights, type TransformerCore } from './core.js';
-import { binarySearch, bySequence, contiguous, forEachSequence, gatherRows, iota, scatterRows, sequenceOf } from './rows.js';
+import { binarySearch, bySequence, contiguous, forEachSequence, gatherRows, iota, scatterRows, sequenceOf, wantedQueryRows } from './rows.js';
 import { checkReusePlan, logitsReusing, projectKvReusing, projectQReusing, type ReuseContext } from './reuse.js';
 
 export function forwardPlanned(core: TransformerCore, batch: ForwardBatch, plan: RecomputePlan, counts: StepCounts): Float32Array {
@@ -466,17 +466,7 @@ class PlannedStep {
     const want = this.batch.logitRows ?? null;
     const nL = want ? want.length : this.R;
     const sel = this.core.scratch.i32('sel', nL);
-    if (want) {
-      for (let j = 0; j < nL; j++) {
-        const b = sequenceOf(seqStart, want[j]);
-        const p = want[j] - seqStart[b];
-        const idx = binarySearch(this.plan.sequences[b].rows, p);
-        if (idx < 0) throw new RangeError(`forwardPlanned: logits wanted for position ${p} of sequence ${b}, which is not a query row`);
-        sel[j] = this.rowOff[b] + idx;
-      }
-    } else {
-      for (let j = 0; j < nL; j++) sel[j] = j;
-    }
+    wantedQueryRows(seqStart, want, this.plan.sequences, this.rowOff, this.R, sel);
     const tol = this.plan.headTol;
     if (tol === undefined) return headLogits(this.core, this.res, sel, nL);
     return logitsReusing(this.reuseContext(), this.res, sel, nL, tol);

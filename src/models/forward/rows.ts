@@ -72,3 +72,23 @@ export function bySequence(rowOff: Int32Array, sequences: readonly { readonly ro
     return Int32Array.from(out);
   });
 }
+
+/**
+ * Indices into a plan's query rows (concatenated per sequence at rowOff) of the rows whose logits a batch wants
+ * (`logitRows`, batch row numbers; null = every query row, R of them). Throws when a wanted row is not a query row.
+ */
+export function wantedQueryRows(seqStart: Int32Array, want: Int32Array | null, sequences: readonly { readonly rows: Int32Array }[], rowOff: Int32Array, R: number, sel: Int32Array): number {
+  const nL = want ? want.length : R;
+  if (want) {
+    for (let j = 0; j < nL; j++) {
+      const b = sequenceOf(seqStart, want[j]);
+      const p = want[j] - seqStart[b];
+      const idx = binarySearch(sequences[b].rows, p);
+      if (idx < 0) throw new RangeError(`forwardPlanned: logits wanted for position ${p} of sequence ${b}, which is not a query row`);
+      sel[j] = rowOff[b] + idx;
+    }
+  } else {
+    for (let j = 0; j < nL; j++) sel[j] = j;
+  }
+  return nL;
+}
