@@ -162,6 +162,20 @@ export function markdownReport(groups: readonly TimedGroup[], baseline = 'llama.
       out.push(`| ${g.model} | ${g.G} | ${base.engine} | ${tr(dense)} | ${tr(dy)} | ${wr(dense)} | ${wr(dy)} | ${dense ? f(dense.peakRssKb / base.peakRssKb) : '–'} |`);
     }
   }
+  // dyllm's own quantised weights against llama.cpp's of the same kind (rows present only with --ours-quant)
+  const pairs = [['dyllm int8 dense', 'llama.cpp Q8_0'], ['dyllm q4 dense', 'llama.cpp Q4_0']] as const;
+  const quantRows: string[] = [];
+  for (const g of groups) {
+    for (const [ours, theirs] of pairs) {
+      const a = g.rows.find((r) => r.engine === ours);
+      const b = g.rows.find((r) => r.engine === theirs);
+      if (a && b) quantRows.push(`| ${g.model} | ${g.G} | ${ours} ÷ ${theirs} | ${f(a.tokensPerS / b.tokensPerS)}× | ${f(a.wallMs / b.wallMs)} | ${f(a.peakRssKb / b.peakRssKb)} |`);
+    }
+  }
+  if (quantRows.length) {
+    out.push('', 'Quantised weights, each engine its own format (dyllm int8: per-channel scales; q4: group 32, LM head int8 — docs/quantization.md):', '');
+    out.push('| model | gen | pair | tokens/s ratio | whole-process time ratio | peak RSS ratio |', '|---|---|---|---|---|---|', ...quantRows);
+  }
   return out.join('\n') + '\n';
 }
 
@@ -172,7 +186,7 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
  */
 export function svgReport(groups: readonly TimedGroup[], title: string, baseline = 'llama.cpp bf16'): string {
   const colors: Record<string, string> = {
-    'dyllm dense': '#4c78a8', 'dyllm DyLLM': '#1f4e8c', 'llama.cpp bf16': '#e45756', 'llama.cpp Q8_0': '#f58518', 'llama.cpp Q4_0': '#eeca3b', 'llama.cpp bf16, default OpenMP wait': '#b279a2',
+    'dyllm dense': '#4c78a8', 'dyllm DyLLM': '#1f4e8c', 'llama.cpp bf16': '#e45756', 'llama.cpp Q8_0': '#f58518', 'llama.cpp Q4_0': '#eeca3b', 'llama.cpp bf16, default OpenMP wait': '#b279a2', 'dyllm int8 dense': '#72b7b2', 'dyllm q4 dense': '#54a24b',
   };
   const bars: { label: string; engine: string; ratio: number; tps: number; band: number }[] = [];
   groups.forEach((g, band) => {

@@ -3,6 +3,7 @@
  * process from outside (wall clock, peak RSS) the same way as llama-diffusion-cli's:
  *
  *   node dist/bench/peers-ours.js --model DIR --prompt-ids 1,2,3 --gen 64 --steps 64 --block 32 [--accel dyllm]
+ *                                 [--quant int8|q4] [--pack-cache]
  *
  * Prints one JSON line: {tokens, load_ms, loop_ms, steps, nfe, salient_fraction, backend}. Unlike `dyllm generate`
  * it needs no tokenizer (the synthetic LLaDA-8B-shaped checkpoint of bench/step.ts has none): the prompt is ids.
@@ -28,6 +29,8 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     block: { type: 'string' },
     accel: { type: 'string', default: 'none' },
+    quant: { type: 'string', default: 'none' },
+    'pack-cache': { type: 'boolean', default: false },
   },
 });
 const int = (name: 'gen' | 'steps' | 'block', max: number): number => {
@@ -44,10 +47,12 @@ if (prompt.length === 0 || prompt.length > 8192 || prompt.some((t) => !Number.is
   fail(`--prompt-ids: expected 1..8192 comma-separated non-negative integers, found "${(values['prompt-ids'] ?? '').slice(0, 40)}"`);
 }
 if (values.accel !== 'none' && values.accel !== 'dyllm') fail(`--accel: expected none or dyllm, found "${values.accel}"`);
+const quant = values.quant as 'none' | 'int8' | 'q4';
+if (!['none', 'int8', 'q4'].includes(quant)) fail(`--quant: expected none, int8 or q4, found "${values.quant}"`);
 
 try {
   const t0 = performance.now();
-  const { model, config, generation } = loadModel(values.model);
+  const { model, config, generation, packCache } = loadModel(values.model, { quant, packCache: values['pack-cache'] });
   const loadMs = performance.now() - t0;
   const ids: SpecialIds = { mask: config.maskTokenId, eos: config.eosTokenId, eot: null, bos: config.bosTokenId, pad: config.padTokenId };
   if (prompt.some((t) => t >= config.vocabSize)) fail(`--prompt-ids: ids must be below the model's ${config.vocabSize} embedding rows`);
@@ -63,6 +68,8 @@ try {
     nfe: s.nfe,
     salient_fraction: s.salientFraction,
     backend: model.backend.name,
+    quant,
+    pack_cache: packCache ? { mapped: packCache.mapped, packed: packCache.packed, written: packCache.written } : null,
   }) + '\n');
 } catch (e) {
   fail((e as Error).message);

@@ -2,7 +2,7 @@
  * llama.cpp's `llama-diffusion-cli` as a peer in our own benchmark (not a test):
  *
  *   npm run bench:peers -- [--out DIR] [--threads 2] [--gens 64,256] [--block 32] [--repeat 3]
- *                          [--models fixtures,demo,8b-2l,8b-32l] [--seed 1]
+ *                          [--models fixtures,demo,8b-2l,8b-32l] [--seed 1] [--ours-quant int8,q4] [--pack-cache]
  *
  * 1. Builds llama.cpp (bench/peers-build.sh: node-llama-cpp@3.22.1's git bundle, CPU only, cached under
  *    ~/.cache/dyllm/peers) and converts each model with tools/hf_to_gguf.py (GGUFs cached in bench-out/peers-gguf/,
@@ -16,6 +16,11 @@
  *    clock, load included) and peak RSS (/usr/bin/time).
  * 4. Writes results.md, results.json, peers.svg and every run's output under a fresh folder
  *    (default bench-out/peers-<date>/), never over an existing one.
+ *
+ * `--ours-quant int8,q4` adds dyllm's dense runs on its own int8 / q4 weights (quantised at load from the same bf16
+ * folder), compared with llama.cpp's Q8_0 / Q4_0. `--pack-cache` loads every dyllm run through the packed-weight cache
+ * (docs/loading.md; one untimed run per model and weight format writes it first, in a cache folder under OUT), so
+ * the whole-process times show a warm cached load.
  *
  * Models: `fixtures` = token checks only, on the tiny random LLaDA and Dream test fixtures (the Dream path of the
  * converter); `demo` = models/dyllm-demo; `8b-2l` = the synthetic LLaDA-8B-shaped checkpoint of
@@ -62,6 +67,8 @@ const { values } = (() => {
         repeat: { type: 'string', default: '3' },
         models: { type: 'string', default: 'fixtures,demo,8b-2l,8b-32l' },
         seed: { type: 'string', default: process.env.DYLLM_PEERS_SEED ?? '1' },
+        'ours-quant': { type: 'string', default: '' },
+        'pack-cache': { type: 'boolean', default: false },
       },
     });
   } catch (e) {
@@ -78,6 +85,9 @@ const BLOCK = intFlag('block', values.block!, 1, 1024);
 const REPEAT = intFlag('repeat', values.repeat!, 1, 20);
 const SEED = intFlag('seed', values.seed!, 0, 2 ** 31 - 1);
 const GENS = values.gens!.split(',').map((g) => intFlag('gens', g, 1, 1024));
+const OURS_QUANT = values['ours-quant']!.split(',').filter(Boolean) as ('int8' | 'q4')[];
+for (const q of OURS_QUANT) if (q !== 'int8' && q !== 'q4') die(`--ours-quant: expected int8 and/or q4, found "${q}"`);
+const PACK_CACHE = values['pack-cache']!;
 for (const g of GENS) if (g % BLOCK) die(`--gens: ${g} is not a multiple of --block ${BLOCK}`);
 const MODELS = values.models!.split(',');
 for (const m of MODELS) if (!['fixtures', 'demo', '8b-2l', '8b-32l'].includes(m)) die(`--models: expected fixtures, demo, 8b-2l or 8b-32l, found "${m}"`);
@@ -196,10 +206,11 @@ interface Generation {
   readonly run: Run;
 }
 
-async function ours(name: string, dir: string, prompt: readonly number[], G: number, steps: number, block: number, accel: 'none' | 'dyllm'): Promise<Generation> {
+async function ours(name: string, dir: string, prompt: readonly number[], G: number, steps: number, block: number, accel: 'none' | 'dyllm', quant: 'none' | 'int8' | 'q4' = 'none'): Promise<Generation> {
   const args = [join(ROOT, 'dist', 'bench', 'peers-ours.js'), '--model', dir, '--prompt-ids', prompt.join(','),
-    '--gen', String(G), '--steps', String(steps), '--block', String(block), '--accel', accel];
-  const run = await timed(name, process.execPath, args, { DYLLM_THREADS: String(THREADS) });
+    '--gen', String(G), '--steps', String(steps), '--block', String(block), '--accel', accel, '--quant', quant];
+  if (PACK_CACHE) args.push('--pack-cache');
+  const run = await timed(name, process.execPath, args, { DYLLM_THREADS: String(THREADS), ...(PACK_CACHE ? { DYLLM_CACHE_DIR: join(OUT, 'pack-cache') } : {}) });
   if (run.code !== 0) throw new BenchError(`dyllm ${name}: ${lastLine(run.stderr) || `exit ${run.code}`}`);
   const json = run.stdout.trim().split('\n').pop() ?? '';
   const j = JSON.parse(json) as { tokens: number[]; loop_ms: number };
@@ -520,7 +531,15 @@ async function main(): Promise<void> {
         { engine: 'llama.cpp bf16', run: (n) => theirs(n, timingGguf, prompt, P, G, G, BLOCK, env.LLAMA_BIN, c.promptText === null) },
         { engine: 'llama.cpp Q8_0', run: (n) => theirs(n, quants.Q8_0, prompt, P, G, G, BLOCK, env.LLAMA_BIN, c.promptText === null) },
         { engine: 'llama.cpp Q4_0', run: (n) => theirs(n, quants.Q4_0, prompt, P, G, G, BLOCK, env.LLAMA_BIN, c.promptText === null) },
+        ...OURS_QUANT.map((q) => ({ engine: `dyllm ${q} dense`, run: (n: string) => ours(n, c.dir, c.prompt, G, G, BLOCK, 'none', q) })),
       ];
+      if (PACK_CACHE) {
+        // untimed: write the packed-weight cache of each weight format once, so the timed runs load warm from it
+        for (const q of ['none' as const, ...OURS_QUANT]) {
+          log(`writing the packed-weight cache of ${c.key} (${q === 'none' ? 'bf16' : q})`);
+          await ours(`${c.key}-g${G}-pack-cache-${q}`, c.dir, c.prompt, 1, 1, 1, 'none', q);
+        }
+      }
       // (skipped where one llama.cpp run takes many minutes: the 8B-shaped model beyond gen 64)
       if (c.pipeline || G <= 64) engines.push({ engine: 'llama.cpp bf16, default OpenMP wait', run: (n) => theirs(n, timingGguf, prompt, P, G, G, BLOCK, env.LLAMA_BIN, c.promptText === null, {}) });
       // interleave the repeats (engine A, B, C, A, B, C, ...) so a busy spell of the shared machine hits all alike
@@ -576,7 +595,7 @@ async function main(): Promise<void> {
   const md = [
     `# bench:peers — dyllm vs llama.cpp llama-diffusion-cli`,
     '',
-    `${new Date().toISOString()}, ${machine}, ${THREADS} threads each. llama.cpp ${env.LLAMA_COMMIT.slice(0, 12)} from node-llama-cpp ${env.NODE_LLAMA_CPP}'s bundle, CPU build (GGML_NATIVE). Synthetic prompt seed ${SEED}.`,
+    `${new Date().toISOString()}, ${machine}, ${THREADS} threads each. llama.cpp ${env.LLAMA_COMMIT.slice(0, 12)} from node-llama-cpp ${env.NODE_LLAMA_CPP}'s bundle, CPU build (GGML_NATIVE). Synthetic prompt seed ${SEED}.${PACK_CACHE ? ' dyllm loads through its packed-weight cache (--pack-cache), written by an untimed run first.' : ''}`,
     '',
     '## Token agreement (greedy, dense; llama.cpp with --top-k 1 on the `--vocab ids` GGUF, so its answer reads back as ids)',
     '',
