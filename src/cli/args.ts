@@ -25,11 +25,11 @@ export class UsageError extends Error {
 }
 
 /** The --backend help line. */
-export const BACKEND_HELP = 'auto | native | reference (default auto); webgpu: generate runs dense steps on a WebGPU adapter (the webgpu package), other commands say whether there is one';
+export const BACKEND_HELP = 'auto | native | reference (default auto); webgpu: generate and serve run dense and DyLLM steps on a WebGPU adapter (the webgpu package), other commands say whether there is one';
 
 /**
- * --backend of `dyllm generate`: a host backend, or WebGPU with the adapter the `webgpu` package found (no adapter,
- * or no package: the one-line refusal of src/kernels/select.ts).
+ * --backend of `dyllm generate` and `dyllm serve`: a host backend, or WebGPU with the adapter the `webgpu` package
+ * found (no adapter, or no package: the one-line refusal of src/kernels/select.ts).
  */
 export function generateBackend(v: unknown, probe: () => ProbeResult = () => probeNodeWebGpu()): BackendName | { readonly webgpu: string } {
   if (v !== 'webgpu') return backendName(v);
@@ -38,9 +38,14 @@ export function generateBackend(v: unknown, probe: () => ProbeResult = () => pro
   return { webgpu: r.adapter };
 }
 
+/** --quant with --backend webgpu: refused in one line (the WebGPU kernels take the weights as stored). */
+export function refuseQuantOnGpu(quant: string): void {
+  if (quant !== 'none') throw new UsageError(`--quant ${quant}: the WebGPU kernels take bf16 or f32 weights; drop --quant with --backend webgpu`);
+}
+
 /**
  * --backend: a model backend (default auto). 'webgpu' is refused with one line saying whether the `webgpu` package
- * finds an adapter here (src/kernels/select.ts): only `dyllm generate` runs on WebGPU (generateBackend).
+ * finds an adapter here (src/kernels/select.ts): only `dyllm generate` and `dyllm serve` run on WebGPU (generateBackend).
  */
 export function backendName(v: unknown): BackendName {
   if (v === undefined) return 'auto';

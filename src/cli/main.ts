@@ -11,13 +11,12 @@ import { cliMessage, didYouMean } from '../engine/schema.js';
 import { loadNativeAddon } from '../kernels/native.js';
 import type { KernelBackend } from '../kernels/backend.js';
 import type { BackendName } from '../kernels/select.js';
-import { HostWeightsBackend } from '../kernels/webgpu/host-weights.js';
-import { createNodeWebGpuKernels } from '../kernels/webgpu/node.js';
-import { GpuModel, gpuAccelRefusal } from '../models/gpu-model.js';
+import { gpuAccelRefusal } from '../models/gpu-model.js';
+import { loadGpuPipeline } from '../engine/gpu-pipeline.js';
 import { resolveOptions } from '../engine/options.js';
 import { decodeAnswer, encodePrompt, loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { generate, type GenerateResult, type GenerateStats, type StepEvent } from '../engine/generate.js';
-import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, generateBackend, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption, applyPackCacheFlag } from './args.js';
+import { ACCEL_HELP, BACKEND_HELP, GENERATION_HELP, MAX_THREADS, UsageError, applyThreadsFlag, backendName, generateBackend, modelDir, accelFlagConfig, accelOptions, generationFlagConfig, generationOptions, parse, parseIdList, LOAD_FLAGS, LOAD_HELP, quantOption, applyPackCacheFlag, refuseQuantOnGpu } from './args.js';
 import { resolveAccel, type AccelOptions } from '../engine/accel.js';
 import { encodeInfill, fillTemplate, infillOptions, parseInfill, refuseInfillGenLength, type InfillCanvas } from '../engine/infill.js';
 import { accelMethod } from '../engine/accel/registry.js';
@@ -129,7 +128,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const quant = quantOption(values.quant);
   const dir = modelDir(values.model);
   const webgpu = typeof choice === 'object' ? choice.webgpu : null;
-  if (webgpu !== null && quant !== 'none') throw new UsageError(`--quant ${quant}: the WebGPU kernels take bf16 or f32 weights; drop --quant with --backend webgpu`);
+  if (webgpu !== null) refuseQuantOnGpu(quant);
 
   // Options are checked against config.json before the weights are read: a wrong value is refused at once.
   const t0 = performance.now();
@@ -144,11 +143,11 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   if (gpuRefusal) throw new UsageError(gpuRefusal);
   const t1 = performance.now();
   const bar = quiet ? null : new LoadBar(process.stderr, { tty: process.stderr.isTTY === true, verbose });
-  // WebGPU: the weights stay host handles while loading (kernels/webgpu/host-weights.ts), then go to the device.
-  const hostWeights = webgpu !== null ? new HostWeightsBackend(false) : null;
-  const loaded = await loadPipeline(dir, { backend: hostWeights ?? (choice as BackendName), quant, onProgress: bar?.update });
+  // WebGPU: the weights stay host handles while loading, then go to the device (engine/gpu-pipeline.ts).
+  const p: Pipeline = webgpu !== null
+    ? (await loadGpuPipeline(dir, { onProgress: bar?.update })).pipeline
+    : await loadPipeline(dir, { backend: choice as BackendName, quant, onProgress: bar?.update });
   bar?.finish();
-  const p: Pipeline = hostWeights ? { ...loaded, model: await gpuModelOf(loaded, hostWeights) } : loaded;
   if (webgpu !== null && !quiet) process.stderr.write(`dyllm: --backend webgpu: running on ${webgpu}\n`);
   const threads = threadsOf(p.model.backend);
   say(`loaded ${dir} (${config.arch}): config ${ms(t1 - t0)}, model, tokenizer and template ${ms(performance.now() - t1)}`);
@@ -185,12 +184,6 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     return;
   }
   report(p, result, accel, values.json === true, quiet, threads);
-}
-
-/** The WebGPU model of a pipeline loaded through `be` (its weights uploaded to the `webgpu` package's adapter). */
-async function gpuModelOf(p: Pipeline, be: HostWeightsBackend): Promise<GpuModel> {
-  const kernels = await createNodeWebGpuKernels();
-  return new GpuModel(kernels, p.model, (w) => be.hostOf(w));
 }
 
 /** An infill's answer: the filled template (and, with --json, each hole's text besides the usual fields). */

@@ -5,7 +5,7 @@
  */
 import { SERVER_DEFAULTS, startServer } from '../server/app.js';
 import { isLoopbackAddress, parseCorsOrigins } from '../server/security.js';
-import { BACKEND_HELP, LOAD_FLAGS, MAX_THREADS, applyPackCacheFlag, backendName, modelDir as resolveModelArg, parse, quantOption, UsageError } from './args.js';
+import { BACKEND_HELP, LOAD_FLAGS, MAX_THREADS, applyPackCacheFlag, generateBackend, modelDir as resolveModelArg, parse, quantOption, refuseQuantOnGpu, UsageError } from './args.js';
 
 
 export const SERVE_HELP = `Usage: dyllm serve [options]
@@ -63,8 +63,13 @@ export async function cmdServe(argv: string[]): Promise<void> {
     process.stdout.write(SERVE_HELP + '\n');
     return;
   }
-  const backend = backendName(values.backend);
+  // WebGPU: the adapter is probed here (none: one line, exit 2); the engine worker builds the GPU model as generate
+  // does, and requests whose acceleration the GPU does not run are refused one by one (400).
+  const choice = generateBackend(values.backend);
+  const webgpu = typeof choice === 'object' ? choice.webgpu : null;
+  const backend = webgpu !== null ? 'webgpu' : (choice as Exclude<typeof choice, object>);
   const quant = quantOption(values.quant);
+  if (webgpu !== null) refuseQuantOnGpu(quant);
   applyPackCacheFlag(values);
   const port = intFlag(values, 'port', 0);
   if (port !== undefined && port > 65535) throw new UsageError(`--port: expected 0..65535, found ${port}`);
@@ -101,6 +106,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   if (!isLoopbackAddress(host) && apiKey === undefined) {
     process.stderr.write(`dyllm: warning: listening on ${host} without an API key: anyone who can reach this address can run generations (set DYLLM_API_KEY or --api-key)\n`);
   }
+  if (webgpu !== null) process.stderr.write(`dyllm: --backend webgpu: running on ${webgpu}\n`);
   process.stdout.write(`dyllm: serving ${modelDir} (${server.model.arch}, ${server.model.backend}) on ${server.url}\n`);
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -3,8 +3,9 @@
  * warning line when the addon cannot be loaded (not built, wrong CPU, wrong Node ABI).
  *
  * `--backend webgpu` names the WebGPU kernels (src/kernels/webgpu, docs/webgpu.md). They are asynchronous and keep
- * tensors on the device: only `dyllm generate` runs its dense steps there (models/gpu-model.ts); the other commands
- * find out whether this machine has an adapter and refuse in one line either way (`webGpuBackendMessage`).
+ * tensors on the device: `dyllm generate` and `dyllm serve` run their dense and DyLLM steps there (models/gpu-model.ts,
+ * server/gpu-device.ts); the other commands find out whether this machine has an adapter and refuse in one line
+ * either way (`webGpuBackendMessage`).
  */
 import type { HostWeight, KernelBackend } from './backend.js';
 import { checkPrepareWeight } from './args.js';
@@ -57,12 +58,12 @@ export function quantizeHostWeight(w: HostWeight, format: QuantFormat): HostWeig
 
 /**
  * The one-line refusal of `--backend webgpu` by a command that does not run on WebGPU (without the "dyllm: "
- * prefix): no adapter (and why), or an adapter this command cannot use yet (`dyllm generate` can). `probe` is the
+ * prefix): no adapter (and why), or an adapter this command cannot use yet (`dyllm generate` and `dyllm serve` can). `probe` is the
  * adapter search (default: the `webgpu` package, in a child process).
  */
 export function webGpuBackendMessage(probe: () => ProbeResult = () => probeNodeWebGpu()): string {
   const r = probe();
   if (!r.ok) return `--backend webgpu: no WebGPU adapter (${r.reason})`;
-  return `--backend webgpu: found a WebGPU adapter (${r.adapter}), but only dyllm generate runs on WebGPU yet (docs/webgpu.md); ` +
+  return `--backend webgpu: found a WebGPU adapter (${r.adapter}), but only dyllm generate and dyllm serve run on WebGPU yet (docs/webgpu.md); ` +
     'use --backend auto, native or reference';
 }

@@ -23,7 +23,7 @@ import { testFaultOf, testFaultsEnabled } from './faults.js';
 import { localRoutes } from './local.js';
 import { Metrics } from './metrics.js';
 import type { DoneMsg, ErrorMsg, InfillJob, LogprobMsg, ReadyMsg, StepChoiceMsg, StepMsg, TestFault } from './protocol.js';
-import { isPendingInfill, MAX_N, parseGenerationRequest, resolveInfill, type ParsedRequest } from './request.js';
+import { isPendingInfill, MAX_N, parseGenerationRequest, refuseOnGpu, resolveInfill, type ParsedRequest } from './request.js';
 import { AccessGate, isLoopbackAddress } from './security.js';
 import { endSse, sendSse, startSse } from './sse.js';
 import { DEFAULT_RESTART_LIMITS, type RestartLimits, type WorkerState } from './supervisor.js';
@@ -31,7 +31,8 @@ import { maxPromptBytes, promptBytes, TokenizerClient, type Encoded } from './to
 
 export interface ServerOptions {
   readonly modelDir: string;
-  readonly backend?: BackendName;
+  /** 'webgpu': the engine steps on the `webgpu` package's adapter (docs/webgpu.md). */
+  readonly backend?: BackendName | 'webgpu';
   /** Quantise the linear layers while loading (docs/quantization.md); default 'none'. */
   readonly quant?: QuantOption;
   readonly host?: string;
@@ -142,7 +143,7 @@ function completionLogprobs(entries: readonly LogprobMsg[], offset: number): Rec
 }
 
 export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
-  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName, apiKey: null as string | null, corsOrigins: [] as readonly string[], restartLimits: DEFAULT_RESTART_LIMITS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
+  const o = { ...SERVER_DEFAULTS, backend: 'auto' as BackendName | 'webgpu', apiKey: null as string | null, corsOrigins: [] as readonly string[], restartLimits: DEFAULT_RESTART_LIMITS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as Required<ServerOptions>;
   const testFaults = testFaultsEnabled();
   const engine = new EngineClient({ modelDir: o.modelDir, backend: o.backend, quant: o.quant, maxBatch: o.maxBatch, maxPromptTokens: o.maxPromptTokens, testFaults }, o.restartLimits);
   const tokenizer = new TokenizerClient({ modelDir: o.modelDir, testFaults }, o.restartLimits);
@@ -243,6 +244,7 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       }
       if (res.destroyed || req.socket.destroyed) return; // the client left while the prompt was encoded
       const r = isPendingInfill(parsed) ? resolveInfill(parsed, enc.infill!, model, o.maxTokens, o.maxPromptTokens) : parsed;
+      if (model.backend === 'webgpu') refuseOnGpu(r);
       await runJob(req, res, chat, r, tokens, fault, r.infill && enc.infill ? { ...enc.infill, parts: r.infill.parts } : null);
     } finally {
       release();

@@ -13,7 +13,8 @@ import type { QuantOption } from '../models/load-model.js';
 
 export interface WorkerConfig {
   readonly modelDir: string;
-  readonly backend: BackendName;
+  /** 'webgpu': the pipeline's model on the `webgpu` package's adapter (server/gpu-device.ts). */
+  readonly backend: BackendName | 'webgpu';
   /** Load-time quantisation of the linear layers (docs/quantization.md). */
   readonly quant?: QuantOption;
   /** Requests stepped together (the rest wait in the worker's queue). */

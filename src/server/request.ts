@@ -5,12 +5,14 @@
  * Defaults come from the model's generation_config.json.
  */
 import { MAX_TOP_LOGPROBS } from '../engine/generate.js';
+import { accelMethod } from '../engine/accel/registry.js';
 import { ACCEL_OPTIONS, resolveAccel, type AccelOptions, type AccelOptionsInput } from '../engine/accel.js';
 import { GENERATION_OPTIONS, resolveOptions, type GenerateOptions, type GenerateOptionsInput } from '../engine/options.js';
 import { infillOptions, parseInfill, refuseInfillGenLength, type InfillPart } from '../engine/infill.js';
 import { didYouMean, type OptionSpec } from '../engine/schema.js';
 import type { Architecture, GenerationDefaults } from '../load/config.js';
 import { ConfigError } from '../load/errors.js';
+import { gpuAccelRefusal } from '../models/gpu-model.js';
 import { badRequest, RequestError } from './errors.js';
 import type { EncodedInfill, PromptMessage, PromptSpec } from './protocol.js';
 import { PROMPT_BYTES_PER_TOKEN } from './tokenizer.js';
@@ -234,6 +236,18 @@ export function parseGenerationRequest(body: Record<string, unknown>, chat: bool
     throw new RequestError(400, `max_tokens: ${options.genLength} exceeds this server's limit of ${maxTokens} (--max-tokens)`, 'invalid_request_error', 'max_tokens', 'max_tokens_exceeded');
   }
   return { prompt: prompt!, options, accel, stream, includeUsage, streamSteps, n, stop, logprobs, infill: null };
+}
+
+/**
+ * On a WebGPU server: a request whose acceleration does not run on the GPU is refused (400) with the line `dyllm
+ * generate --backend webgpu` refuses it with (models/gpu-model.ts gpuAccelRefusal), its param the option's field.
+ */
+export function refuseOnGpu(r: ParsedRequest): void {
+  const why = gpuAccelRefusal(r.accel, accelMethod(r.accel.method).dense === true);
+  if (!why) return;
+  const name = why.split(/[\s:]/)[0].replace(/^--/, '');
+  const spec = ACCEL_OPTIONS.find((s) => s.flag === name || s.key === name);
+  throw new RequestError(400, why, 'invalid_request_error', spec?.field ?? null, 'unsupported_on_webgpu');
 }
 
 /** Whether a parsed request is an infill waiting for its template's encoding (resolveInfill). */

@@ -12,6 +12,8 @@
  * request alone (an 'internal' error message: 500) and the tick goes on with the others. When a merged dense
  * forward throws, its members are retried one by one in the same tick, so only the request whose forward throws
  * alone fails; the others get exactly the logits they would have had (dense forwards are stateless).
+ *
+ * Runs whose model is asynchronous (WebGPU) are stepped by async-steps.ts, one awaited step at a time.
  */
 import { DenoiseRun, forwardMerged, forwardMergedPlanned, type CommittedLogprob, type StepEvent } from '../engine/generate.js';
 import type { PlannedPart } from '../engine/accel/types.js';
@@ -19,10 +21,11 @@ import { fillTemplate, filledPrefix } from '../engine/infill.js';
 import type { Pipeline } from '../engine/pipeline.js';
 import { familyOf } from '../families/registry.js';
 import { ConfigError, LoadError } from '../load/errors.js';
-import type { ForwardBatch } from '../models/types.js';
+import type { ForwardBatch, LogitRowStats } from '../models/types.js';
+import { AsyncSteps } from './async-steps.js';
 import { THROW_STEP_AT } from './faults.js';
 import type { CancelMsg, DoneChoiceMsg, FromWorker, LogprobMsg, StepChoiceMsg, SubmitMsg, TokenLogprobMsg } from './protocol.js';
-import { firstStop, heldBackStopPrefix, oneLine, tokenBytes } from './text.js';
+import { firstStop, heldBackStopPrefix, oneLine, tokenBytes, tokensWithin } from './text.js';
 
 /** Per choice: what has been streamed, whether a stop string ended it, the logprob of every committed position. */
 interface ChoiceState {
@@ -61,6 +64,18 @@ export class Scheduler {
   private readonly live: Job[] = [];
   private readonly pieceCache = new Map<number, string>();
   private scheduled = false;
+  private readonly async = new AsyncSteps<Job>({
+    liveAsync: () => this.live.filter((j) => j.run.asyncStep),
+    isLive: (job) => this.live.includes(job),
+    stepJob: (job, out, ms) => this.stepJob(job, () => out, ms),
+    fail: (job, e) => this.fail(job, e),
+    finishJob: (job) => this.finishJob(job),
+    stepped: (ms, committed) => {
+      this.send({ type: 'tick', ms, live: this.live.length, waiting: this.waiting.length, merged: 0, generatedTokens: committed });
+      this.wake();
+    },
+    release: () => (this.p.model as { releaseCaches?: () => void }).releaseCaches?.(),
+  });
 
   constructor(
     private readonly p: Pipeline,
@@ -132,7 +147,9 @@ export class Scheduler {
       // Not expected (every per-request part is guarded); if it happens, the live requests cannot be trusted.
       for (const job of [...this.live]) this.fail(job, e);
     } finally {
-      if (this.live.length > 0 || this.waiting.length > 0) this.wake();
+      // While an asynchronous step is awaited, only host runs need ticks (its end wakes the loop).
+      const host = this.live.some((j) => !j.run.asyncStep);
+      if (host || (!this.async.busy && this.live.length + this.waiting.length > 0)) this.wake();
     }
   }
 
@@ -149,6 +166,7 @@ export class Scheduler {
     const dense: { job: Job; batch: ForwardBatch }[] = [];
     const own: { job: Job; batch: ForwardBatch }[] = [];
     for (const job of [...this.live]) {
+      if (job.run.asyncStep) continue; // async-steps.ts
       let batch: ForwardBatch | null;
       try {
         batch = job.run.prepare();
@@ -222,6 +240,7 @@ export class Scheduler {
     if (dense.length + own.length > 0) {
       this.send({ type: 'tick', ms: performance.now() - t0, live: this.live.length, waiting: this.waiting.length, merged, generatedTokens: committed });
     }
+    this.async.pump();
   }
 
   /**
@@ -272,7 +291,7 @@ export class Scheduler {
   }
 
   /** Computes (if needed), samples and reports one step of a job; a throw fails the job alone. Returns commits. */
-  private stepJob(job: Job, logits: () => Float32Array, forwardMs: number | null, tf = 0): number {
+  private stepJob(job: Job, logits: () => Float32Array | LogitRowStats, forwardMs: number | null, tf = 0): number {
     try {
       const l = logits();
       return this.finishStep(job, l, forwardMs ?? performance.now() - tf);
@@ -306,7 +325,7 @@ export class Scheduler {
   }
 
   /** Sample and commit one step of a job; report it; finish the job when its run is over. */
-  private finishStep(job: Job, logits: Float32Array, forwardMs: number): number {
+  private finishStep(job: Job, logits: Float32Array | LogitRowStats, forwardMs: number): number {
     if (this.opts.testFaults && job.msg.testFault === 'throw-step' && job.steps === THROW_STEP_AT) {
       throw new Error(`test fault: step ${job.steps} of a throw-step request failed`);
     }
@@ -357,7 +376,7 @@ export class Scheduler {
     if (!m.stream) return null;
     let logprobs: LogprobMsg[] | null = null;
     if (c.lp) {
-      const k = safe.length === text.length ? ans.ids.length : this.tokensWithin(ans.ids, safe.length);
+      const k = safe.length === text.length ? ans.ids.length : tokensWithin(this.decodeText, ans.ids, safe.length);
       logprobs = [];
       for (let i = c.lpSent; i < k; i++) logprobs.push(this.logprobMsg(c.lp[ans.pos[i]]!));
       c.lpSent = Math.max(c.lpSent, k);
@@ -396,7 +415,7 @@ export class Scheduler {
       let k = ans.ids.length;
       if (stop >= 0) {
         text = text.slice(0, stop);
-        k = this.tokensWithin(ans.ids, stop, true);
+        k = tokensWithin(this.decodeText, ans.ids, stop, true);
       }
       let end = false;
       for (let t = 0; t < tokens.length && !end; t++) end = this.isEnd(tokens[t]);
@@ -450,32 +469,6 @@ export class Scheduler {
       pos.push(k);
     }
     return { ids, pos };
-  }
-
-  /**
-   * How many leading tokens of `ids` decode within the first `len` characters: the largest k whose text is at most
-   * `len` long, or with `touching`, the smallest k whose text reaches `len` (the tokens that make up text[0, len)).
-   */
-  private tokensWithin(ids: readonly number[], len: number, touching = false): number {
-    const at = (k: number): number => this.p.tokenizer.decode(ids.slice(0, k), { skipSpecialTokens: true }).length;
-    let lo = 0;
-    let hi = ids.length;
-    if (touching) {
-      // smallest k with at(k) >= len
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (at(mid) >= len) hi = mid;
-        else lo = mid + 1;
-      }
-      return lo;
-    }
-    // largest k with at(k) <= len
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (at(mid) <= len) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
   }
 
   private tokenLogprobMsg(token: number, logprob: number): TokenLogprobMsg {

@@ -65,3 +65,30 @@ export function oneLine(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m.split('\n')[0] || (e instanceof Error ? e.name : 'unknown error');
 }
+
+/**
+ * How many leading tokens of `ids` decode (by `decode`, the answer text: special tokens dropped) within the first
+ * `len` characters: the largest k whose text is at most `len` long, or with `touching`, the smallest k whose text
+ * reaches `len` (the tokens that make up text[0, len)).
+ */
+export function tokensWithin(decode: (ids: number[]) => string, ids: readonly number[], len: number, touching = false): number {
+  const at = (k: number): number => decode(ids.slice(0, k)).length;
+  let lo = 0;
+  let hi = ids.length;
+  if (touching) {
+    // smallest k with at(k) >= len
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (at(mid) >= len) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+  // largest k with at(k) <= len
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (at(mid) <= len) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}

@@ -4,9 +4,11 @@
  * thread restarts it (supervisor.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadPipeline } from '../engine/pipeline.js';
+import { loadGpuPipeline } from '../engine/gpu-pipeline.js';
+import { loadPipeline, type Pipeline } from '../engine/pipeline.js';
 import { loadNativeAddon } from '../kernels/native.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
+import { RenewableGpuModel } from './gpu-device.js';
 import { Scheduler } from './scheduler.js';
 
 const port = parentPort;
@@ -15,7 +17,14 @@ const cfg = workerData as WorkerConfig;
 const send = (m: FromWorker): void => port.postMessage(m);
 
 try {
-  const p = await loadPipeline(cfg.modelDir, { backend: cfg.backend, quant: cfg.quant });
+  let p: Pipeline;
+  if (cfg.backend === 'webgpu') {
+    // As `dyllm generate --backend webgpu` builds it; a lost device is replaced at the next step (gpu-device.ts).
+    const g = await loadGpuPipeline(cfg.modelDir);
+    p = { ...g.pipeline, model: new RenewableGpuModel(g.pipeline.model, g.newModel) };
+  } else {
+    p = await loadPipeline(cfg.modelDir, { backend: cfg.backend, quant: cfg.quant });
+  }
   const sched = new Scheduler(p, { maxBatch: cfg.maxBatch, maxPromptTokens: cfg.maxPromptTokens, testFaults: cfg.testFaults }, send);
   port.on('message', (m: ToWorker) => {
     if (m.type === 'submit') {
