@@ -22,6 +22,7 @@ import { RequestError, toHttpError } from './errors.js';
 import { testFaultOf, testFaultsEnabled } from './faults.js';
 import { localRoutes } from './local.js';
 import { Metrics } from './metrics.js';
+import { chatLogprobs, completionLogprobs, round } from './openai-fields.js';
 import type { DoneMsg, ErrorMsg, InfillJob, LogprobMsg, ReadyMsg, StepChoiceMsg, StepMsg, TestFault } from './protocol.js';
 import { isPendingInfill, MAX_N, parseGenerationRequest, refuseOnGpu, resolveInfill, type ParsedRequest } from './request.js';
 import { AccessGate, isLoopbackAddress } from './security.js';
@@ -116,29 +117,6 @@ function stepInfo(m: StepMsg, c: StepChoiceMsg): Record<string, unknown> {
   return {
     kind: 'step', index: c.index, step: m.step, max_steps: m.maxSteps, canvas, tokens: c.pieces, special: c.special, end: c.end, token_ids: c.tokens,
     committed: c.committed, recomputed: c.recomputed, forward_ms: m.forwardMs, ffn_fraction: m.ffnFraction,
-  };
-}
-
-/** OpenAI chat `logprobs` of some answer tokens. */
-function chatLogprobs(entries: readonly LogprobMsg[]): Record<string, unknown> {
-  return {
-    content: entries.map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes })) })),
-    refusal: null,
-  };
-}
-
-/** OpenAI (legacy) completions `logprobs` of some answer tokens whose text starts at `offset` of the answer. */
-function completionLogprobs(entries: readonly LogprobMsg[], offset: number): Record<string, unknown> {
-  const textOffset: number[] = [];
-  for (const e of entries) {
-    textOffset.push(offset);
-    offset += e.token.length;
-  }
-  return {
-    tokens: entries.map((e) => e.token),
-    token_logprobs: entries.map((e) => e.logprob),
-    top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((t) => [t.token, t.logprob]))),
-    text_offset: textOffset,
   };
 }
 
@@ -496,8 +474,4 @@ export async function startServer(opts: ServerOptions): Promise<DyllmServer> {
       await closeAll();
     },
   };
-}
-
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
