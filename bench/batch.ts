@@ -50,12 +50,24 @@ const { values } = parseArgs({
     'no-warmup': { type: 'boolean', default: false },
   },
 });
-const G = Number(values.gen);
+/** An integer flag in [lo, hi], or one line and exit 1. */
+function intFlag(name: string, v: string, lo: number, hi: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < lo || n > hi) {
+    process.stderr.write(`bench:batch: --${name}: expected an integer in ${lo}..${hi}, found "${v}"\n`);
+    process.exit(1);
+  }
+  return n;
+}
+const G = intFlag('gen', values.gen!, 1, 4096);
+const BLOCK = intFlag('block', values.block!, 1, 4096);
+const REPS = intFlag('reps', values.reps!, 1, 100);
+const CONCURRENCY = values.concurrency!.split(',').map((c) => intFlag('concurrency', c, 1, 64));
 
 interface Target { dir: string; model: DiffusionModel; config: ModelConfig; ids: SpecialIds; prompt(i: number): number[]; generation: Record<string, unknown> }
 async function target(): Promise<Target> {
   if (values['synthetic-8b']) {
-    const layers = Number(values.layers);
+    const layers = intFlag('layers', values.layers!, 1, 32);
     let dir = syntheticLladaDir(layers);
     if (!syntheticLladaReady(dir)) {
       const up = upstreamModelDir('llada-8b-instruct');
@@ -63,7 +75,7 @@ async function target(): Promise<Target> {
     }
     const { model, config } = loadModel(dir);
     const ids: SpecialIds = { mask: config.maskTokenId, eos: config.eosTokenId, eot: null, bos: config.bosTokenId, pad: config.padTokenId };
-    const P = Number(values.prompt);
+    const P = intFlag('prompt', values.prompt!, 1, 8192);
     const top = Math.min(config.vocabSize, config.maskTokenId);
     return { dir, model, config, ids, generation: {}, prompt: (i) => Array.from({ length: P }, (_, j) => (j * 7919 + 13 + i * 104729) % top) };
   }
@@ -73,7 +85,7 @@ async function target(): Promise<Target> {
 }
 const t = await target();
 const p = { model: t.model, ids: t.ids };
-const options = resolveOptions(t.config, { genLength: G, steps: G, blockLength: Number(values.block) }, t.generation);
+const options = resolveOptions(t.config, { genLength: G, steps: G, blockLength: BLOCK }, t.generation);
 const dyllm = resolveAccel(t.config, { method: 'dyllm' });
 
 type Mode = 'dense' | 'one-by-one' | 'batched';
@@ -112,15 +124,20 @@ const median = (a: number[]): number => {
 };
 
 const modes = values.modes!.split(',') as Mode[];
-for (const m of modes) if (!['dense', 'one-by-one', 'batched'].includes(m)) throw new Error(`--modes: expected dense, one-by-one or batched, found ${m}`);
+for (const m of modes) {
+  if (!['dense', 'one-by-one', 'batched'].includes(m)) {
+    process.stderr.write(`bench:batch: --modes: expected dense, one-by-one and/or batched, found "${m}"\n`);
+    process.exit(1);
+  }
+}
 const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '');
 const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '');
 const lines: string[] = [];
-for (const c of values.concurrency!.split(',').map(Number)) {
+for (const c of CONCURRENCY) {
   if (!values['no-warmup']) for (const m of modes) serve(c, m);
   const tps: Record<Mode, number[]> = { dense: [], 'one-by-one': [], batched: [] };
   let same: boolean | null = modes.includes('batched') && modes.includes('one-by-one') ? true : null;
-  for (let r = 0; r < Number(values.reps); r++) {
+  for (let r = 0; r < REPS; r++) {
     const order: Mode[] = r % 2 ? [...modes].reverse() : modes;
     const got: Partial<Record<Mode, ReturnType<typeof serve>>> = {};
     for (const m of order) {
