@@ -63,6 +63,13 @@ const G = intFlag('gen', values.gen!, 1, 4096);
 const BLOCK = intFlag('block', values.block!, 1, 4096);
 const REPS = intFlag('reps', values.reps!, 1, 100);
 const CONCURRENCY = values.concurrency!.split(',').map((c) => intFlag('concurrency', c, 1, 64));
+const modes = values.modes!.split(',') as Mode[];
+for (const m of modes) {
+  if (!['dense', 'one-by-one', 'batched'].includes(m)) {
+    process.stderr.write(`bench:batch: --modes: expected dense, one-by-one and/or batched, found "${m}"\n`);
+    process.exit(1);
+  }
+}
 
 interface Target { dir: string; model: DiffusionModel; config: ModelConfig; ids: SpecialIds; prompt(i: number): number[]; generation: Record<string, unknown> }
 async function target(): Promise<Target> {
@@ -123,13 +130,6 @@ const median = (a: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-const modes = values.modes!.split(',') as Mode[];
-for (const m of modes) {
-  if (!['dense', 'one-by-one', 'batched'].includes(m)) {
-    process.stderr.write(`bench:batch: --modes: expected dense, one-by-one and/or batched, found "${m}"\n`);
-    process.exit(1);
-  }
-}
 const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '');
 const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '');
 const lines: string[] = [];
@@ -152,7 +152,7 @@ for (const c of CONCURRENCY) {
   console.error(JSON.stringify(row));
   lines.push(`| ${c} | ${fmt(row.dense)} | ${fmt(row.dyllmOneByOne)} | ${fmt(row.dyllmBatched)} | ${ratio(row.dyllmBatched, row.dyllmOneByOne)} | ${ratio(row.dyllmBatched, row.dense)} | ${same === null ? '' : same ? 'yes' : 'NO'} |`);
 }
-console.log(`\n${t.dir}${values['synthetic-8b'] ? `, prompt ${values.prompt}` : ''}, gen ${G} / steps ${G} / block ${values.block}, ${cpus().length} CPUs (${cpus()[0].model}), backend ${p.model.backend.name}, ${new Date().toISOString().slice(0, 10)}, median of ${values.reps} rounds\n`);
+console.log(`\n${t.dir}${values['synthetic-8b'] ? `, prompt ${values.prompt}` : ''}, gen ${G} / steps ${G} / block ${BLOCK}, ${cpus().length} CPUs (${cpus()[0].model}), backend ${p.model.backend.name}, ${new Date().toISOString().slice(0, 10)}, median of ${REPS} rounds\n`);
 console.log('| concurrent requests | dense tok/s (merged) | DyLLM tok/s, one by one | DyLLM tok/s, batched | batched ÷ one by one | batched DyLLM ÷ dense | batched ≡ one by one |');
 console.log('|---|---|---|---|---|---|---|');
 for (const l of lines) console.log(l);
