@@ -92,8 +92,15 @@ async function target(): Promise<Target> {
 }
 const t = await target();
 const p = { model: t.model, ids: t.ids };
-const options = resolveOptions(t.config, { genLength: G, steps: G, blockLength: BLOCK }, t.generation);
-const dyllm = resolveAccel(t.config, { method: 'dyllm' });
+let options: ReturnType<typeof resolveOptions>;
+let dyllm: ReturnType<typeof resolveAccel>;
+try {
+  options = resolveOptions(t.config, { genLength: G, steps: G, blockLength: BLOCK }, t.generation);
+  dyllm = resolveAccel(t.config, { method: 'dyllm' });
+} catch (e) {
+  process.stderr.write(`bench:batch: ${(e as Error).message}\n`);
+  process.exit(1);
+}
 
 type Mode = 'dense' | 'one-by-one' | 'batched';
 
