@@ -120,7 +120,7 @@ export function loadModel(dir: string, opts: ModelLoadOptions = {}): LoadedModel
     ? PackCacheSession.open(dir, backend, ckpt.identity(), quant, readTextFile(join(dir, 'config.json'), 'json-config'), cacheOpts)
     : null;
   const store = new WeightStore(ckpt, {
-    quantize: plan, denseOnly: new Set([matrixNames(config).embed]), quantization: file, configFile: join(dir, 'config.json'),
+    quantize: plan, denseOnly: new Set([WEIGHT_NAMES[config.arch].embed]), quantization: file, configFile: join(dir, 'config.json'),
     prepared: cache ?? undefined,
   });
   let model: DiffusionModel;
